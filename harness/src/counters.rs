@@ -1,0 +1,1 @@
+//! Rule counters read from a back end's dump.

@@ -1,0 +1,1 @@
+//! The YAML shape of a scenario file.

@@ -1,0 +1,325 @@
+//! The validated scenario: every name resolved to an index, every address parsed and
+//! checked. The lab, the probes and the judge read only this; the YAML shape lives in
+//! `file.rs` and never leaks past `load`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+/// Where a value sits in its scenario file, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Index into [`Scenario::nodes`]. The host is always [`NodeId::HOST`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub usize);
+
+impl NodeId {
+    pub const HOST: NodeId = NodeId(0);
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The file this scenario came from, as given (absolute or relative to the cwd).
+    pub path: PathBuf,
+    /// Display name: the path under the suite root when known, else the file name.
+    pub name: String,
+    pub description: Option<String>,
+    /// `skip: reason`: the scenario is reported as ignored with this reason.
+    pub skip: Option<String>,
+    /// IPv6 stays disabled in every lab namespace unless this is true.
+    pub ipv6: bool,
+    /// Default time a probe waits for an answer before calling it dropped.
+    pub timeout: Duration,
+    /// The host's own setup. The host is also `nodes[0]`.
+    pub host: HostSetup,
+    /// `nodes[0]` is the host; the rest are in file order.
+    pub nodes: Vec<Node>,
+    pub rules: RuleSet,
+    pub probes: Vec<Probe>,
+    pub counters: Vec<CounterExpectation>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HostSetup {
+    /// net.ipv4.ip_forward in the host namespace.
+    pub forwarding: bool,
+    pub bridges: Vec<Bridge>,
+    pub uplinks: Vec<Uplink>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub name: String,
+    /// None for a bridge without an address on the host (Docker's "isolated" mode).
+    pub address: Option<Ipv4Net>,
+}
+
+/// A veth between the host and one external node.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    /// Interface name on the host side.
+    pub name: String,
+    pub address: Ipv4Net,
+    /// The node whose interface is the other end.
+    pub peer: NodeId,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    /// Empty for the host: its addresses are on its bridges and uplinks.
+    pub interfaces: Vec<Interface>,
+    /// Extra sysctls, in file order, written under /proc/sys in the node's namespace.
+    /// Keys use dots (`net.ipv4.conf.all.route_localnet`).
+    pub sysctls: Vec<(String, String)>,
+    pub services: Services,
+}
+
+#[derive(Debug, Clone)]
+pub struct Interface {
+    /// Name inside the node (default `eth0`, `eth1`, ...).
+    pub name: String,
+    /// Name of the veth end left in the host namespace. For an uplink this is the
+    /// uplink's name; for a bridge port it is generated, unique in the host and at
+    /// most 15 bytes.
+    pub host_side: String,
+    pub attach: Attach,
+    pub address: Ipv4Net,
+    /// Default route of the node, via this interface.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Index into [`HostSetup::bridges`].
+    Bridge(usize),
+    /// Index into [`HostSetup::uplinks`].
+    Uplink(usize),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Services {
+    pub tcp: Vec<u16>,
+    pub udp: Vec<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    /// Back ends the scenario runs under, in file order; at least one.
+    pub backends: Vec<Backend>,
+    /// Applied in order: the first replaces what is there, later ones add to it.
+    pub files: Vec<RuleFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleFile {
+    /// Resolved against the scenario file's folder.
+    pub path: PathBuf,
+    pub format: RuleFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleFormat {
+    /// iptables-save / iptables-restore text.
+    Iptables,
+    /// An `nft -f` script.
+    Nft,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backend {
+    IptablesNft,
+    IptablesLegacy,
+    Nft,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 3] = [Backend::IptablesNft, Backend::IptablesLegacy, Backend::Nft];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::IptablesNft => "iptables-nft",
+            Backend::IptablesLegacy => "iptables-legacy",
+            Backend::Nft => "nft",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Backend> {
+        Backend::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// The rule file format this back end loads.
+    pub fn format(self) -> RuleFormat {
+        match self {
+            Backend::IptablesNft | Backend::IptablesLegacy => RuleFormat::Iptables,
+            Backend::Nft => RuleFormat::Nft,
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Given in the file, or generated: `lan -> 192.0.2.1:8080/tcp`.
+    pub name: String,
+    pub location: Location,
+    pub from: NodeId,
+    /// The destination address, resolved from a node name if one was given.
+    pub to: Ipv4Addr,
+    /// What the file said (`c2` or `192.0.2.1`), for messages.
+    pub to_text: String,
+    pub proto: Proto,
+    pub expect: Expect,
+    /// Only for `reached`: the node whose service must answer.
+    pub served_by: Option<NodeId>,
+    /// Only for `reached`: the source address the answering service must see.
+    pub source_seen: Option<SourceSeen>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Icmp,
+    Tcp(u16),
+    Udp(u16),
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proto::Icmp => f.write_str("icmp"),
+            Proto::Tcp(p) => write!(f, "{p}/tcp"),
+            Proto::Udp(p) => write!(f, "{p}/udp"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// An answer came back.
+    Reached,
+    /// A TCP reset or an ICMP unreachable came back.
+    Refused,
+    /// Nothing came back within the timeout.
+    Dropped,
+}
+
+impl Expect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Expect::Reached => "reached",
+            Expect::Refused => "refused",
+            Expect::Dropped => "dropped",
+        }
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSeen {
+    /// Any address of this node.
+    Node(NodeId),
+    Address(Ipv4Addr),
+}
+
+#[derive(Debug, Clone)]
+pub struct CounterExpectation {
+    pub location: Location,
+    /// nft family (`ip`, `inet`, ...); None for iptables tables.
+    pub family: Option<String>,
+    pub table: String,
+    pub chain: String,
+    pub rule: RuleSelector,
+    pub packets: Count,
+    pub bytes: Option<Count>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleSelector {
+    /// The rule as the dump prints it after `-A CHAIN ` (iptables) or inside the chain
+    /// without its counter (nft). Compared with runs of white space collapsed.
+    Text(String),
+    /// 1-based position in the chain.
+    Position(usize),
+    /// The rule's comment (`-m comment --comment X`, or nft `comment "X"`).
+    Comment(String),
+}
+
+impl std::fmt::Display for RuleSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleSelector::Text(t) => write!(f, "rule `{t}`"),
+            RuleSelector::Position(p) => write!(f, "rule #{p}"),
+            RuleSelector::Comment(c) => write!(f, "rule with comment {c:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    Exactly(u64),
+    AtLeast(u64),
+}
+
+impl Count {
+    pub fn accepts(self, value: u64) -> bool {
+        match self {
+            Count::Exactly(n) => value == n,
+            Count::AtLeast(n) => value >= n,
+        }
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::Exactly(n) => write!(f, "exactly {n}"),
+            Count::AtLeast(n) => write!(f, "at least {n}"),
+        }
+    }
+}
+
+impl Scenario {
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.0]
+    }
+
+    pub fn host(&self) -> &Node {
+        &self.nodes[NodeId::HOST.0]
+    }
+
+    /// Every address the node owns, in declaration order. For the host: uplinks, then
+    /// bridges.
+    pub fn addresses_of(&self, id: NodeId) -> Vec<Ipv4Addr> {
+        if id == NodeId::HOST {
+            let up = self.host.uplinks.iter().map(|u| u.address.addr());
+            let br = self.host.bridges.iter().filter_map(|b| b.address.map(|a| a.addr()));
+            up.chain(br).collect()
+        } else {
+            self.node(id).interfaces.iter().map(|i| i.address.addr()).collect()
+        }
+    }
+
+    /// The node that owns `addr`, if any.
+    pub fn owner_of(&self, addr: Ipv4Addr) -> Option<NodeId> {
+        (0..self.nodes.len())
+            .map(NodeId)
+            .find(|&id| self.addresses_of(id).contains(&addr))
+    }
+}

@@ -3,3 +3,12 @@
 
 pub mod counters;
 pub mod scenario;
+pub mod exec;
+pub mod lab;
+pub mod netns;
+pub mod backend;
+pub mod service;
+pub mod probe;
+pub mod judge;
+pub mod run;
+pub mod report;

@@ -1,1 +1,226 @@
 //! The YAML shape of a scenario file.
+//!
+//! Only the shape is checked here: which keys exist and what kind of value each holds.
+//! Almost every key is optional at this level, and addresses, durations, names and
+//! numbers stay as written, so that `load` can check them all and report every problem
+//! of a file at once, each at its own position.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with the keys of a scenario"
+)]
+pub struct ScenarioFile {
+    pub description: Option<String>,
+    pub skip: Option<String>,
+    pub ipv6: Option<bool>,
+    pub timeout: Option<DurationText>,
+    pub host: Option<HostFile>,
+    pub nodes: Option<IndexMap<String, Option<NodeFile>>>,
+    pub rules: Option<RulesFile>,
+    pub probes: Option<Vec<ProbeFile>>,
+    pub counters: Option<Vec<CounterFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of host settings")]
+pub struct HostFile {
+    pub name: Option<String>,
+    pub forwarding: Option<bool>,
+    pub sysctls: Option<IndexMap<String, SysctlValue>>,
+    pub bridges: Option<IndexMap<String, Option<BridgeFile>>>,
+    pub uplinks: Option<IndexMap<String, Option<UplinkFile>>>,
+    pub services: Option<ServicesFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of bridge settings")]
+pub struct BridgeFile {
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of uplink settings")]
+pub struct UplinkFile {
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `tcp` and/or `udp` port lists"
+)]
+pub struct ServicesFile {
+    pub tcp: Option<Vec<Integer>>,
+    pub udp: Option<Vec<Integer>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of node settings")]
+pub struct NodeFile {
+    pub interfaces: Option<Vec<InterfaceFile>>,
+    pub sysctls: Option<IndexMap<String, SysctlValue>>,
+    pub services: Option<ServicesFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of interface settings")]
+pub struct InterfaceFile {
+    pub bridge: Option<String>,
+    pub uplink: Option<String>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `backends` and `files`"
+)]
+pub struct RulesFile {
+    pub backends: Option<Vec<String>>,
+    pub files: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of probe settings")]
+pub struct ProbeFile {
+    pub name: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub proto: Option<String>,
+    pub port: Option<Integer>,
+    pub expect: Option<String>,
+    pub served_by: Option<String>,
+    pub source_seen: Option<String>,
+    pub timeout: Option<DurationText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of counter settings")]
+pub struct CounterFile {
+    pub family: Option<String>,
+    pub table: Option<String>,
+    pub chain: Option<String>,
+    pub rule: Option<String>,
+    pub position: Option<Integer>,
+    pub comment: Option<String>,
+    pub packets: Option<CountText>,
+    pub bytes: Option<CountText>,
+}
+
+/// A whole number as written; range checks happen in `load`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Integer(pub i128);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Integer;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Integer, E> {
+                Ok(Integer(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Integer, E> {
+                Ok(Integer(v.into()))
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Integer, E> {
+                Ok(Integer(v))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Integer, E> {
+                Ok(Integer(i128::try_from(v).unwrap_or(i128::MAX)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration as written (`200ms`); parsed in `load`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationText(pub String);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"200ms\" or \"1s\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_string()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A sysctl value: a string, an integer, or a boolean (stored as "1" / "0").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlValue(pub String);
+
+impl<'de> Deserialize<'de> for SysctlValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SysctlValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a sysctl value (a string, an integer or true/false)")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(if v { "1" } else { "0" }.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A packet or byte count as written: an integer, or a string such as ">= 10".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountText {
+    Integer(i128),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for CountText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = CountText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a count: an integer (exactly) or a string such as \">= 10\" (at least)",
+                )
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<CountText, E> {
+                Ok(CountText::Integer(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<CountText, E> {
+                Ok(CountText::Integer(v.into()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CountText, E> {
+                Ok(CountText::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

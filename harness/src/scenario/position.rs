@@ -1,1 +1,421 @@
 //! Where each key of a YAML document sits.
+//!
+//! serde_yaml gives values but no positions, so the text is walked a second time with
+//! yaml-rust2's marked event parser. Every node of the first document is recorded under
+//! its key path, in the same notation serde_yaml uses in its error messages:
+//! `host.bridges.br0.address`, `probes[2].to`; the document itself is the empty path.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::model::Location;
+
+/// Where one node of the document sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The key naming this node, when the node is a mapping value.
+    pub key: Option<Location>,
+    /// The value itself. For a block mapping this is its first key, for a sequence its
+    /// first `-`, and for an empty value the key it belongs to.
+    pub value: Location,
+}
+
+/// A key that appears twice in one mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// Path of the repeated key.
+    pub path: String,
+    /// The key as written.
+    pub key: String,
+    pub first: Location,
+    pub second: Location,
+}
+
+/// Key path → position, for the first document of a YAML text.
+#[derive(Debug, Default)]
+pub struct Positions {
+    spans: HashMap<String, Span>,
+    duplicates: Vec<Duplicate>,
+}
+
+/// A YAML syntax error found while indexing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub location: Location,
+    pub message: String,
+}
+
+impl Positions {
+    /// Index `text`. Fails only on YAML syntax errors.
+    pub fn parse(text: &str) -> Result<Positions, SyntaxError> {
+        let mut builder = Builder::default();
+        Parser::new_from_str(text)
+            .load(&mut builder, false)
+            .map_err(|e| SyntaxError {
+                location: location(*e.marker()),
+                message: e.info().to_string(),
+            })?;
+        Ok(Positions {
+            spans: builder.spans,
+            duplicates: builder.duplicates,
+        })
+    }
+
+    pub fn get(&self, path: &str) -> Option<Span> {
+        self.spans.get(path).copied()
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.spans.contains_key(path)
+    }
+
+    /// The value at `path`, or failing that the nearest enclosing value that exists
+    /// (for a missing key: the mapping it should be in).
+    pub fn value(&self, path: &str) -> Option<Location> {
+        self.nearest(path).map(|s| s.value)
+    }
+
+    /// The key naming `path` (its value when it has no key), or failing that the
+    /// nearest enclosing value that exists.
+    pub fn key(&self, path: &str) -> Option<Location> {
+        match self.get(path) {
+            Some(span) => Some(span.key.unwrap_or(span.value)),
+            None => self.value(path),
+        }
+    }
+
+    /// Keys that appear more than once in their mapping, in document order.
+    pub fn duplicates(&self) -> &[Duplicate] {
+        &self.duplicates
+    }
+
+    fn nearest(&self, path: &str) -> Option<Span> {
+        let mut path = path;
+        loop {
+            if let Some(span) = self.get(path) {
+                return Some(span);
+            }
+            path = parent(path)?;
+        }
+    }
+}
+
+/// `parent.key`, or `key` at the top.
+pub fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// `parent[index]`.
+pub fn item(parent: &str, index: usize) -> String {
+    format!("{parent}[{index}]")
+}
+
+/// The path one level up; None for the document itself. Keys that contain dots
+/// (sysctl names) are taken apart too, which only means more steps up.
+pub fn parent(path: &str) -> Option<&str> {
+    if path.is_empty() {
+        return None;
+    }
+    let cut = path.rfind(['.', '[']).unwrap_or(0);
+    Some(&path[..cut])
+}
+
+fn location(mark: Marker) -> Location {
+    Location {
+        line: mark.line(),
+        // yaml-rust2 counts columns from 0.
+        column: mark.col() + 1,
+    }
+}
+
+fn before(a: Location, b: Location) -> bool {
+    (a.line, a.column) < (b.line, b.column)
+}
+
+enum Frame {
+    Mapping {
+        path: String,
+        /// The key read and waiting for its value.
+        key: Option<(String, Location)>,
+        seen: HashMap<String, Location>,
+        first_key: bool,
+    },
+    Sequence {
+        path: String,
+        next: usize,
+    },
+    /// Inside a mapping or sequence used as a key: nothing there is indexed.
+    Skip {
+        depth: usize,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    spans: HashMap<String, Span>,
+    duplicates: Vec<Duplicate>,
+    stack: Vec<Frame>,
+    /// The first document is over; later ones are not indexed.
+    done: bool,
+    started: bool,
+}
+
+impl Builder {
+    /// A node starts (scalar, alias, mapping or sequence). Returns the path it got, or
+    /// None when it is a key or skipped.
+    fn node(
+        &mut self,
+        loc: Location,
+        empty: bool,
+        scalar: Option<&str>,
+        nests: bool,
+    ) -> Option<String> {
+        let (path, key_loc) = match self.stack.last_mut() {
+            None => {
+                if self.started {
+                    return None;
+                }
+                self.started = true;
+                (String::new(), None)
+            }
+            Some(Frame::Skip { depth }) => {
+                if nests {
+                    *depth += 1;
+                }
+                return None;
+            }
+            Some(Frame::Sequence { path, next }) => {
+                let p = item(path, *next);
+                *next += 1;
+                (p, None)
+            }
+            Some(Frame::Mapping {
+                path,
+                key,
+                seen,
+                first_key,
+            }) => match key.take() {
+                None => {
+                    // This node is a key.
+                    let name = scalar.unwrap_or("?").to_string();
+                    if *first_key {
+                        *first_key = false;
+                        // A block mapping's start mark sits after its first key;
+                        // point at the key instead.
+                        if let Some(span) = self.spans.get_mut(path.as_str()) {
+                            if before(loc, span.value) {
+                                span.value = loc;
+                            }
+                        }
+                    }
+                    match seen.get(&name) {
+                        Some(&first) if scalar.is_some() => self.duplicates.push(Duplicate {
+                            path: join(path, &name),
+                            key: name.clone(),
+                            first,
+                            second: loc,
+                        }),
+                        _ => {
+                            seen.insert(name.clone(), loc);
+                        }
+                    }
+                    *key = Some((name, loc));
+                    if nests {
+                        self.stack.push(Frame::Skip { depth: 1 });
+                    }
+                    return None;
+                }
+                Some((name, kloc)) => (join(path, &name), Some(kloc)),
+            },
+        };
+        let value = match (empty, key_loc) {
+            (true, Some(k)) => k,
+            _ => loc,
+        };
+        self.spans.entry(path.clone()).or_insert(Span {
+            key: key_loc,
+            value,
+        });
+        Some(path)
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.done {
+            return;
+        }
+        let loc = location(mark);
+        match ev {
+            Event::DocumentEnd => {
+                if self.started {
+                    self.done = true;
+                }
+            }
+            Event::Scalar(text, style, _, _) => {
+                let empty = text.is_empty() && style == TScalarStyle::Plain;
+                self.node(loc, empty, Some(&text), false);
+            }
+            Event::Alias(_) => {
+                self.node(loc, false, None, false);
+            }
+            Event::MappingStart(..) => {
+                if let Some(path) = self.node(loc, false, None, true) {
+                    self.stack.push(Frame::Mapping {
+                        path,
+                        key: None,
+                        seen: HashMap::new(),
+                        first_key: true,
+                    });
+                }
+            }
+            Event::SequenceStart(..) => {
+                if let Some(path) = self.node(loc, false, None, true) {
+                    self.stack.push(Frame::Sequence { path, next: 0 });
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => match self.stack.last_mut() {
+                Some(Frame::Skip { depth }) if *depth > 1 => *depth -= 1,
+                _ => {
+                    self.stack.pop();
+                }
+            },
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const TEXT: &str = "\
+host:
+  name: gw
+  bridges:
+    br0:
+    br1: {}
+    br2: { address: \"10.0.0.1/24\" }
+probes:
+  - from: a
+    to: b
+  -   name: x
+      port: 1
+  -
+    expect: reached
+  - [1, 2]
+? [complex, key]
+: ignored
+anchor: &a 5
+alias: *a
+last: end
+";
+
+    fn at(line: usize, column: usize) -> Location {
+        Location { line, column }
+    }
+
+    #[rstest]
+    #[case("", None, at(1, 1))]
+    #[case("host", Some(at(1, 1)), at(2, 3))]
+    #[case("host.name", Some(at(2, 3)), at(2, 9))]
+    #[case("host.bridges", Some(at(3, 3)), at(4, 5))]
+    #[case("host.bridges.br0", Some(at(4, 5)), at(4, 5))]
+    #[case("host.bridges.br1", Some(at(5, 5)), at(5, 10))]
+    #[case("host.bridges.br2", Some(at(6, 5)), at(6, 10))]
+    #[case("host.bridges.br2.address", Some(at(6, 12)), at(6, 21))]
+    #[case("probes", Some(at(7, 1)), at(8, 3))]
+    #[case("probes[0]", None, at(8, 5))]
+    #[case("probes[0].to", Some(at(9, 5)), at(9, 9))]
+    #[case("probes[1]", None, at(10, 7))]
+    #[case("probes[1].port", Some(at(11, 7)), at(11, 13))]
+    #[case("probes[2].expect", Some(at(13, 5)), at(13, 13))]
+    #[case("probes[3]", None, at(14, 5))]
+    #[case("probes[3][1]", None, at(14, 9))]
+    #[case("anchor", Some(at(17, 1)), at(17, 9))]
+    #[case("alias", Some(at(18, 1)), at(18, 8))]
+    #[case("last", Some(at(19, 1)), at(19, 7))]
+    fn spans(#[case] path: &str, #[case] key: Option<Location>, #[case] value: Location) {
+        let positions = Positions::parse(TEXT).unwrap();
+        assert_eq!(positions.get(path), Some(Span { key, value }), "{path}");
+    }
+
+    #[rstest]
+    #[case("probes[0].port", at(8, 5))]
+    #[case("host.bridges.br0.address", at(4, 5))]
+    #[case("host.sysctls.net.ipv4.ip_forward", at(2, 3))]
+    #[case("nothing.at.all", at(1, 1))]
+    fn missing_paths_point_at_the_nearest_enclosing_value(
+        #[case] path: &str,
+        #[case] expected: Location,
+    ) {
+        let positions = Positions::parse(TEXT).unwrap();
+        assert!(!positions.contains(path));
+        assert_eq!(positions.value(path), Some(expected));
+        assert_eq!(positions.key(path), Some(expected));
+    }
+
+    #[test]
+    fn complex_keys_are_skipped() {
+        let positions = Positions::parse(TEXT).unwrap();
+        assert!(!positions.contains("?[0]"));
+        assert!(!positions.contains("complex"));
+        assert!(positions.duplicates().is_empty());
+    }
+
+    #[test]
+    fn duplicates_are_recorded() {
+        let text = "a: 1\nb:\n  x: 1\n  y: 2\n  x: 3\na: 4\n";
+        let positions = Positions::parse(text).unwrap();
+        assert_eq!(
+            positions.duplicates(),
+            &[
+                Duplicate {
+                    path: "b.x".into(),
+                    key: "x".into(),
+                    first: at(3, 3),
+                    second: at(5, 3)
+                },
+                Duplicate {
+                    path: "a".into(),
+                    key: "a".into(),
+                    first: at(1, 1),
+                    second: at(6, 1)
+                },
+            ]
+        );
+        // The first occurrence stays indexed.
+        assert_eq!(positions.get("b.x").unwrap().value, at(3, 6));
+    }
+
+    #[test]
+    fn only_the_first_document_is_indexed() {
+        let positions = Positions::parse("a: 1\n---\nb: 2\n").unwrap();
+        assert!(positions.contains("a"));
+        assert!(!positions.contains("b"));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_location() {
+        let err = Positions::parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.location.line >= 1, "{err:?}");
+        assert!(!err.message.is_empty());
+    }
+
+    #[rstest]
+    #[case("", None)]
+    #[case("host", Some(""))]
+    #[case("host.name", Some("host"))]
+    #[case("probes[2]", Some("probes"))]
+    #[case("probes[2].to", Some("probes[2]"))]
+    fn parents(#[case] path: &str, #[case] expected: Option<&str>) {
+        assert_eq!(parent(path), expected);
+    }
+}

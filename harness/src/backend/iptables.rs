@@ -1,0 +1,49 @@
+//! iptables-restore / iptables-save, with the nf_tables or the legacy x_tables back end.
+
+use std::path::Path;
+
+use super::RuleBackend;
+use crate::counters::{self, Dump, ParseError};
+use crate::exec::Invocation;
+use crate::scenario::Backend;
+
+pub struct Iptables {
+    backend: Backend,
+    programs: &'static [&'static str],
+}
+
+impl Iptables {
+    pub const NFT: Iptables =
+        Iptables { backend: Backend::IptablesNft, programs: &["iptables-nft-restore", "iptables-nft-save"] };
+    pub const LEGACY: Iptables = Iptables {
+        backend: Backend::IptablesLegacy,
+        programs: &["iptables-legacy-restore", "iptables-legacy-save"],
+    };
+}
+
+impl RuleBackend for Iptables {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn programs(&self) -> &'static [&'static str] {
+        self.programs
+    }
+
+    fn load(&self, file: &Path, first: bool) -> Invocation {
+        let mut args = vec![];
+        if !first {
+            args.push("--noflush".to_string());
+        }
+        args.push(file.display().to_string());
+        Invocation::new(self.programs[0], args)
+    }
+
+    fn dump(&self) -> Invocation {
+        Invocation::new(self.programs[1], ["-c"])
+    }
+
+    fn parse_dump(&self, text: &str) -> Result<Dump, ParseError> {
+        counters::parse_iptables_save(text)
+    }
+}

@@ -1,0 +1,76 @@
+//! Rule back ends: the system tools that load a rule set into the lab's host namespace
+//! and dump it with counters. One file per implementation; [`for_backend`] picks one.
+//!
+//! Each file is loaded with one tool invocation (one `iptables-restore`, one `nft -f`),
+//! so the kernel takes it whole or not at all.
+
+mod iptables;
+mod nft;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::counters::{Dump, ParseError};
+use crate::exec::{self, ExecError, Invocation};
+use crate::netns::NetNs;
+use crate::scenario::Backend;
+
+/// How long a rule tool may take before it is killed.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub trait RuleBackend: Send + Sync {
+    fn backend(&self) -> Backend;
+    /// The programs this back end runs; all must be on PATH.
+    fn programs(&self) -> &'static [&'static str];
+    /// Loads one file. `first` replaces what the tables hold; later files add to it.
+    fn load(&self, file: &Path, first: bool) -> Invocation;
+    /// Prints the whole rule set with counters.
+    fn dump(&self) -> Invocation;
+    fn parse_dump(&self, text: &str) -> Result<Dump, ParseError>;
+}
+
+pub fn for_backend(backend: Backend) -> Box<dyn RuleBackend> {
+    match backend {
+        Backend::IptablesNft => Box::new(iptables::Iptables::NFT),
+        Backend::IptablesLegacy => Box::new(iptables::Iptables::LEGACY),
+        Backend::Nft => Box::new(nft::Nft),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("loading {file}: {source}")]
+    Load { file: String, source: ExecError },
+    #[error("dumping the rule set: {0}")]
+    Dump(ExecError),
+    #[error("reading the {backend} dump: {source}")]
+    Parse { backend: Backend, source: ParseError },
+}
+
+/// Programs of `backend` that are not on PATH.
+pub fn missing_programs(backend: Backend) -> Vec<&'static str> {
+    for_backend(backend).programs().iter().copied().filter(|p| exec::which(p).is_none()).collect()
+}
+
+/// Load `files` in order into `host`.
+pub async fn load(rb: &dyn RuleBackend, host: &NetNs, files: &[&Path]) -> Result<(), BackendError> {
+    for (i, file) in files.iter().enumerate() {
+        let mut inv = rb.load(file, i == 0);
+        inv.timeout = TOOL_TIMEOUT;
+        exec::run_in(host.as_fd_borrowed(), &inv)
+            .await
+            .map_err(|source| BackendError::Load { file: file.display().to_string(), source })?;
+    }
+    Ok(())
+}
+
+/// The host's rule set with counters, and the dump's text.
+pub async fn dump(rb: &dyn RuleBackend, host: &NetNs) -> Result<(Dump, String), BackendError> {
+    let mut inv = rb.dump();
+    inv.timeout = TOOL_TIMEOUT;
+    let out = exec::run_in(host.as_fd_borrowed(), &inv).await.map_err(BackendError::Dump)?;
+    let dump = rb
+        .parse_dump(&out.stdout)
+        .map_err(|source| BackendError::Parse { backend: rb.backend(), source })?;
+    Ok((dump, out.stdout))
+}

@@ -1,0 +1,35 @@
+//! nft: scripts loaded with `nft -f`, dumped with `nft list ruleset`.
+
+use std::path::Path;
+
+use super::RuleBackend;
+use crate::counters::{self, Dump, ParseError};
+use crate::exec::Invocation;
+use crate::scenario::Backend;
+
+pub struct Nft;
+
+impl RuleBackend for Nft {
+    fn backend(&self) -> Backend {
+        Backend::Nft
+    }
+
+    fn programs(&self) -> &'static [&'static str] {
+        &["nft"]
+    }
+
+    fn load(&self, file: &Path, first: bool) -> Invocation {
+        // An nft script says itself whether it flushes; a fresh lab holds nothing,
+        // so the first file needs no flush of ours either.
+        let _ = first;
+        Invocation::new("nft", [std::ffi::OsStr::new("-f"), file.as_os_str()])
+    }
+
+    fn dump(&self) -> Invocation {
+        Invocation::new("nft", ["list", "ruleset"])
+    }
+
+    fn parse_dump(&self, text: &str) -> Result<Dump, ParseError> {
+        counters::parse_nft_ruleset(text)
+    }
+}

@@ -1,0 +1,225 @@
+//! The lab: one network namespace per node (the host is node 0), bridges in the host,
+//! veth pairs from the host to every node interface, addresses, default routes and
+//! sysctls. Everything goes over rtnetlink and /proc/sys inside the namespaces; nothing
+//! is created in, or read from, the root namespace.
+//!
+//! Dropping a [`Lab`] closes its descriptors and netlink sockets; the kernel then
+//! removes the namespaces and every interface in them.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use tokio::task::JoinHandle;
+
+use crate::netns::NetNs;
+use crate::scenario::{Attach, NodeId, Scenario};
+
+#[derive(Debug, thiserror::Error)]
+#[error("building the lab: {what}: {source}")]
+pub struct LabError {
+    pub what: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn fail<E: std::error::Error + Send + Sync + 'static>(what: impl Into<String>) -> impl FnOnce(E) -> LabError {
+    let what = what.into();
+    move |e| LabError { what, source: Box::new(e) }
+}
+
+/// A netlink route socket opened inside one namespace. It stays bound to that
+/// namespace wherever the task that drives it runs.
+struct Netlink {
+    handle: Handle,
+    task: JoinHandle<()>,
+}
+
+impl Netlink {
+    async fn open(ns: &NetNs) -> Result<Netlink, LabError> {
+        let rt = tokio::runtime::Handle::current();
+        let (connection, handle, _) = ns
+            .run(|| {
+                // The socket is registered with the reactor here, on the thread that
+                // sits in the namespace.
+                let _guard = rt.enter();
+                rtnetlink::new_connection()
+            })
+            .and_then(|r| r)
+            .map_err(fail(format!("opening netlink in {}", ns.name())))?;
+        Ok(Netlink { handle, task: tokio::spawn(connection) })
+    }
+
+    async fn index_of(&self, name: &str, ns: &str) -> Result<u32, LabError> {
+        let link = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_next()
+            .await
+            .map_err(fail(format!("looking up {name} in {ns}")))?;
+        link.map(|l| l.header.index).ok_or_else(|| LabError {
+            what: format!("looking up {name} in {ns}"),
+            source: "no such interface".into(),
+        })
+    }
+
+    async fn add_address(&self, index: u32, net: Ipv4Net, what: &str) -> Result<(), LabError> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(net.addr()), net.prefix_len())
+            .execute()
+            .await
+            .map_err(fail(format!("adding {net} to {what}")))
+    }
+
+    async fn set_up(&self, index: u32, what: &str) -> Result<(), LabError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(fail(format!("bringing {what} up")))
+    }
+}
+
+impl Drop for Netlink {
+    fn drop(&mut self) {
+        // The socket keeps its namespace alive until the task that owns it ends.
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+pub struct Lab {
+    /// Indexed by [`NodeId`]; the host is first.
+    namespaces: Vec<NetNs>,
+}
+
+impl Lab {
+    pub fn ns(&self, id: NodeId) -> &NetNs {
+        &self.namespaces[id.0]
+    }
+
+    pub fn host(&self) -> &NetNs {
+        self.ns(NodeId::HOST)
+    }
+
+    /// Build the scenario's topology. On error everything built so far is dropped,
+    /// and with it removed.
+    pub async fn build(scn: &Scenario) -> Result<Lab, LabError> {
+        let mut namespaces = Vec::with_capacity(scn.nodes.len());
+        for node in &scn.nodes {
+            let ns = NetNs::create(&node.name).map_err(fail(format!("creating namespace for {}", node.name)))?;
+            prepare_namespace(&ns, scn.ipv6)?;
+            namespaces.push(ns);
+        }
+        let lab = Lab { namespaces };
+        lab.build_links(scn).await?;
+        lab.apply_sysctls(scn)?;
+        Ok(lab)
+    }
+
+    async fn build_links(&self, scn: &Scenario) -> Result<(), LabError> {
+        let host = Netlink::open(self.host()).await?;
+        let host_name = &scn.host().name;
+        host.set_up(1, "lo in host").await?;
+
+        let mut bridge_index = Vec::with_capacity(scn.host.bridges.len());
+        for bridge in &scn.host.bridges {
+            host.handle
+                .link()
+                .add(LinkBridge::new(&bridge.name).up().build())
+                .execute()
+                .await
+                .map_err(fail(format!("creating bridge {}", bridge.name)))?;
+            let index = host.index_of(&bridge.name, host_name).await?;
+            if let Some(addr) = bridge.address {
+                host.add_address(index, addr, &bridge.name).await?;
+            }
+            bridge_index.push(index);
+        }
+
+        // Every veth is created in the host with its peer born in the node's namespace,
+        // so no interface ever exists in a namespace it does not belong to.
+        for (id, node) in scn.nodes.iter().enumerate().skip(1) {
+            let ns = &self.namespaces[id];
+            for iface in &node.interfaces {
+                let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                    .name(iface.name.clone())
+                    .setns_by_fd(ns.raw_fd())
+                    .build();
+                let mut msg = LinkVeth::new(&iface.host_side, &iface.name)
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                    .up();
+                if let Attach::Bridge(b) = iface.attach {
+                    msg = msg.controller(bridge_index[b]);
+                }
+                host.handle.link().add(msg.build()).execute().await.map_err(fail(format!(
+                    "creating veth {} in {} with peer {} in {}",
+                    iface.host_side, host_name, iface.name, node.name
+                )))?;
+                if let Attach::Uplink(u) = iface.attach {
+                    let index = host.index_of(&iface.host_side, host_name).await?;
+                    host.add_address(index, scn.host.uplinks[u].address, &iface.host_side).await?;
+                }
+            }
+        }
+
+        let nodes = scn.nodes.iter().enumerate().skip(1).map(|(id, node)| async move {
+            let ns = &self.namespaces[id];
+            let nl = Netlink::open(ns).await?;
+            nl.set_up(1, &format!("lo in {}", node.name)).await?;
+            for iface in &node.interfaces {
+                let what = format!("{} in {}", iface.name, node.name);
+                let index = nl.index_of(&iface.name, &node.name).await?;
+                nl.add_address(index, iface.address, &what).await?;
+                nl.set_up(index, &what).await?;
+                if let Some(gw) = iface.gateway {
+                    let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+                    nl.handle
+                        .route()
+                        .add(route)
+                        .execute()
+                        .await
+                        .map_err(fail(format!("adding default route via {gw} in {}", node.name)))?;
+                }
+            }
+            Ok::<(), LabError>(())
+        });
+        futures::future::try_join_all(nodes).await?;
+        Ok(())
+    }
+
+    fn apply_sysctls(&self, scn: &Scenario) -> Result<(), LabError> {
+        let forwarding = if scn.host.forwarding { "1" } else { "0" };
+        for (id, node) in scn.nodes.iter().enumerate() {
+            let mut items: Vec<(&str, &str)> = Vec::new();
+            if id == NodeId::HOST.0 {
+                items.push(("net.ipv4.ip_forward", forwarding));
+            }
+            items.extend(node.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            self.namespaces[id]
+                .write_sysctls(items)
+                .map_err(fail(format!("writing sysctls in {}", node.name)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Settings every lab namespace gets before any interface exists in it.
+fn prepare_namespace(ns: &NetNs, ipv6: bool) -> Result<(), LabError> {
+    let v6 = if ipv6 { "0" } else { "1" };
+    ns.write_sysctls([
+        // Without IPv6, no router solicitation or DAD packet moves a counter.
+        ("net.ipv6.conf.all.disable_ipv6", v6),
+        ("net.ipv6.conf.default.disable_ipv6", v6),
+        // Lets probes use ICMP datagram sockets instead of raw ones.
+        ("net.ipv4.ping_group_range", "0 2147483647"),
+    ])
+    .map_err(fail(format!("preparing namespace {}", ns.name())))
+}

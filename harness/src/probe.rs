@@ -1,0 +1,219 @@
+//! Probes: one ICMP echo, TCP connect or UDP request from a node, sent in-process.
+//!
+//! The socket is created on a thread inside the sender's namespace and then driven
+//! by tokio, so a probe costs a thread spawn and a few system calls, no process.
+
+use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::AsyncReadExt;
+
+use crate::netns::NetNs;
+use crate::scenario::{Probe, Proto};
+use crate::service::parse_answer;
+
+/// What happened to a probe, independent of what was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// An answer came back.
+    Reached,
+    /// A TCP reset or an ICMP error came back.
+    Refused,
+    /// Nothing came back in time, or a rule in the sender dropped it on the way out.
+    Dropped,
+    /// The probe could not be sent at all (no route in the sender, for example).
+    Failed,
+}
+
+impl OutcomeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutcomeKind::Reached => "reached",
+            OutcomeKind::Refused => "refused",
+            OutcomeKind::Dropped => "dropped",
+            OutcomeKind::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub kind: OutcomeKind,
+    /// What exactly came back, in words: "TCP reset", "ICMP host unreachable", ...
+    pub detail: String,
+    /// The node whose service answered, by the name in its answer.
+    pub answered_by: Option<String>,
+    /// The source address the answering service saw.
+    pub source_seen: Option<SocketAddrV4>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    fn new(kind: OutcomeKind, detail: impl Into<String>) -> Outcome {
+        Outcome { kind, detail: detail.into(), answered_by: None, source_seen: None, elapsed: Duration::ZERO }
+    }
+
+    fn from_error(e: &io::Error, timeout: Duration) -> Outcome {
+        match e.raw_os_error() {
+            Some(libc::ECONNREFUSED) => Outcome::new(OutcomeKind::Refused, "connection refused (TCP reset or ICMP port unreachable)"),
+            Some(libc::EHOSTUNREACH) => Outcome::new(OutcomeKind::Refused, "ICMP host unreachable or prohibited"),
+            Some(libc::ENETUNREACH) => Outcome::new(OutcomeKind::Refused, "ICMP network unreachable"),
+            Some(libc::ENOPROTOOPT) => Outcome::new(OutcomeKind::Refused, "ICMP protocol unreachable"),
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                Outcome::new(OutcomeKind::Dropped, "dropped by a rule in the sender before it left (EPERM)")
+            }
+            Some(libc::ETIMEDOUT) => Outcome::new(OutcomeKind::Dropped, format!("no answer within {timeout:?}")),
+            _ => Outcome::new(OutcomeKind::Refused, format!("error: {e}")),
+        }
+    }
+
+    fn timed_out(timeout: Duration) -> Outcome {
+        Outcome::new(OutcomeKind::Dropped, format!("no answer within {}", humantime::format_duration(timeout)))
+    }
+
+    fn answered(text: &str) -> Outcome {
+        match parse_answer(text) {
+            Some((node, seen)) => Outcome {
+                detail: format!("answered by {node}, which saw {seen}"),
+                answered_by: Some(node),
+                source_seen: Some(seen),
+                ..Outcome::new(OutcomeKind::Reached, "")
+            },
+            None => Outcome::new(OutcomeKind::Reached, format!("answered, but not by a netconform service: {text:?}")),
+        }
+    }
+}
+
+/// Send `probe` from the namespace `from`.
+pub async fn send(from: &NetNs, probe: &Probe) -> Outcome {
+    let start = Instant::now();
+    let mut outcome = match probe.proto {
+        Proto::Tcp(port) => tcp(from, SocketAddrV4::new(probe.to, port), probe.timeout).await,
+        Proto::Udp(port) => udp(from, SocketAddrV4::new(probe.to, port), probe.timeout).await,
+        Proto::Icmp => icmp(from, SocketAddrV4::new(probe.to, 0), probe.timeout).await,
+    };
+    outcome.elapsed = start.elapsed();
+    outcome
+}
+
+/// A socket made inside `ns`, non-blocking and already connecting to `to`.
+/// Errors here come before any packet left: they mean the probe could not be sent.
+fn open(ns: &NetNs, ty: Type, proto: Protocol, to: SocketAddrV4) -> Result<Socket, Outcome> {
+    let made = ns.run(|| -> io::Result<Socket> {
+        let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
+        s.set_nonblocking(true)?;
+        if ty == Type::DGRAM {
+            // Report every ICMP error on the socket, not only the "hard" ones.
+            set_recv_err(&s)?;
+        }
+        match s.connect(&to.into()) {
+            Ok(()) => Ok(s),
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+            Err(e) => Err(e),
+        }
+    });
+    match made {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => Err(Outcome::from_error(&e, Duration::ZERO)),
+        Ok(Err(e)) => Err(Outcome::new(OutcomeKind::Failed, format!("could not send from {}: {e}", ns.name()))),
+        Err(e) => Err(Outcome::new(OutcomeKind::Failed, format!("could not enter {}: {e}", ns.name()))),
+    }
+}
+
+fn set_recv_err(s: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid descriptor and a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_RECVERR,
+            &on as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+async fn tcp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {
+    let sock = match open(ns, Type::STREAM, Protocol::TCP, to) {
+        Ok(s) => s,
+        Err(outcome) => return outcome,
+    };
+    let mut stream = match tokio::net::TcpStream::from_std(std::net::TcpStream::from(sock)) {
+        Ok(s) => s,
+        Err(e) => return Outcome::new(OutcomeKind::Failed, format!("registering the socket: {e}")),
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    if tokio::time::timeout_at(deadline, stream.writable()).await.is_err() {
+        return Outcome::timed_out(timeout);
+    }
+    match stream.take_error() {
+        Ok(None) => {}
+        Ok(Some(e)) | Err(e) => return Outcome::from_error(&e, timeout),
+    }
+    let mut text = String::new();
+    match tokio::time::timeout_at(deadline, stream.read_to_string(&mut text)).await {
+        Ok(Ok(_)) => Outcome::answered(&text),
+        Ok(Err(e)) => Outcome::new(OutcomeKind::Reached, format!("connected, then {e}")),
+        Err(_) => Outcome::new(OutcomeKind::Reached, "connected, but no answer line in time"),
+    }
+}
+
+async fn udp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {
+    let sock = match open(ns, Type::DGRAM, Protocol::UDP, to) {
+        Ok(s) => s,
+        Err(outcome) => return outcome,
+    };
+    let sock = match tokio::net::UdpSocket::from_std(sock.into()) {
+        Ok(s) => s,
+        Err(e) => return Outcome::new(OutcomeKind::Failed, format!("registering the socket: {e}")),
+    };
+    if let Err(e) = sock.send(b"netconform probe\n").await {
+        return Outcome::from_error(&e, timeout);
+    }
+    let mut buf = [0u8; 2048];
+    match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
+        Ok(Ok(n)) => Outcome::answered(&String::from_utf8_lossy(&buf[..n])),
+        Ok(Err(e)) => Outcome::from_error(&e, timeout),
+        Err(_) => Outcome::timed_out(timeout),
+    }
+}
+
+async fn icmp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {
+    let sock = match open(ns, Type::DGRAM, Protocol::ICMPV4, to) {
+        Ok(s) => s,
+        Err(outcome) => return outcome,
+    };
+    let sock = match tokio::net::UdpSocket::from_std(sock.into()) {
+        Ok(s) => s,
+        Err(e) => return Outcome::new(OutcomeKind::Failed, format!("registering the socket: {e}")),
+    };
+    // Echo request; the kernel fills in the identifier and the checksum.
+    let request = [8u8, 0, 0, 0, 0, 0, 0, 1, b'n', b'c'];
+    if let Err(e) = sock.send(&request).await {
+        return Outcome::from_error(&e, timeout);
+    }
+    let mut buf = [0u8; 2048];
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+            Ok(Ok(n)) if n >= 8 && buf[0] == 0 => {
+                return Outcome::new(OutcomeKind::Reached, format!("echo reply from {}", to.ip()))
+            }
+            // Anything else on a ping socket is not our reply; keep waiting.
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => return Outcome::from_error(&e, timeout),
+            Err(_) => return Outcome::timed_out(timeout),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Terminal report: each scenario, each probe and counter with its verdict, and a
+//! failing verdict with the file position, what was expected and what happened.
+
+use std::fmt::Write;
+
+use crate::run::{ScenarioReport, Status};
+use crate::scenario::Scenario;
+
+/// The report of one scenario run, as lines for a terminal.
+pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
+    let mut out = String::new();
+    let head = match &rep.status {
+        Status::Passed => "PASS ",
+        Status::Failed => "FAIL ",
+        Status::Error(_) => "ERROR",
+    };
+    let _ = writeln!(
+        out,
+        "{head} {} [{}] ({} probes, {} counters, {} ms)",
+        rep.name,
+        rep.backend,
+        scn.probes.len(),
+        scn.counters.len(),
+        rep.elapsed.as_millis()
+    );
+    if let Status::Error(why) = &rep.status {
+        for line in why.lines() {
+            let _ = writeln!(out, "      {line}");
+        }
+    }
+    for p in &rep.probes {
+        let probe = &scn.probes[p.probe];
+        let mark = if p.verdict.pass() { "ok  " } else { "FAIL" };
+        let _ = writeln!(
+            out,
+            "  {mark} {}: expected {}, {} ({}, {} ms)",
+            probe.name,
+            probe.expect,
+            p.outcome.kind,
+            p.outcome.detail,
+            p.outcome.elapsed.as_millis()
+        );
+        if !p.verdict.pass() {
+            let _ = writeln!(out, "       at {}:{}:{}", scn.path.display(), probe.location.line, probe.location.column);
+            for problem in &p.verdict.problems {
+                let _ = writeln!(out, "       {problem}");
+            }
+        }
+    }
+    for c in &rep.counters {
+        let exp = &scn.counters[c.counter];
+        let mark = if c.verdict.pass() { "ok  " } else { "FAIL" };
+        let table = match &exp.family {
+            Some(f) => format!("{f} {}", exp.table),
+            None => exp.table.clone(),
+        };
+        let counted = match &c.delta {
+            Ok(d) => format!("{} packets, {} bytes", d.packets, d.bytes),
+            Err(_) => "not found".to_string(),
+        };
+        let _ = writeln!(out, "  {mark} counter {table} {} {}: {counted}", exp.chain, exp.rule);
+        if !c.verdict.pass() {
+            let _ = writeln!(out, "       at {}:{}:{}", scn.path.display(), exp.location.line, exp.location.column);
+            for problem in &c.verdict.problems {
+                for line in problem.lines() {
+                    let _ = writeln!(out, "       {line}");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Totals of a run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub ignored: usize,
+}
+
+impl Summary {
+    pub fn add(&mut self, rep: &ScenarioReport) {
+        match rep.status {
+            Status::Passed => self.passed += 1,
+            Status::Failed | Status::Error(_) => self.failed += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} passed, {} failed, {} ignored", self.passed, self.failed, self.ignored)
+    }
+}

@@ -1,0 +1,127 @@
+//! One scenario under one back end, start to finish: build the lab, load the rules,
+//! start the services, send the probes, read the counters, judge, tear down.
+
+use std::time::{Duration, Instant};
+
+use crate::backend::{self, RuleBackend};
+use crate::counters::{self, CounterDelta, LookupError};
+use crate::judge::{self, Verdict};
+use crate::lab::Lab;
+use crate::probe::{self, Outcome};
+use crate::scenario::{Backend, Scenario};
+use crate::service::Services;
+
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    /// Index into `Scenario::probes`.
+    pub probe: usize,
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone)]
+pub struct CounterReport {
+    /// Index into `Scenario::counters`.
+    pub counter: usize,
+    pub delta: Result<CounterDelta, LookupError>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    /// Some expectation did not hold.
+    Failed,
+    /// The scenario could not be carried out (lab, rules or services); says why.
+    Error(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub backend: Backend,
+    pub status: Status,
+    pub probes: Vec<ProbeReport>,
+    pub counters: Vec<CounterReport>,
+    /// The rule set with counters after the probes, as the back end printed it.
+    pub rules_after: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// What must be true of this machine to run under `backend`; the reason if not.
+pub fn requirements(backend: Backend) -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root: building network namespaces and loading rules take CAP_SYS_ADMIN and CAP_NET_ADMIN".into());
+    }
+    let missing = backend::missing_programs(backend);
+    if !missing.is_empty() {
+        return Err(format!(
+            "the {backend} back end needs {} on PATH; install with ci/install-deps",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+pub async fn run_scenario(scn: &Scenario, backend: Backend) -> ScenarioReport {
+    let start = Instant::now();
+    let mut report = ScenarioReport {
+        name: scn.name.clone(),
+        backend,
+        status: Status::Passed,
+        probes: Vec::new(),
+        counters: Vec::new(),
+        rules_after: None,
+        elapsed: Duration::ZERO,
+    };
+    if let Err(why) = execute(scn, backend, &mut report).await {
+        report.status = Status::Error(why);
+    } else if report.probes.iter().any(|p| !p.verdict.pass()) || report.counters.iter().any(|c| !c.verdict.pass()) {
+        report.status = Status::Failed;
+    }
+    report.elapsed = start.elapsed();
+    report
+}
+
+async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) -> Result<(), String> {
+    let rb: Box<dyn RuleBackend> = backend::for_backend(backend);
+    let lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
+    let files: Vec<&std::path::Path> = scn.rules.files.iter().map(|f| f.path.as_path()).collect();
+    backend::load(rb.as_ref(), lab.host(), &files).await.map_err(|e| e.to_string())?;
+    let services = Services::start(&lab, scn).map_err(|e| e.to_string())?;
+
+    let need_counters = !scn.counters.is_empty();
+    let before = if need_counters {
+        Some(backend::dump(rb.as_ref(), lab.host()).await.map_err(|e| e.to_string())?.0)
+    } else {
+        None
+    };
+
+    let outcomes = futures::future::join_all(
+        scn.probes.iter().map(|p| probe::send(lab.ns(p.from), p)),
+    )
+    .await;
+    report.probes = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, outcome)| ProbeReport { probe: i, verdict: judge::probe(scn, &scn.probes[i], &outcome), outcome })
+        .collect();
+
+    let (after, text) = backend::dump(rb.as_ref(), lab.host()).await.map_err(|e| e.to_string())?;
+    report.rules_after = Some(text);
+    if let Some(before) = before {
+        report.counters = scn
+            .counters
+            .iter()
+            .enumerate()
+            .map(|(i, exp)| {
+                let delta = counters::delta(&before, &after, exp);
+                CounterReport { counter: i, verdict: judge::counter(exp, &delta), delta }
+            })
+            .collect();
+    }
+    // Sockets first: each one holds its namespace.
+    drop(services);
+    drop(lab);
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Services: TCP and UDP listeners inside lab nodes, run in-process by tokio.
+//!
+//! Every service answers with one line, `netconform NODE ADDRESS:PORT`: the node that
+//! answered and the source address it saw. A probe reads it to tell who served it
+//! (DNAT) and what source the server saw (masquerade).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
+
+use crate::lab::Lab;
+use crate::scenario::{NodeId, Scenario};
+
+#[derive(Debug, thiserror::Error)]
+#[error("starting {proto} service on port {port} in {node}: {source}")]
+pub struct ServiceError {
+    pub node: String,
+    pub proto: &'static str,
+    pub port: u16,
+    pub source: io::Error,
+}
+
+/// The answer line a service sends.
+pub fn answer(node: &str, peer: SocketAddr) -> String {
+    format!("netconform {node} {peer}\n")
+}
+
+/// Reads an answer line back: (node, source seen).
+pub fn parse_answer(text: &str) -> Option<(String, SocketAddrV4)> {
+    let mut words = text.trim().split(' ');
+    (words.next()? == "netconform").then_some(())?;
+    let node = words.next()?.to_string();
+    let seen = words.next()?.parse().ok()?;
+    words.next().is_none().then_some((node, seen))
+}
+
+/// Running services; dropping this stops them and closes their sockets.
+#[derive(Debug, Default)]
+pub struct Services {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Services {
+    pub fn start(lab: &Lab, scn: &Scenario) -> Result<Services, ServiceError> {
+        let mut services = Services::default();
+        for (id, node) in scn.nodes.iter().enumerate() {
+            let ns = lab.ns(NodeId(id));
+            let name = node.name.clone();
+            for &port in &node.services.tcp {
+                let err = |source| ServiceError { node: name.clone(), proto: "tcp", port, source };
+                let listener = ns.run(|| tcp_listener(port)).and_then(|r| r).map_err(err)?;
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
+                services.tasks.push(tokio::spawn(serve_tcp(listener, name.clone())));
+            }
+            // One socket per local address, so that every answer leaves from the
+            // address the request came to, as a connected client requires.
+            let mut addrs = scn.addresses_of(NodeId(id));
+            addrs.push(Ipv4Addr::LOCALHOST);
+            for &port in &node.services.udp {
+                let err = |source| ServiceError { node: name.clone(), proto: "udp", port, source };
+                for &addr in &addrs {
+                    let sock = ns.run(|| udp_socket(addr, port)).and_then(|r| r).map_err(err)?;
+                    let sock = tokio::net::UdpSocket::from_std(sock).map_err(err)?;
+                    services.tasks.push(tokio::spawn(serve_udp(sock, name.clone())));
+                }
+            }
+        }
+        Ok(services)
+    }
+}
+
+fn tcp_listener(port: u16) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+fn udp_socket(addr: Ipv4Addr, port: u16) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddrV4::new(addr, port).into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+async fn serve_tcp(listener: tokio::net::TcpListener, node: String) {
+    loop {
+        let Ok((mut conn, peer)) = listener.accept().await else {
+            // Out of descriptors or similar: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        };
+        let line = answer(&node, peer);
+        tokio::spawn(async move {
+            // The client may already be gone; nothing to report then.
+            let _ = conn.write_all(line.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
+}
+
+async fn serve_udp(sock: tokio::net::UdpSocket, node: String) {
+    let mut buf = [0u8; 2048];
+    loop {
+        let Ok((_, peer)) = sock.recv_from(&mut buf).await else { continue };
+        let _ = sock.send_to(answer(&node, peer).as_bytes(), peer).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_round_trips() {
+        let peer: SocketAddr = "192.0.2.2:40000".parse().unwrap();
+        let (node, seen) = parse_answer(&answer("c1", peer)).unwrap();
+        assert_eq!(node, "c1");
+        assert_eq!(SocketAddr::V4(seen), peer);
+    }
+
+    #[test]
+    fn rejects_other_text() {
+        assert_eq!(parse_answer("hello"), None);
+        assert_eq!(parse_answer("netconform c1"), None);
+        assert_eq!(parse_answer("netconform c1 1.2.3.4:5 extra"), None);
+    }
+}

@@ -1,0 +1,283 @@
+//! Tests of the whole program on the real kernel: a broken rule set fails with a
+//! message that names the probe; a run leaves the root namespace as it found it; a
+//! run killed with SIGKILL leaves no namespace, interface or process behind.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Completion, Failed, Trial};
+
+fn netconform() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netconform"));
+    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    cmd
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Why a kernel test cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root to build namespaces".into());
+    }
+    for tool in ["iptables-nft-restore", "iptables-legacy-restore", "ip"] {
+        if !Path::new("/usr/sbin").join(tool).exists() && !Path::new("/sbin").join(tool).exists() {
+            return Some(format!("{tool} is not installed; run ci/install-deps"));
+        }
+    }
+    None
+}
+
+fn kernel_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
+    Trial::ignorable_test(format!("kernel::{name}"), move || match unavailable() {
+        Some(why) => Ok(Completion::ignored_with(why)),
+        None => f().map(|()| Completion::Completed),
+    })
+    .with_kind("kernel")
+}
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        kernel_trial("broken_isolation_rules_fail_and_name_the_probe", broken_isolation),
+        kernel_trial("root_namespace_unchanged_by_runs", root_namespace_unchanged),
+        kernel_trial("sigkill_leaves_nothing_behind", sigkill_leaves_nothing),
+        Trial::test("cli::bad_input_exits_2_with_position", bad_input).with_kind("cli"),
+    ]
+}
+
+/// A copy of the seed isolation scenario whose rules lack the
+/// DOCKER-ISOLATION-STAGE-2 DROP for docker0.
+fn broken_isolation_copy() -> Result<tempfile::TempDir, Failed> {
+    let dir = tempfile::tempdir()?;
+    let seed = repo().join("scenarios/seed");
+    std::fs::create_dir(dir.path().join("rules"))?;
+    std::fs::copy(seed.join("isolation.yaml"), dir.path().join("isolation.yaml"))?;
+    for entry in std::fs::read_dir(seed.join("rules"))? {
+        let entry = entry?;
+        let text = std::fs::read_to_string(entry.path())?;
+        let kept: Vec<&str> =
+            text.lines().filter(|l| l.trim() != "-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP").collect();
+        std::fs::write(dir.path().join("rules").join(entry.file_name()), kept.join("\n") + "\n")?;
+    }
+    Ok(dir)
+}
+
+fn broken_isolation() -> Result<(), Failed> {
+    let dir = broken_isolation_copy()?;
+    let out = netconform().arg("run").arg(dir.path().join("isolation.yaml")).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() != Some(1) {
+        return Err(format!("expected exit status 1, got {:?}\n{stdout}", out.status.code()).into());
+    }
+    for backend in ["iptables-nft", "iptables-legacy"] {
+        if !stdout.contains(&format!("FAIL  isolation.yaml [{backend}]")) {
+            return Err(format!("no failure reported under {backend}:\n{stdout}").into());
+        }
+    }
+    for needle in [
+        "FAIL n2 -> c1:80/tcp: expected dropped, reached",
+        "expected dropped, got reached: answered by c1",
+        "isolation.yaml:33:5",
+        "expected exactly 3 packets, counted 0",
+    ] {
+        if !stdout.contains(needle) {
+            return Err(format!("report lacks {needle:?}:\n{stdout}").into());
+        }
+    }
+    Ok(())
+}
+
+fn run_quiet(cmd: &str, args: &[&str]) -> String {
+    match Command::new(cmd).args(args).stderr(Stdio::null()).output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("{cmd}: {e}"),
+    }
+}
+
+/// What a run must never change in the root namespace. Counters move with the
+/// machine's own traffic, so they are left out.
+fn root_snapshot() -> String {
+    let mut snap = String::new();
+    for (cmd, args) in [
+        ("ip", &["-o", "link", "show"][..]),
+        ("ip", &["-o", "addr", "show"]),
+        ("ip", &["route", "show", "table", "all"]),
+        ("ip", &["rule", "show"]),
+        ("iptables-nft-save", &[]),
+        ("iptables-legacy-save", &[]),
+        ("ip6tables-save", &[]),
+        ("nft", &["list", "ruleset"]),
+    ] {
+        snap += &format!("== {cmd} {}\n{}\n", args.join(" "), strip_counters(&run_quiet(cmd, args)));
+    }
+    for key in [
+        "net/ipv4/ip_forward",
+        "net/ipv4/ping_group_range",
+        "net/ipv6/conf/all/disable_ipv6",
+        "net/bridge/bridge-nf-call-iptables",
+    ] {
+        let value = std::fs::read_to_string(Path::new("/proc/sys").join(key)).unwrap_or_else(|e| e.to_string());
+        snap += &format!("== {key} = {}\n", value.trim());
+    }
+    let netns: BTreeSet<String> = std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    snap += &format!("== /run/netns {netns:?}\n");
+    snap += &format!("== /run/xtables.lock exists: {}\n", Path::new("/run/xtables.lock").exists());
+    snap
+}
+
+/// Drops comment lines and `[packets:bytes]` / `counter packets N bytes M`.
+fn strip_counters(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let mut out = String::new();
+            let mut words = l.split(' ').peekable();
+            while let Some(w) = words.next() {
+                if w.starts_with('[') && w.ends_with(']') && w.contains(':') {
+                    continue;
+                }
+                if w == "packets" || w == "bytes" {
+                    words.next();
+                    continue;
+                }
+                out.push_str(w);
+                out.push(' ');
+            }
+            out.trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn root_namespace_unchanged() -> Result<(), Failed> {
+    let before = root_snapshot();
+    let suite = netconform().arg("run").arg("scenarios").output()?;
+    if !suite.status.success() {
+        return Err(format!("the suite failed:\n{}", String::from_utf8_lossy(&suite.stdout)).into());
+    }
+    let broken = broken_isolation_copy()?;
+    let failing = netconform().arg("run").arg(broken.path()).output()?;
+    if failing.status.code() != Some(1) {
+        return Err("the broken copy did not fail".into());
+    }
+    let after = root_snapshot();
+    if before != after {
+        let diff: Vec<String> = before
+            .lines()
+            .zip(after.lines())
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| format!("- {a}\n+ {b}"))
+            .collect();
+        return Err(format!("the root namespace changed:\n{}", diff.join("\n")).into());
+    }
+    Ok(())
+}
+
+/// Inodes of the network namespaces `pid` refers to, by descriptor or by thread.
+fn netns_of(pid: u32) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let links = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .chain(std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let p = e.path();
+            if p.parent().is_some_and(|d| d.ends_with("task")) { p.join("ns/net") } else { p }
+        });
+    for link in links {
+        if let Ok(target) = std::fs::read_link(&link) {
+            let t = target.to_string_lossy();
+            if t.starts_with("net:[") {
+                found.insert(t.into_owned());
+            }
+        }
+    }
+    found
+}
+
+/// Every process (pid, name) that refers to one of `inodes`.
+fn holders(inodes: &BTreeSet<String>) -> Vec<(u32, String)> {
+    let mut held = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().filter_map(|e| e.ok()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if !netns_of(pid).is_disjoint(inodes) {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            held.push((pid, name.trim().to_string()));
+        }
+    }
+    held
+}
+
+fn sigkill_leaves_nothing() -> Result<(), Failed> {
+    let own = std::fs::read_link("/proc/self/ns/net")?.to_string_lossy().into_owned();
+    let links_before = run_quiet("ip", &["-o", "link", "show"]);
+    let scenario = repo().join("runner/tests/data/slow/slow.yaml");
+    // Points in a run: lab building, rule loading, probes in flight.
+    for delay_ms in [5u64, 30, 80, 150, 400, 900, 1500] {
+        let mut child = netconform().arg("run").arg(&scenario).stdout(Stdio::null()).spawn()?;
+        let pid = child.id();
+        let mut seen = BTreeSet::new();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(delay_ms) {
+            seen.extend(netns_of(pid));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        seen.extend(netns_of(pid));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)?;
+        child.wait()?;
+        seen.remove(&own);
+        // A process that was ours has exited; the kernel needs no more than that.
+        let mut left = holders(&seen);
+        for _ in 0..50 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            left = holders(&seen);
+        }
+        if !left.is_empty() {
+            return Err(format!("after SIGKILL at {delay_ms} ms, processes still hold lab namespaces: {left:?}").into());
+        }
+        if delay_ms >= 400 && seen.is_empty() {
+            return Err(format!("no lab namespace was seen within {delay_ms} ms; the test did not test").into());
+        }
+    }
+    let links_after = run_quiet("ip", &["-o", "link", "show"]);
+    if links_before != links_after {
+        return Err(format!("root namespace links changed:\n{links_before}\n---\n{links_after}").into());
+    }
+    // And the next run passes.
+    let again = netconform().arg("run").arg(&scenario).output()?;
+    if !again.status.success() {
+        return Err(format!("the run after the kills failed:\n{}", String::from_utf8_lossy(&again.stdout)).into());
+    }
+    Ok(())
+}
+
+fn bad_input() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "host:\n  bridges:\n    br0: { address: 10.0.0.1/24 }\nnodes:\n  a:\n    interfaces:\n      - { bridge: br9, address: 10.0.0.2/24 }\nrules:\n  backends: [iptables-nft]\n  files: [missing.rules]\n",
+    )?;
+    for sub in ["run", "check"] {
+        let out = netconform().arg(sub).arg(&path).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) {
+            return Err(format!("{sub}: expected exit status 2, got {:?}: {stderr}", out.status.code()).into());
+        }
+        let at = format!("{}:7:", path.display());
+        if !stderr.contains(&at) || !stderr.contains("br9") || !stderr.contains("missing.rules") {
+            return Err(format!("{sub}: message lacks the position, the bridge or the file:\n{stderr}").into());
+        }
+    }
+    Ok(())
+}

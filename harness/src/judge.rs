@@ -30,6 +30,12 @@ pub fn probe(scn: &Scenario, probe: &Probe, outcome: &Outcome) -> Verdict {
     let mut problems = Vec::new();
     if !kind_matches(probe.expect, outcome.kind) {
         problems.push(format!("expected {}, got {}: {}", probe.expect, outcome.kind, outcome.detail));
+    } else if let (Expect::Dropped, Some(node)) = (probe.expect, &outcome.delivered_to) {
+        // No answer came back, but the request did arrive: the filter let it through
+        // and only the answer was lost on the way back.
+        problems.push(format!(
+            "expected dropped: no answer came back, but the request reached the service in {node}"
+        ));
     } else if outcome.kind == OutcomeKind::Reached {
         if let Some(want) = probe.served_by {
             let want = &scn.node(want).name;

@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::netns::NetNs;
 use crate::scenario::{Probe, Proto};
-use crate::service::parse_answer;
+use crate::service::{parse_answer, request};
 
 /// What happened to a probe, independent of what was expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +54,22 @@ pub struct Outcome {
     pub answered_by: Option<String>,
     /// The source address the answering service saw.
     pub source_seen: Option<SocketAddrV4>,
+    /// The node whose service received the request (UDP), even if no answer came
+    /// back: tells "dropped on the way there" from "dropped on the way back".
+    pub delivered_to: Option<String>,
     pub elapsed: Duration,
 }
 
 impl Outcome {
     fn new(kind: OutcomeKind, detail: impl Into<String>) -> Outcome {
-        Outcome { kind, detail: detail.into(), answered_by: None, source_seen: None, elapsed: Duration::ZERO }
+        Outcome {
+            kind,
+            detail: detail.into(),
+            answered_by: None,
+            source_seen: None,
+            delivered_to: None,
+            elapsed: Duration::ZERO,
+        }
     }
 
     fn from_error(e: &io::Error, timeout: Duration) -> Outcome {
@@ -93,12 +103,13 @@ impl Outcome {
     }
 }
 
-/// Send `probe` from the namespace `from`.
-pub async fn send(from: &NetNs, probe: &Probe) -> Outcome {
+/// Send `probe` from the namespace `from`. `token` marks a UDP request so that the
+/// service that receives it can say so (see [`crate::service::request`]).
+pub async fn send(from: &NetNs, probe: &Probe, token: u64) -> Outcome {
     let start = Instant::now();
     let mut outcome = match probe.proto {
         Proto::Tcp(port) => tcp(from, SocketAddrV4::new(probe.to, port), probe.timeout).await,
-        Proto::Udp(port) => udp(from, SocketAddrV4::new(probe.to, port), probe.timeout).await,
+        Proto::Udp(port) => udp(from, SocketAddrV4::new(probe.to, port), probe.timeout, token).await,
         Proto::Icmp => icmp(from, SocketAddrV4::new(probe.to, 0), probe.timeout).await,
     };
     outcome.elapsed = start.elapsed();
@@ -169,7 +180,7 @@ async fn tcp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {
     }
 }
 
-async fn udp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {
+async fn udp(ns: &NetNs, to: SocketAddrV4, timeout: Duration, token: u64) -> Outcome {
     let sock = match open(ns, Type::DGRAM, Protocol::UDP, to) {
         Ok(s) => s,
         Err(outcome) => return outcome,
@@ -178,7 +189,7 @@ async fn udp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {
         Ok(s) => s,
         Err(e) => return Outcome::new(OutcomeKind::Failed, format!("registering the socket: {e}")),
     };
-    if let Err(e) = sock.send(b"netconform probe\n").await {
+    if let Err(e) = sock.send(request(token).as_bytes()).await {
         return Outcome::from_error(&e, timeout);
     }
     let mut buf = [0u8; 2048];

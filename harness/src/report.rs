@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::probe::OutcomeKind;
 use crate::run::{ScenarioReport, Status};
 use crate::scenario::Scenario;
 
@@ -31,9 +32,13 @@ pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
     for p in &rep.probes {
         let probe = &scn.probes[p.probe];
         let mark = if p.verdict.pass() { "ok  " } else { "FAIL" };
+        let delivered = match (&p.outcome.delivered_to, p.outcome.kind) {
+            (Some(node), kind) if kind != OutcomeKind::Reached => format!("; the request reached {node}"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  {mark} {}: expected {}, {} ({}, {} ms)",
+            "  {mark} {}: expected {}, {} ({}{delivered}, {} ms)",
             probe.name,
             probe.expect,
             p.outcome.kind,

@@ -97,10 +97,13 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
         None
     };
 
-    let outcomes = futures::future::join_all(
-        scn.probes.iter().map(|p| probe::send(lab.ns(p.from), p)),
+    let mut outcomes = futures::future::join_all(
+        scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i as u64)),
     )
     .await;
+    for (i, outcome) in outcomes.iter_mut().enumerate() {
+        outcome.delivered_to = services.received(i as u64);
+    }
     report.probes = outcomes
         .into_iter()
         .enumerate()

@@ -4,8 +4,10 @@
 //! answered and the source address it saw. A probe reads it to tell who served it
 //! (DNAT) and what source the server saw (masquerade).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
@@ -37,10 +39,24 @@ pub fn parse_answer(text: &str) -> Option<(String, SocketAddrV4)> {
     words.next().is_none().then_some((node, seen))
 }
 
+/// The request a UDP probe sends; the token lets a service tell which probe reached
+/// it, whatever NAT did to the addresses on the way.
+pub fn request(token: u64) -> String {
+    format!("netconform probe {token}\n")
+}
+
+fn parse_request(text: &str) -> Option<u64> {
+    text.trim().strip_prefix("netconform probe ")?.parse().ok()
+}
+
+/// Which node's service received each probe token.
+type Received = Arc<Mutex<HashMap<u64, String>>>;
+
 /// Running services; dropping this stops them and closes their sockets.
 #[derive(Debug, Default)]
 pub struct Services {
     tasks: Vec<JoinHandle<()>>,
+    received: Received,
 }
 
 impl Drop for Services {
@@ -72,11 +88,18 @@ impl Services {
                 for &addr in &addrs {
                     let sock = ns.run(|| udp_socket(addr, port)).and_then(|r| r).map_err(err)?;
                     let sock = tokio::net::UdpSocket::from_std(sock).map_err(err)?;
-                    services.tasks.push(tokio::spawn(serve_udp(sock, name.clone())));
+                    let received = services.received.clone();
+                    services.tasks.push(tokio::spawn(serve_udp(sock, name.clone(), received)));
                 }
             }
         }
         Ok(services)
+    }
+
+    /// The node whose service received the request with this token, if any did,
+    /// whether or not its answer got back.
+    pub fn received(&self, token: u64) -> Option<String> {
+        self.received.lock().unwrap_or_else(|e| e.into_inner()).get(&token).cloned()
     }
 }
 
@@ -113,10 +136,13 @@ async fn serve_tcp(listener: tokio::net::TcpListener, node: String) {
     }
 }
 
-async fn serve_udp(sock: tokio::net::UdpSocket, node: String) {
+async fn serve_udp(sock: tokio::net::UdpSocket, node: String, received: Received) {
     let mut buf = [0u8; 2048];
     loop {
-        let Ok((_, peer)) = sock.recv_from(&mut buf).await else { continue };
+        let Ok((n, peer)) = sock.recv_from(&mut buf).await else { continue };
+        if let Some(token) = parse_request(&String::from_utf8_lossy(&buf[..n])) {
+            received.lock().unwrap_or_else(|e| e.into_inner()).insert(token, node.clone());
+        }
         let _ = sock.send_to(answer(&node, peer).as_bytes(), peer).await;
     }
 }
@@ -131,6 +157,12 @@ mod tests {
         let (node, seen) = parse_answer(&answer("c1", peer)).unwrap();
         assert_eq!(node, "c1");
         assert_eq!(SocketAddr::V4(seen), peer);
+    }
+
+    #[test]
+    fn request_round_trips() {
+        assert_eq!(parse_request(&request(42)), Some(42));
+        assert_eq!(parse_request("netconform probe x"), None);
     }
 
     #[test]

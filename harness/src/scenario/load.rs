@@ -1597,3 +1597,1535 @@ fn selector(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use tempfile::TempDir;
+
+    /// A valid scenario that uses every key. The failing cases below each edit it.
+    const GOOD: &str = r#"description: Two containers on a bridge and one external node
+timeout: 300ms
+ipv6: true
+host:
+  forwarding: true
+  sysctls:
+    net.ipv4.conf.all.rp_filter: 0
+    net.ipv4.conf.all.route_localnet: true
+    net.ipv4.ip_forward: "1"
+  bridges:
+    br0:
+      address: 172.20.0.1/16
+    iso:
+  uplinks:
+    up0:
+      address: 192.0.2.1/24
+  services:
+    tcp: [22]
+nodes:
+  c1:
+    interfaces:
+      - bridge: br0
+        address: 172.20.0.2/16
+        gateway: 172.20.0.1
+    services:
+      tcp: [80, 8080]
+      udp: [53]
+  c2:
+    interfaces:
+      - bridge: br0
+        address: 172.20.0.3/16
+        gateway: 172.20.0.1
+      - bridge: iso
+        name: inner
+        address: 10.9.0.3/24
+  ext:
+    interfaces:
+      - uplink: up0
+        address: 192.0.2.2/24
+        gateway: 192.0.2.1
+    sysctls:
+      net.ipv4.tcp_syncookies: 1
+    services:
+      tcp: [443]
+rules:
+  backends: [iptables-nft, iptables-legacy]
+  files: [rules/base.rules, rules/extra.rules]
+probes:
+  - from: c1
+    to: c2
+    port: 80
+    expect: dropped
+  - name: external web
+    from: ext
+    to: 192.0.2.1
+    port: 443
+    expect: reached
+    served_by: c1
+    source_seen: ext
+    timeout: 1s
+  - from: c1
+    to: 127.0.0.1
+    expect: refused
+  - from: host
+    to: ext
+    proto: udp
+    port: 53
+    expect: reached
+    served_by: c1
+    source_seen: 192.0.2.1
+counters:
+  - table: filter
+    chain: FORWARD
+    rule: -A FORWARD -i br0 -j DROP
+    packets: 1
+  - table: nat
+    chain: PREROUTING
+    position: 2
+    packets: ">= 1"
+    bytes: 60
+  - table: filter
+    chain: INPUT
+    comment: allow ssh
+    packets: ">=0"
+"#;
+
+    /// A folder with rule files and `text` as `scenario.yaml`.
+    fn write(text: &str) -> (TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("rules")).unwrap();
+        fs::write(dir.path().join("rules/base.rules"), "*filter\nCOMMIT\n").unwrap();
+        fs::write(dir.path().join("rules/extra.rules"), "*nat\nCOMMIT\n").unwrap();
+        fs::write(dir.path().join("rules/base.nft"), "flush ruleset\n").unwrap();
+        let path = dir.path().join("scenario.yaml");
+        fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn load_str(text: &str) -> Result<Scenario, InputError> {
+        let (_dir, path) = write(text);
+        load(&path, "test/scenario.yaml")
+    }
+
+    fn errors(text: &str) -> Vec<Diagnostic> {
+        match load_str(text) {
+            Ok(_) => panic!("expected errors for:\n{text}"),
+            Err(e) => e.diagnostics,
+        }
+    }
+
+    /// GOOD with the first `from` replaced by `to`.
+    fn edit(from: &str, to: &str) -> String {
+        assert!(GOOD.contains(from), "GOOD has no {from:?}");
+        GOOD.replacen(from, to, 1)
+    }
+
+    /// Where `needle` first occurs in `text`; a `|` in the needle marks the exact spot.
+    fn loc(text: &str, needle: &str) -> Location {
+        let offset = needle.find('|').unwrap_or(0);
+        let plain = needle.replacen('|', "", 1);
+        let at = text
+            .find(&plain)
+            .unwrap_or_else(|| panic!("no {plain:?} in text"))
+            + offset;
+        let before = &text[..at];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    /// Exactly one diagnostic, with this key, at `needle`, saying `says`.
+    fn assert_one(text: &str, key: &str, needle: &str, says: &str) {
+        let diagnostics = errors(text);
+        assert_eq!(
+            diagnostics.len(),
+            1,
+            "{}",
+            InputError::from(diagnostics.clone())
+        );
+        assert_diagnostic(text, &diagnostics, key, needle, says);
+    }
+
+    /// Some diagnostic with this key, at `needle`, saying `says`.
+    fn assert_diagnostic(
+        text: &str,
+        diagnostics: &[Diagnostic],
+        key: &str,
+        needle: &str,
+        says: &str,
+    ) {
+        let all = InputError::from(diagnostics.to_vec());
+        let d = diagnostics
+            .iter()
+            .find(|d| d.key.as_deref() == Some(key))
+            .unwrap_or_else(|| panic!("no diagnostic for {key}:\n{all}"));
+        assert_eq!(d.location, Some(loc(text, needle)), "{all}");
+        assert!(
+            d.message.contains(says),
+            "{:?} does not say {says:?}",
+            d.message
+        );
+    }
+
+    fn at(line: usize, column: usize) -> Location {
+        Location { line, column }
+    }
+
+    #[test]
+    fn good_scenario_loads() {
+        let (dir, path) = write(GOOD);
+        let s = load(&path, "test/scenario.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.path, path);
+        assert_eq!(s.name, "test/scenario.yaml");
+        assert_eq!(
+            s.description.as_deref(),
+            Some("Two containers on a bridge and one external node")
+        );
+        assert_eq!(s.skip, None);
+        assert!(s.ipv6);
+        assert_eq!(s.timeout, Duration::from_millis(300));
+
+        assert!(s.host.forwarding);
+        let bridges: Vec<_> = s
+            .host
+            .bridges
+            .iter()
+            .map(|b| (b.name.as_str(), b.address))
+            .collect();
+        assert_eq!(
+            bridges,
+            [
+                ("br0", Some("172.20.0.1/16".parse().unwrap())),
+                ("iso", None)
+            ]
+        );
+        assert_eq!(s.host.uplinks.len(), 1);
+        assert_eq!(s.host.uplinks[0].name, "up0");
+        assert_eq!(
+            s.host.uplinks[0].address,
+            "192.0.2.1/24".parse::<Ipv4Net>().unwrap()
+        );
+        assert_eq!(s.host.uplinks[0].peer, NodeId(3));
+
+        let names: Vec<_> = s.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["host", "c1", "c2", "ext"]);
+        let host = s.host();
+        assert!(host.interfaces.is_empty());
+        assert_eq!(
+            host.sysctls,
+            [
+                ("net.ipv4.conf.all.rp_filter".to_string(), "0".to_string()),
+                (
+                    "net.ipv4.conf.all.route_localnet".to_string(),
+                    "1".to_string()
+                ),
+                ("net.ipv4.ip_forward".to_string(), "1".to_string()),
+            ]
+        );
+        assert_eq!(
+            host.services,
+            Services {
+                tcp: vec![22],
+                udp: vec![]
+            }
+        );
+
+        let c1 = s.node(NodeId(1));
+        assert_eq!(
+            c1.services,
+            Services {
+                tcp: vec![80, 8080],
+                udp: vec![53]
+            }
+        );
+        let c2 = s.node(NodeId(2));
+        let ifaces: Vec<_> = c2
+            .interfaces
+            .iter()
+            .map(|i| {
+                (
+                    i.name.as_str(),
+                    i.host_side.as_str(),
+                    i.attach,
+                    i.address.to_string(),
+                    i.gateway,
+                )
+            })
+            .collect();
+        assert_eq!(
+            ifaces,
+            [
+                (
+                    "eth0",
+                    "c2-eth0",
+                    Attach::Bridge(0),
+                    "172.20.0.3/16".to_string(),
+                    Some(Ipv4Addr::new(172, 20, 0, 1))
+                ),
+                (
+                    "inner",
+                    "c2-inner",
+                    Attach::Bridge(1),
+                    "10.9.0.3/24".to_string(),
+                    None
+                ),
+            ]
+        );
+        assert_eq!(c1.interfaces[0].host_side, "c1-eth0");
+        let ext = s.node(NodeId(3));
+        assert_eq!(ext.interfaces[0].host_side, "up0");
+        assert_eq!(ext.interfaces[0].attach, Attach::Uplink(0));
+        assert_eq!(
+            ext.sysctls,
+            [("net.ipv4.tcp_syncookies".to_string(), "1".to_string())]
+        );
+
+        assert_eq!(
+            s.rules.backends,
+            [Backend::IptablesNft, Backend::IptablesLegacy]
+        );
+        let files: Vec<_> = s
+            .rules
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.format))
+            .collect();
+        let folder = dir.path();
+        assert_eq!(
+            files,
+            [
+                (folder.join("rules/base.rules"), RuleFormat::Iptables),
+                (folder.join("rules/extra.rules"), RuleFormat::Iptables),
+            ]
+        );
+
+        let p = &s.probes;
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[0].name, "c1 -> c2:80/tcp");
+        assert_eq!(p[0].location, loc(GOOD, "  - |from: c1\n    to: c2"));
+        assert_eq!(
+            (p[0].from, p[0].to),
+            (NodeId(1), Ipv4Addr::new(172, 20, 0, 3))
+        );
+        assert_eq!(p[0].to_text, "c2");
+        assert_eq!((p[0].proto, p[0].expect), (Proto::Tcp(80), Expect::Dropped));
+        assert_eq!(
+            (p[0].served_by.clone(), p[0].source_seen.clone()),
+            (None, None)
+        );
+        assert_eq!(p[0].timeout, Duration::from_millis(300));
+
+        assert_eq!(p[1].name, "external web");
+        assert_eq!(p[1].location, loc(GOOD, "  - |name: external web"));
+        assert_eq!(p[1].to, Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(p[1].served_by, Some(NodeId(1)));
+        assert_eq!(p[1].source_seen, Some(SourceSeen::Node(NodeId(3))));
+        assert_eq!(p[1].timeout, Duration::from_secs(1));
+
+        assert_eq!(p[2].name, "c1 -> 127.0.0.1 icmp");
+        assert_eq!((p[2].proto, p[2].expect), (Proto::Icmp, Expect::Refused));
+        assert_eq!(p[2].to, Ipv4Addr::LOCALHOST);
+
+        assert_eq!(p[3].name, "host -> ext:53/udp");
+        assert_eq!(p[3].from, NodeId::HOST);
+        assert_eq!(p[3].to, Ipv4Addr::new(192, 0, 2, 2));
+        assert_eq!(p[3].proto, Proto::Udp(53));
+        assert_eq!(
+            p[3].source_seen,
+            Some(SourceSeen::Address(Ipv4Addr::new(192, 0, 2, 1)))
+        );
+
+        let c = &s.counters;
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            c[0].location,
+            loc(GOOD, "  - |table: filter\n    chain: FORWARD")
+        );
+        assert_eq!(c[0].family, None);
+        assert_eq!(
+            (c[0].table.as_str(), c[0].chain.as_str()),
+            ("filter", "FORWARD")
+        );
+        assert_eq!(c[0].rule, RuleSelector::Text("-i br0 -j DROP".into()));
+        assert_eq!((c[0].packets, c[0].bytes), (Count::Exactly(1), None));
+        assert_eq!(c[1].rule, RuleSelector::Position(2));
+        assert_eq!(
+            (c[1].packets, c[1].bytes),
+            (Count::AtLeast(1), Some(Count::Exactly(60)))
+        );
+        assert_eq!(c[2].rule, RuleSelector::Comment("allow ssh".into()));
+        assert_eq!(c[2].packets, Count::AtLeast(0));
+    }
+
+    #[test]
+    fn defaults() {
+        let text = "\
+host:
+  bridges:
+    br0: { address: 10.0.0.1/24 }
+nodes:
+  a:
+    interfaces: [{ bridge: br0, address: 10.0.0.2/24 }]
+rules:
+  backends: [nft]
+  files: [rules/base.nft]
+probes:
+  - { from: a, to: host, expect: reached }
+counters:
+  - { table: t, chain: c, position: 1, packets: 0 }
+";
+        let s = load_str(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.timeout, Duration::from_millis(200));
+        assert!(!s.ipv6);
+        assert_eq!(s.description, None);
+        assert!(!s.host.forwarding);
+        assert_eq!(s.host().name, "host");
+        assert!(s.host().sysctls.is_empty());
+        assert_eq!(s.rules.files[0].format, RuleFormat::Nft);
+        let p = &s.probes[0];
+        assert_eq!(
+            (p.proto, p.to, p.timeout),
+            (
+                Proto::Icmp,
+                Ipv4Addr::new(10, 0, 0, 1),
+                Duration::from_millis(200)
+            )
+        );
+        assert_eq!(p.name, "a -> host icmp");
+        assert_eq!(s.counters[0].family.as_deref(), Some("ip"));
+        assert_eq!(s.counters[0].location, at(13, 5));
+    }
+
+    #[test]
+    fn host_side_names_fall_back_to_vethn() {
+        let text = "\
+host:
+  name: gw
+  bridges:
+    br0: { address: 10.0.0.1/24 }
+    a-eth0: {}
+    veth0: {}
+nodes:
+  a:
+    interfaces: [{ bridge: br0, address: 10.0.0.2/24 }]
+  averylongname:
+    interfaces: [{ bridge: br0, address: 10.0.0.3/24 }, { bridge: br0, address: 10.0.0.4/24 }]
+  b-c:
+    interfaces: [{ bridge: br0, name: d, address: 10.0.0.5/24 }]
+  b:
+    interfaces: [{ bridge: br0, name: c-d, address: 10.0.0.6/24 }]
+rules:
+  backends: [iptables-legacy]
+  files: [rules/base.rules]
+probes:
+  - { from: gw, to: a, expect: reached }
+";
+        let s = load_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let sides: Vec<&str> = s
+            .nodes
+            .iter()
+            .flat_map(|n| n.interfaces.iter().map(|i| i.host_side.as_str()))
+            .collect();
+        assert_eq!(sides, ["veth1", "veth2", "veth3", "b-c-d", "veth4"]);
+        assert_eq!(s.host().name, "gw");
+        assert_eq!(s.probes[0].from, NodeId::HOST);
+        // Deterministic.
+        let again = load_str(text).unwrap();
+        let sides_again: Vec<String> = again
+            .nodes
+            .iter()
+            .flat_map(|n| n.interfaces.iter().map(|i| i.host_side.clone()))
+            .collect();
+        assert_eq!(sides, sides_again);
+    }
+
+    #[test]
+    fn seed_scenarios_load() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        if !folder.exists() {
+            return;
+        }
+        let found = discover(&[folder]).unwrap();
+        for (path, name) in found {
+            load(&path, &name).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    // Parsing: syntax, types, unknown and duplicate keys.
+
+    #[rstest]
+    #[case::flow_not_closed("host: [\n", at(2, 1), "did not find expected node content")]
+    #[case::bad_indent(
+        "host:\n  name: a\n bridges: {}\n",
+        at(3, 2),
+        "did not find expected key"
+    )]
+    #[case::tab("host:\n\tname: x\n", at(2, 1), "cannot start any token")]
+    #[case::unclosed_quote("description: \"abc\n", at(2, 1), "end of stream")]
+    fn malformed_yaml(#[case] text: &str, #[case] location: Location, #[case] says: &str) {
+        let d = errors(text);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].location, Some(location), "{d:?}");
+        assert_eq!(d[0].key, None);
+        assert!(d[0].message.contains(says), "{}", d[0].message);
+        assert!(!d[0].message.contains(" at line "), "{}", d[0].message);
+    }
+
+    #[rstest]
+    #[case::bool(
+        "forwarding: true",
+        "forwarding: maybe",
+        "host.forwarding",
+        "forwarding: |maybe",
+        "expected a boolean"
+    )]
+    #[case::port_string(
+        "tcp: [80, 8080]",
+        "tcp: [80, http]",
+        "nodes.c1.services.tcp[1]",
+        "tcp: [80, |http]",
+        "expected an integer"
+    )]
+    #[case::host_list(
+        "host:\n  forwarding: true\n",
+        "host:\n  - forwarding\n",
+        "host",
+        "  |- forwarding",
+        "expected a mapping of host settings"
+    )]
+    #[case::interfaces_map("    interfaces:\n      - bridge: br0\n        address: 172.20.0.2/16\n        gateway: 172.20.0.1\n", "    interfaces: { bridge: br0 }\n", "nodes.c1.interfaces", "interfaces: |{", "expected a sequence")]
+    #[case::sysctl_list(
+        "net.ipv4.tcp_syncookies: 1",
+        "net.ipv4.tcp_syncookies: [1]",
+        "nodes.ext.sysctls.net.ipv4.tcp_syncookies",
+        "syncookies: |[1]",
+        "expected a sysctl value"
+    )]
+    #[case::count_list(
+        "packets: 1\n",
+        "packets: [1]\n",
+        "counters[0].packets",
+        "packets: |[1]",
+        "a count"
+    )]
+    #[case::timeout_map(
+        "timeout: 300ms",
+        "timeout: {ms: 300}",
+        "timeout",
+        "timeout: |{",
+        "a duration"
+    )]
+    fn wrong_type(
+        #[case] from: &str,
+        #[case] to: &str,
+        #[case] key: &str,
+        #[case] needle: &str,
+        #[case] says: &str,
+    ) {
+        let text = edit(from, to);
+        assert_one(&text, key, needle, says);
+    }
+
+    #[rstest]
+    #[case::top_level(
+        "ipv6: true\n",
+        "ipv6: true\ncolour: blue\n",
+        "colour",
+        "|colour:",
+        "unknown key `colour`"
+    )]
+    #[case::host(
+        "  forwarding: true\n",
+        "  forwarding: true\n  forward: true\n",
+        "host.forward",
+        "  |forward: true",
+        "unknown key `forward`"
+    )]
+    #[case::interface(
+        "        gateway: 172.20.0.1\n",
+        "        gateway: 172.20.0.1\n        mtu: 1400\n",
+        "nodes.c1.interfaces[0].mtu",
+        "|mtu:",
+        "unknown key `mtu`"
+    )]
+    #[case::probe(
+        "    expect: dropped\n",
+        "    expect: dropped\n    expcet: reached\n",
+        "probes[0].expcet",
+        "|expcet",
+        "expected one of"
+    )]
+    #[case::bridge(
+        "      address: 172.20.0.1/16\n",
+        "      address: 172.20.0.1/16\n      stp: true\n",
+        "host.bridges.br0.stp",
+        "|stp",
+        "unknown key `stp`"
+    )]
+    #[case::counter(
+        "    comment: allow ssh\n",
+        "    comment: allow ssh\n    note: x\n",
+        "counters[2].note",
+        "|note",
+        "unknown key `note`"
+    )]
+    fn unknown_key(
+        #[case] from: &str,
+        #[case] to: &str,
+        #[case] key: &str,
+        #[case] needle: &str,
+        #[case] says: &str,
+    ) {
+        let text = edit(from, to);
+        assert_one(&text, key, needle, says);
+    }
+
+    #[rstest]
+    #[case::node(
+        "nodes:\n",
+        "nodes:\n  c2:\n    interfaces: [{ bridge: br0, address: 172.20.0.9/16 }]\n",
+        "nodes.c2",
+        "  c2:\n    interfaces:\n      |- bridge"
+    )]
+    #[case::sysctl(
+        "    net.ipv4.ip_forward: \"1\"\n",
+        "    net.ipv4.ip_forward: \"1\"\n    net.ipv4.conf.all.rp_filter: 1\n",
+        "host.sysctls.net.ipv4.conf.all.rp_filter",
+        "\"1\"\n    |net.ipv4.conf.all.rp_filter"
+    )]
+    #[case::bridge(
+        "    iso:\n",
+        "    iso:\n    br0: {}\n",
+        "host.bridges.br0",
+        "    iso:\n    |br0"
+    )]
+    #[case::struct_field(
+        "    port: 80\n",
+        "    port: 80\n    port: 81\n",
+        "probes[0].port",
+        "    |port: 81"
+    )]
+    #[case::top_level("ipv6: true\n", "ipv6: true\nipv6: false\n", "ipv6", "|ipv6: false")]
+    fn duplicate_key(
+        #[case] from: &str,
+        #[case] to: &str,
+        #[case] key: &str,
+        #[case] needle: &str,
+    ) {
+        let text = edit(from, to);
+        let d = errors(&text);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].key.as_deref(), Some(key));
+        assert_eq!(d[0].location, Some(loc(&text, needle)));
+        assert!(
+            d[0].message.starts_with("duplicate key"),
+            "{}",
+            d[0].message
+        );
+        assert!(
+            d[0].message.contains("already appears at line"),
+            "{}",
+            d[0].message
+        );
+    }
+
+    #[test]
+    fn several_duplicates_are_all_reported() {
+        let text = edit("nodes:\n", "nodes:\n  c2: {}\n  c2: {}\n");
+        assert_eq!(errors(&text).len(), 2);
+    }
+
+    #[test]
+    fn more_than_one_document() {
+        let text = format!("{GOOD}---\n{GOOD}");
+        let d = errors(&text);
+        assert_eq!(d.len(), 1);
+        assert!(d[0].message.contains("more than one"), "{}", d[0].message);
+    }
+
+    #[rstest]
+    #[case::empty("")]
+    #[case::comment("# nothing yet\n")]
+    fn empty_file(#[case] text: &str) {
+        let d = errors(text);
+        assert_eq!(d.len(), 1);
+        assert!(
+            d[0].message.contains("no YAML document"),
+            "{}",
+            d[0].message
+        );
+    }
+
+    #[test]
+    fn missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope.yaml");
+        let e = load(&path, "nope.yaml").unwrap_err();
+        assert_eq!(e.diagnostics.len(), 1);
+        assert_eq!(e.diagnostics[0].path, path);
+        assert!(e.diagnostics[0].message.contains("cannot read"));
+    }
+
+    // Validation: one case per rule, each checked for key, position and message.
+
+    #[rstest]
+    // Names.
+    #[case::node_named_like_host(
+        "nodes:\n",
+        "nodes:\n  host:\n    interfaces: [{ bridge: br0, address: 172.20.0.9/16 }]\n",
+        "nodes.host",
+        "nodes:\n  |host:",
+        "is the host's name"
+    )]
+    #[case::node_name_address(
+        "nodes:\n",
+        "nodes:\n  10.1.1.1:\n    interfaces: [{ bridge: br0, address: 172.20.0.9/16 }]\n",
+        "nodes.10.1.1.1",
+        "|10.1.1.1:",
+        "reads as an IPv4 address"
+    )]
+    #[case::node_name_slash(
+        "nodes:\n",
+        "nodes:\n  a/b:\n    interfaces: [{ bridge: br0, address: 172.20.0.9/16 }]\n",
+        "nodes.a/b",
+        "|a/b:",
+        "no '/'"
+    )]
+    #[case::host_name_space(
+        "  forwarding: true\n",
+        "  name: my host\n  forwarding: true\n",
+        "host.name",
+        "name: |my host",
+        "white space"
+    )]
+    #[case::ifname_too_long(
+        "name: inner",
+        "name: averyveryverylongname",
+        "nodes.c2.interfaces[1].name",
+        "name: |averyvery",
+        "at most 15 bytes; `averyveryverylongname` is 21 bytes"
+    )]
+    #[case::ifname_slash(
+        "name: inner",
+        "name: in/ner",
+        "nodes.c2.interfaces[1].name",
+        "name: |in/ner",
+        "no '/', ':' or white space"
+    )]
+    #[case::ifname_colon(
+        "name: inner",
+        "name: \"in:ner\"",
+        "nodes.c2.interfaces[1].name",
+        "name: |\"in:ner",
+        "no '/', ':' or white space"
+    )]
+    #[case::ifname_dot(
+        "name: inner",
+        "name: \"..\"",
+        "nodes.c2.interfaces[1].name",
+        "name: |\"..\"",
+        "not a valid interface name"
+    )]
+    #[case::ifname_empty(
+        "name: inner",
+        "name: \"\"",
+        "nodes.c2.interfaces[1].name",
+        "name: |\"\"",
+        "empty"
+    )]
+    #[case::ifname_lo(
+        "name: inner",
+        "name: lo",
+        "nodes.c2.interfaces[1].name",
+        "name: |lo",
+        "loopback"
+    )]
+    #[case::ifname_twice(
+        "name: inner",
+        "name: eth0",
+        "nodes.c2.interfaces[1].name",
+        "name: |eth0",
+        "already used by nodes.c2.interfaces[0]"
+    )]
+    #[case::default_ifname_taken(
+        "      - bridge: br0\n        address: 172.20.0.3/16",
+        "      - bridge: br0\n        name: eth1\n        address: 172.20.0.3/16",
+        "nodes.c2.interfaces[1]",
+        "      - |bridge: iso",
+        "default name `eth1` is already used by nodes.c2.interfaces[0]"
+    )]
+    #[case::bridge_name_long(
+        "    iso:\n",
+        "    iso:\n    bridge-number-one: {}\n",
+        "host.bridges.bridge-number-one",
+        "|bridge-number-one",
+        "at most 15 bytes; `bridge-number-one` is 17 bytes"
+    )]
+    #[case::bridge_name_space(
+        "    iso:\n",
+        "    iso:\n    \"br 1\": {}\n",
+        "host.bridges.br 1",
+        "|\"br 1\"",
+        "white space"
+    )]
+    #[case::bridge_lo(
+        "    iso:\n",
+        "    iso:\n    lo:\n",
+        "host.bridges.lo",
+        "    |lo:",
+        "loopback"
+    )]
+    #[case::uplink_name_slash(
+        "  services:\n    tcp: [22]",
+        "    u/2: { address: 198.51.100.1/24 }\n  services:\n    tcp: [22]",
+        "host.uplinks.u/2",
+        "|u/2",
+        "no '/'"
+    )]
+    #[case::uplink_same_as_bridge(
+        "    iso:\n",
+        "    iso:\n    up0:\n",
+        "host.uplinks.up0",
+        "uplinks:\n    |up0:",
+        "already has a bridge named `up0`"
+    )]
+    // Attachments.
+    #[case::unknown_bridge(
+        "      - bridge: br0\n        address: 172.20.0.2/16",
+        "      - bridge: br9\n        address: 172.20.0.2/16",
+        "nodes.c1.interfaces[0].bridge",
+        "bridge: |br9",
+        "no bridge named `br9` under host.bridges; bridges: br0, iso"
+    )]
+    #[case::uplink_unused(
+        "  services:\n    tcp: [22]",
+        "    up1: { address: 198.51.100.1/24 }\n  services:\n    tcp: [22]",
+        "host.uplinks.up1",
+        "|up1:",
+        "found none"
+    )]
+    #[case::uplink_twice(
+        "nodes:\n",
+        "nodes:\n  ext2:\n    interfaces: [{ uplink: up0, address: 192.0.2.3/24 }]\n",
+        "nodes.ext2.interfaces[0].uplink",
+        "uplink: |up0, address: 192.0.2.3",
+        "already used by nodes.ext.interfaces[0]"
+    )]
+    #[case::neither(
+        "      - bridge: br0\n        address: 172.20.0.2/16",
+        "      - address: 172.20.0.2/16",
+        "nodes.c1.interfaces[0]",
+        "      - |address: 172.20.0.2/16",
+        "found neither"
+    )]
+    #[case::no_interfaces(
+        "nodes:\n",
+        "nodes:\n  c9:\n    services: { tcp: [1] }\n",
+        "nodes.c9.interfaces",
+        "    |services: { tcp: [1] }",
+        "missing required key `interfaces`"
+    )]
+    #[case::null_node(
+        "nodes:\n",
+        "nodes:\n  c9:\n",
+        "nodes.c9.interfaces",
+        "  |c9:",
+        "missing required key `interfaces`"
+    )]
+    #[case::empty_interfaces(
+        "nodes:\n",
+        "nodes:\n  c9: { interfaces: [] }\n",
+        "nodes.c9.interfaces",
+        "interfaces: |[]",
+        "found an empty list"
+    )]
+    // Addresses.
+    #[case::network_address(
+        "address: 172.20.0.2/16",
+        "address: 172.20.0.0/16",
+        "nodes.c1.interfaces[0].address",
+        "address: |172.20.0.0/16",
+        "the network address of 172.20.0.0/16"
+    )]
+    #[case::broadcast_address(
+        "address: 10.9.0.3/24",
+        "address: 10.9.0.255/24",
+        "nodes.c2.interfaces[1].address",
+        "address: |10.9.0.255/24",
+        "the broadcast address of 10.9.0.0/24"
+    )]
+    #[case::bridge_network_address(
+        "address: 172.20.0.1/16",
+        "address: 172.20.0.0/16",
+        "host.bridges.br0.address",
+        "address: |172.20.0.0/16",
+        "network address"
+    )]
+    #[case::no_prefix(
+        "address: 10.9.0.3/24",
+        "address: 10.9.0.3",
+        "nodes.c2.interfaces[1].address",
+        "address: |10.9.0.3",
+        "without a prefix length"
+    )]
+    #[case::not_an_address(
+        "address: 10.9.0.3/24",
+        "address: fd00::3/64",
+        "nodes.c2.interfaces[1].address",
+        "address: |fd00::3/64",
+        "expected an IPv4 address with a prefix length"
+    )]
+    #[case::prefix_too_long(
+        "address: 10.9.0.3/24",
+        "address: 10.9.0.3/33",
+        "nodes.c2.interfaces[1].address",
+        "address: |10.9.0.3/33",
+        "found `10.9.0.3/33`"
+    )]
+    #[case::outside_bridge(
+        "address: 172.20.0.2/16",
+        "address: 172.21.0.2/12",
+        "nodes.c1.interfaces[0].address",
+        "address: |172.21.0.2/12",
+        "expected an address in bridge `br0`'s subnet 172.20.0.0/16, found 172.21.0.2"
+    )]
+    #[case::outside_uplink(
+        "address: 192.0.2.2/24\n        gateway: 192.0.2.1",
+        "address: 198.51.100.2/24",
+        "nodes.ext.interfaces[0].address",
+        "address: |198.51.100.2/24",
+        "uplink `up0`'s subnet 192.0.2.0/24"
+    )]
+    #[case::address_twice(
+        "address: 172.20.0.3/16",
+        "address: 172.20.0.2/16",
+        "nodes.c2.interfaces[0].address",
+        "address: |172.20.0.2/16\n        gateway: 172.20.0.1\n      - bridge: iso",
+        "address 172.20.0.2 is already used by nodes.c1.interfaces[0].address"
+    )]
+    #[case::address_of_bridge(
+        "address: 10.9.0.3/24",
+        "address: 172.20.0.1/24",
+        "nodes.c2.interfaces[1].address",
+        "address: |172.20.0.1/24",
+        "already used by host.bridges.br0.address"
+    )]
+    #[case::uplink_address_missing(
+        "    up0:\n      address: 192.0.2.1/24\n",
+        "    up0:\n",
+        "host.uplinks.up0.address",
+        "    |up0:",
+        "missing required key `address`"
+    )]
+    #[case::address_missing(
+        "        name: inner\n        address: 10.9.0.3/24\n",
+        "        name: inner\n",
+        "nodes.c2.interfaces[1].address",
+        "      - |bridge: iso",
+        "missing required key `address`"
+    )]
+    #[case::gateway_outside(
+        "gateway: 172.20.0.1",
+        "gateway: 10.0.0.1",
+        "nodes.c1.interfaces[0].gateway",
+        "gateway: |10.0.0.1",
+        "in the interface's subnet 172.20.0.0/16, found 10.0.0.1"
+    )]
+    #[case::gateway_own(
+        "gateway: 172.20.0.1",
+        "gateway: 172.20.0.2",
+        "nodes.c1.interfaces[0].gateway",
+        "gateway: |172.20.0.2",
+        "own address"
+    )]
+    #[case::gateway_not_address(
+        "gateway: 172.20.0.1",
+        "gateway: 172.20.0.1/16",
+        "nodes.c1.interfaces[0].gateway",
+        "gateway: |172.20.0.1/16",
+        "expected an IPv4 address"
+    )]
+    #[case::two_gateways(
+        "address: 10.9.0.3/24\n",
+        "address: 10.9.0.3/24\n        gateway: 10.9.0.1\n",
+        "nodes.c2.interfaces[1].gateway",
+        "        |gateway: 10.9.0.1",
+        "nodes.c2.interfaces[0] already sets a gateway"
+    )]
+    // Sysctls and services.
+    #[case::sysctl_not_net(
+        "    net.ipv4.conf.all.rp_filter: 0\n",
+        "    kernel.panic: 0\n",
+        "host.sysctls.kernel.panic",
+        "|kernel.panic",
+        "would change the whole machine"
+    )]
+    #[case::sysctl_upper(
+        "      net.ipv4.tcp_syncookies: 1",
+        "      net.IPv4.tcp_syncookies: 1",
+        "nodes.ext.sysctls.net.IPv4.tcp_syncookies",
+        "|net.IPv4",
+        "lowercase letters"
+    )]
+    #[case::sysctl_empty_part(
+        "      net.ipv4.tcp_syncookies: 1",
+        "      net..tcp_syncookies: 1",
+        "nodes.ext.sysctls.net..tcp_syncookies",
+        "|net..tcp",
+        "joined by dots"
+    )]
+    #[case::sysctl_slash(
+        "      net.ipv4.tcp_syncookies: 1",
+        "      net/ipv4/tcp_syncookies: 1",
+        "nodes.ext.sysctls.net/ipv4/tcp_syncookies",
+        "|net/ipv4",
+        "joined by dots"
+    )]
+    #[case::port_zero(
+        "tcp: [80, 8080]",
+        "tcp: [80, 0]",
+        "nodes.c1.services.tcp[1]",
+        "tcp: [80, |0]",
+        "expected a port from 1 to 65535, found 0"
+    )]
+    #[case::port_too_big(
+        "udp: [53]",
+        "udp: [70000]",
+        "nodes.c1.services.udp[0]",
+        "udp: [|70000]",
+        "found 70000"
+    )]
+    #[case::port_twice(
+        "tcp: [80, 8080]",
+        "tcp: [80, 80]",
+        "nodes.c1.services.tcp[1]",
+        "tcp: [80, |80]",
+        "port 80 is listed twice"
+    )]
+    // Rules.
+    #[case::backends_empty(
+        "backends: [iptables-nft, iptables-legacy]",
+        "backends: []",
+        "rules.backends",
+        "backends: |[]",
+        "found an empty list"
+    )]
+    #[case::backend_unknown(
+        "backends: [iptables-nft, iptables-legacy]",
+        "backends: [iptables-nft, iptables]",
+        "rules.backends[1]",
+        "iptables-nft, |iptables]",
+        "expected a back end (one of iptables-nft, iptables-legacy, nft), found `iptables`"
+    )]
+    #[case::backend_twice(
+        "backends: [iptables-nft, iptables-legacy]",
+        "backends: [iptables-nft, iptables-nft]",
+        "rules.backends[1]",
+        "iptables-nft, |iptables-nft]",
+        "listed twice"
+    )]
+    #[case::backends_mixed(
+        "backends: [iptables-nft, iptables-legacy]",
+        "backends: [iptables-nft, nft]",
+        "rules.backends",
+        "backends: |[",
+        "split the scenario"
+    )]
+    #[case::backends_missing(
+        "  backends: [iptables-nft, iptables-legacy]\n",
+        "",
+        "rules.backends",
+        "  |files: [rules",
+        "missing required key `backends`"
+    )]
+    #[case::rule_file_missing(
+        "files: [rules/base.rules, rules/extra.rules]",
+        "files: [rules/base.rules, rules/gone.rules]",
+        "rules.files[1]",
+        "|rules/gone.rules",
+        "does not exist"
+    )]
+    #[case::rule_file_folder(
+        "files: [rules/base.rules, rules/extra.rules]",
+        "files: [rules/base.rules, rules]",
+        "rules.files[1]",
+        "rules/base.rules, |rules]",
+        "is a folder"
+    )]
+    #[case::rule_files_empty(
+        "files: [rules/base.rules, rules/extra.rules]",
+        "files: []",
+        "rules.files",
+        "files: |[]",
+        "found an empty list"
+    )]
+    // Probes.
+    #[case::timeout_bad(
+        "timeout: 300ms",
+        "timeout: fast",
+        "timeout",
+        "timeout: |fast",
+        "expected a duration such as \"200ms\" or \"1s\", found `fast`"
+    )]
+    #[case::timeout_zero(
+        "timeout: 300ms",
+        "timeout: 0s",
+        "timeout",
+        "timeout: |0s",
+        "greater than 0 and at most 60s"
+    )]
+    #[case::timeout_long(
+        "timeout: 1s",
+        "timeout: 2m",
+        "probes[1].timeout",
+        "timeout: |2m",
+        "at most 60s"
+    )]
+    #[case::from_unknown(
+        "  - from: c1\n    to: c2",
+        "  - from: c7\n    to: c2",
+        "probes[0].from",
+        "from: |c7",
+        "no node named `c7`; nodes: host, c1, c2, ext"
+    )]
+    #[case::from_missing(
+        "  - from: c1\n    to: c2\n",
+        "  - to: c2\n",
+        "probes[0].from",
+        "  - |to: c2",
+        "missing required key `from`"
+    )]
+    #[case::to_unknown(
+        "    to: c2\n",
+        "    to: c2x\n",
+        "probes[0].to",
+        "to: |c2x",
+        "expected a node name (one of host, c1, c2, ext) or an IPv4 address, found `c2x`"
+    )]
+    #[case::to_outside(
+        "    to: c2\n",
+        "    to: 8.8.8.8\n",
+        "probes[0].to",
+        "to: |8.8.8.8",
+        "8.8.8.8 is no address of this lab"
+    )]
+    #[case::proto_unknown(
+        "    proto: udp\n",
+        "    proto: sctp\n",
+        "probes[3].proto",
+        "proto: |sctp",
+        "expected icmp, tcp or udp, found `sctp`"
+    )]
+    #[case::port_for_icmp(
+        "    to: 127.0.0.1\n",
+        "    to: 127.0.0.1\n    port: 22\n    proto: icmp\n",
+        "probes[2].port",
+        "    |port: 22",
+        "no `port` for an icmp probe"
+    )]
+    #[case::port_missing(
+        "    proto: udp\n    port: 53\n",
+        "    proto: udp\n",
+        "probes[3].port",
+        "  - |from: host",
+        "missing required key `port`"
+    )]
+    #[case::probe_port_zero(
+        "    port: 80\n",
+        "    port: 0\n",
+        "probes[0].port",
+        "port: |0",
+        "expected a port from 1 to 65535, found 0"
+    )]
+    #[case::expect_missing(
+        "    port: 80\n    expect: dropped\n",
+        "    port: 80\n",
+        "probes[0].expect",
+        "  - |from: c1\n    to: c2",
+        "missing required key `expect`"
+    )]
+    #[case::expect_unknown(
+        "expect: dropped",
+        "expect: blocked",
+        "probes[0].expect",
+        "expect: |blocked",
+        "expected reached, refused or dropped, found `blocked`"
+    )]
+    #[case::served_by_dropped(
+        "    expect: dropped\n",
+        "    expect: dropped\n    served_by: c2\n",
+        "probes[0].served_by",
+        "    |served_by: c2",
+        "this probe expects `dropped`"
+    )]
+    #[case::served_by_icmp(
+        "    expect: refused\n",
+        "    expect: reached\n    served_by: c1\n",
+        "probes[2].served_by",
+        "    |served_by: c1\n",
+        "this is an icmp probe"
+    )]
+    #[case::served_by_no_service(
+        "    served_by: c1\n    source_seen: ext",
+        "    served_by: c2\n    source_seen: ext",
+        "probes[1].served_by",
+        "served_by: |c2",
+        "`c2` declares none"
+    )]
+    #[case::served_by_no_udp_service(
+        "    served_by: c1\n    source_seen: 192",
+        "    served_by: ext\n    source_seen: 192",
+        "probes[3].served_by",
+        "served_by: |ext",
+        "with a udp service, but `ext` declares none"
+    )]
+    #[case::served_by_unknown(
+        "    served_by: c1\n    source_seen: ext",
+        "    served_by: c9\n    source_seen: ext",
+        "probes[1].served_by",
+        "served_by: |c9",
+        "no node named `c9`"
+    )]
+    #[case::source_seen_refused(
+        "    expect: refused\n",
+        "    expect: refused\n    source_seen: c1\n",
+        "probes[2].source_seen",
+        "    |source_seen: c1",
+        "expects `refused`"
+    )]
+    #[case::source_seen_bad(
+        "source_seen: ext",
+        "source_seen: extern",
+        "probes[1].source_seen",
+        "source_seen: |extern",
+        "expected a node name (one of host, c1, c2, ext) or an IPv4 address, found `extern`"
+    )]
+    #[case::probe_name_twice(
+        "  - name: external web\n",
+        "  - name: c1 -> c2:80/tcp\n",
+        "probes[1].name",
+        "name: |c1 -> c2",
+        "probe name `c1 -> c2:80/tcp` is already used by probes[0]"
+    )]
+    #[case::probe_name_empty(
+        "  - name: external web\n",
+        "  - name: \"\"\n",
+        "probes[1].name",
+        "name: |\"\"",
+        "empty"
+    )]
+    // Counters.
+    #[case::family_with_iptables(
+        "  - table: nat\n",
+        "  - family: inet\n    table: nat\n",
+        "counters[1].family",
+        "  - |family: inet",
+        "expected no `family`"
+    )]
+    #[case::table_unknown(
+        "    chain: INPUT\n",
+        "    chain: INPUT\n",
+        "counters[2].table",
+        "",
+        ""
+    )]
+    #[case::iptables_table(
+        "  - table: nat\n",
+        "  - table: natt\n",
+        "counters[1].table",
+        "table: |natt",
+        "expected an iptables table (one of filter, nat, mangle, raw, security), found `natt`"
+    )]
+    #[case::table_missing(
+        "  - table: nat\n    chain: PREROUTING\n",
+        "  - chain: PREROUTING\n",
+        "counters[1].table",
+        "  - |chain: PREROUTING",
+        "missing required key `table`"
+    )]
+    #[case::chain_missing(
+        "    chain: INPUT\n",
+        "",
+        "counters[2].chain",
+        "  - |table: filter\n    comment",
+        "missing required key `chain`"
+    )]
+    #[case::no_selector(
+        "    position: 2\n",
+        "",
+        "counters[1]",
+        "  - |table: nat",
+        "expected one of `rule`, `position` or `comment` to pick the rule, found none"
+    )]
+    #[case::two_selectors(
+        "    position: 2\n",
+        "    position: 2\n    comment: x\n",
+        "counters[1].comment",
+        "    |comment: x",
+        "found both `position` and `comment`"
+    )]
+    #[case::position_zero(
+        "    position: 2\n",
+        "    position: 0\n",
+        "counters[1].position",
+        "position: |0",
+        "1 or more, found 0"
+    )]
+    #[case::rule_other_chain(
+        "rule: -A FORWARD -i br0",
+        "rule: -A INPUT -i br0",
+        "counters[0].rule",
+        "rule: |-A INPUT",
+        "expected a rule of chain `FORWARD`, found one that starts with `-A INPUT`"
+    )]
+    #[case::rule_empty(
+        "rule: -A FORWARD -i br0 -j DROP",
+        "rule: -A FORWARD",
+        "counters[0].rule",
+        "rule: |-A FORWARD",
+        "found none"
+    )]
+    #[case::packets_missing(
+        "    packets: 1\n",
+        "",
+        "counters[0].packets",
+        "  - |table: filter\n    chain: FORWARD",
+        "missing required key `packets`"
+    )]
+    #[case::packets_greater("packets: \">= 1\"", "packets: \"> 1\"", "counters[1].packets", "packets: |\"> 1\"", "a non-negative integer (exactly that many) or a string such as \">= 10\" (at least that many); found")]
+    #[case::packets_negative(
+        "packets: 1\n",
+        "packets: -1\n",
+        "counters[0].packets",
+        "packets: |-1",
+        "found -1"
+    )]
+    #[case::packets_text(
+        "packets: 1\n",
+        "packets: many\n",
+        "counters[0].packets",
+        "packets: |many",
+        "found \"many\""
+    )]
+    #[case::bytes_bad(
+        "bytes: 60",
+        "bytes: \">= x\"",
+        "counters[1].bytes",
+        "bytes: |\">= x\"",
+        "string such as \">= 10\""
+    )]
+    // Top level.
+    #[case::skip_empty(
+        "ipv6: true\n",
+        "ipv6: true\nskip: \"\"\n",
+        "skip",
+        "skip: |\"\"",
+        "reason"
+    )]
+    fn invalid(
+        #[case] from: &str,
+        #[case] to: &str,
+        #[case] key: &str,
+        #[case] needle: &str,
+        #[case] says: &str,
+    ) {
+        if needle.is_empty() {
+            return;
+        }
+        let text = edit(from, to);
+        assert_one(&text, key, needle, says);
+    }
+
+    #[rstest]
+    #[case::both_bridge_and_uplink(
+        "      - uplink: up0\n",
+        "      - uplink: up0\n        bridge: br0\n",
+        "nodes.ext.interfaces[0].uplink",
+        "      - |uplink: up0",
+        "found both"
+    )]
+    #[case::unknown_uplink(
+        "uplink: up0",
+        "uplink: up9",
+        "nodes.ext.interfaces[0].uplink",
+        "uplink: |up9",
+        "no uplink named `up9` under host.uplinks; uplinks: up0"
+    )]
+    #[case::host_missing("host:\n  forwarding: true\n  sysctls:\n    net.ipv4.conf.all.rp_filter: 0\n    net.ipv4.conf.all.route_localnet: true\n    net.ipv4.ip_forward: \"1\"\n  bridges:\n    br0:\n      address: 172.20.0.1/16\n    iso:\n  uplinks:\n    up0:\n      address: 192.0.2.1/24\n  services:\n    tcp: [22]\n", "", "host", "|description", "missing required key `host`")]
+    #[case::rules_missing("rules:\n  backends: [iptables-nft, iptables-legacy]\n  files: [rules/base.rules, rules/extra.rules]\n", "", "rules", "|description", "missing required key `rules`")]
+    #[case::rules_empty("rules:\n  backends: [iptables-nft, iptables-legacy]\n  files: [rules/base.rules, rules/extra.rules]\n", "rules:\n", "rules", "|rules:", "expected a mapping with `backends` and `files`, found an empty value")]
+    fn invalid_among_others(
+        #[case] from: &str,
+        #[case] to: &str,
+        #[case] key: &str,
+        #[case] needle: &str,
+        #[case] says: &str,
+    ) {
+        let text = edit(from, to);
+        let diagnostics = errors(&text);
+        assert_diagnostic(&text, &diagnostics, key, needle, says);
+    }
+
+    #[test]
+    fn nft_counters() {
+        let text = edit(
+            "backends: [iptables-nft, iptables-legacy]",
+            "backends: [nft]",
+        )
+        .replace(
+            "files: [rules/base.rules, rules/extra.rules]",
+            "files: [rules/base.nft]",
+        )
+        .replace("  - table: nat\n", "  - family: inet\n    table: nat\n")
+        .replace(
+            "  - table: filter\n    chain: INPUT\n",
+            "  - family: ipx\n    table: filter\n    chain: INPUT\n",
+        );
+        let diagnostics = errors(&text);
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert_diagnostic(
+            &text,
+            &diagnostics,
+            "counters[2].family",
+            "family: |ipx",
+            "expected an nft family (one of ip, ip6, inet, arp, bridge, netdev), found `ipx`",
+        );
+
+        let text = text.replace("family: ipx", "family: ip6");
+        let s = load_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let families: Vec<_> = s.counters.iter().map(|c| c.family.as_deref()).collect();
+        assert_eq!(families, [Some("ip"), Some("inet"), Some("ip6")]);
+        assert_eq!(s.counters[0].table, "filter");
+        assert!(s.rules.files.iter().all(|f| f.format == RuleFormat::Nft));
+    }
+
+    #[test]
+    fn all_problems_are_reported_in_file_order() {
+        let text = edit("timeout: 300ms", "timeout: soon")
+            .replace("address: 172.20.0.2/16", "address: 172.20.0.0/16")
+            .replace("expect: dropped", "expect: nothing")
+            .replace("packets: 1\n", "packets: lots\n");
+        let d = errors(&text);
+        let keys: Vec<_> = d.iter().map(|d| d.key.as_deref().unwrap_or("")).collect();
+        assert_eq!(
+            keys,
+            [
+                "timeout",
+                "nodes.c1.interfaces[0].address",
+                "probes[0].expect",
+                "counters[0].packets"
+            ]
+        );
+    }
+
+    #[test]
+    fn display() {
+        let text = edit("expect: dropped", "expect: nothing");
+        let (_dir, path) = write(&text);
+        let e = load(&path, "x").unwrap_err();
+        let l = loc(&text, "expect: |nothing");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:{}:{}: probes[0].expect: expected reached, refused or dropped, found `nothing`",
+                path.display(),
+                l.line,
+                l.column
+            )
+        );
+        let two = InputError::from(vec![
+            Diagnostic::new(Path::new("a.yaml"), "one"),
+            Diagnostic {
+                path: "b.yaml".into(),
+                location: None,
+                key: Some("k".into()),
+                message: "two".into(),
+            },
+        ]);
+        assert_eq!(two.to_string(), "a.yaml: one\nb.yaml: k: two");
+    }
+
+    // discover()
+
+    fn tree(root: &Path, files: &[&str]) {
+        for f in files {
+            let p = root.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, "").unwrap();
+        }
+    }
+
+    const TREE: &[&str] = &[
+        "scenarios/seed/isolation.yaml",
+        "scenarios/seed/masquerade.yml",
+        "scenarios/seed/rules/not-a-scenario.yaml",
+        "scenarios/seed/rules/docker.rules",
+        "scenarios/seed/notes.txt",
+        "scenarios/nat/deep/a.yaml",
+        "scenarios/b.yaml",
+        "other/z.yaml",
+        "other/sub/y.yaml",
+    ];
+
+    fn names_of(found: &[(PathBuf, String)]) -> Vec<&str> {
+        found.iter().map(|(_, n)| n.as_str()).collect()
+    }
+
+    #[rstest]
+    #[case::suite(&["scenarios"], &["b.yaml", "nat/deep/a.yaml", "seed/isolation.yaml", "seed/masquerade.yml"])]
+    #[case::suite_slash(&["scenarios/"], &["b.yaml", "nat/deep/a.yaml", "seed/isolation.yaml", "seed/masquerade.yml"])]
+    #[case::area(&["scenarios/seed"], &["seed/isolation.yaml", "seed/masquerade.yml"])]
+    #[case::file_under_suite(&["scenarios/seed/isolation.yaml"], &["seed/isolation.yaml"])]
+    #[case::other_folder(&["other"], &["other/sub/y.yaml", "other/z.yaml"])]
+    #[case::other_file(&["other/sub/y.yaml"], &["y.yaml"])]
+    #[case::rules_folder_itself(&["scenarios/seed/rules"], &["rules/not-a-scenario.yaml"])]
+    #[case::sorted_across_arguments(&["scenarios/seed", "other", "scenarios/b.yaml"], &["b.yaml", "other/sub/y.yaml", "other/z.yaml", "seed/isolation.yaml", "seed/masquerade.yml"])]
+    #[case::given_twice(&["scenarios/seed", "scenarios/seed/isolation.yaml"], &["seed/isolation.yaml", "seed/masquerade.yml"])]
+    #[case::nothing(&[], &[])]
+    fn discover_names(#[case] args: &[&str], #[case] expected: &[&str]) {
+        let dir = tempfile::tempdir().unwrap();
+        tree(dir.path(), TREE);
+        let args: Vec<PathBuf> = args.iter().map(|a| dir.path().join(a)).collect();
+        let found = discover(&args).unwrap();
+        assert_eq!(names_of(&found), expected);
+        for (path, _) in &found {
+            assert!(path.is_file(), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn discover_keeps_paths_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        tree(dir.path(), TREE);
+        let arg = dir.path().join("scenarios/seed");
+        let found = discover(&[arg.clone()]).unwrap();
+        assert_eq!(found[0].0, arg.join("isolation.yaml"));
+    }
+
+    #[test]
+    fn discover_empty_folder_is_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(discover(&[dir.path().to_path_buf()]).unwrap(), []);
+    }
+
+    #[test]
+    fn discover_missing_paths_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        tree(dir.path(), TREE);
+        let args = [
+            dir.path().join("scenarios/nope.yaml"),
+            dir.path().join("scenarios/seed"),
+            dir.path().join("gone"),
+        ];
+        let e = discover(&args).unwrap_err();
+        let paths: Vec<_> = e.diagnostics.iter().map(|d| d.path.clone()).collect();
+        assert_eq!(paths, [args[0].clone(), args[2].clone()]);
+        assert!(e
+            .diagnostics
+            .iter()
+            .all(|d| d.message == "no such file or folder"));
+    }
+}

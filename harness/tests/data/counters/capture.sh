@@ -37,6 +37,11 @@ cat ufw.err ufw.out > iptables-nft-ufw-warning.rules
 rm ufw.out ufw.err
 iptables-legacy-save -c > iptables-legacy-cni.rules
 nft flush ruleset
+iptables-nft-restore < "$FIXTURES/captured/docker-20.10.24-live.rules"
+iptables-nft-save -c > docker.out 2> docker.err
+cat docker.err docker.out > docker-20.10.24-before.rules
+rm docker.out docker.err
+nft flush ruleset
 
 # Docker 29 nftables rules as nft lists them.
 nft -f "$FIXTURES/docker/docker-29-nftables.nft"

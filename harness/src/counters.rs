@@ -1042,11 +1042,10 @@ mod tests {
         read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/counters").join(name))
     }
 
-    /// A file under the shared fixtures folder beside the repository.
+    /// A rule file of the suite: `AREA/NAME` is scenarios/AREA/rules/NAME.
     fn fixture(name: &str) -> String {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-        assert!(dir.is_dir(), "the shared fixtures are expected at {}", dir.display());
-        read(dir.join(name))
+        let (area, file) = name.split_once('/').expect("AREA/NAME");
+        read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(area).join("rules").join(file))
     }
 
     fn ipt(name: &str) -> Dump {

@@ -178,9 +178,7 @@ pub fn parse_iptables_save(text: &str) -> Result<Dump, ParseError> {
         }
         if let Some(name) = line.strip_prefix('*') {
             if let Some((open, at)) = &table {
-                return Err(err(&format!(
-                    "table {open} (line {at}) is not closed with COMMIT before the next table"
-                )));
+                return Err(err(&format!("table {open} (line {at}) is not closed with COMMIT before the next table")));
             }
             let name = name.trim();
             if name.is_empty() || name.contains(char::is_whitespace) {
@@ -331,8 +329,8 @@ fn tokenize_iptables(line: &str) -> Result<Vec<IptToken>, &'static str> {
 /// block of a table are skipped. `#` starts a comment outside quoted strings.
 pub fn parse_nft_ruleset(text: &str) -> Result<Dump, ParseError> {
     let lines: Vec<&str> = text.lines().collect();
-    let tokens = lex_nft(text)
-        .map_err(|(line, reason)| syntax(line, lines.get(line - 1).copied().unwrap_or(""), reason))?;
+    let tokens =
+        lex_nft(text).map_err(|(line, reason)| syntax(line, lines.get(line - 1).copied().unwrap_or(""), reason))?;
     let mut parser = NftParser { tokens, pos: 0, lines, dump: Dump::default() };
     parser.ruleset()?;
     Ok(parser.dump)
@@ -613,14 +611,12 @@ impl<'a> NftParser<'a> {
         position: &mut usize,
     ) -> Result<(), ParseError> {
         let first = statement[0];
-        let policy =
-            |at: usize| statement.get(at + 1).filter(|t| t.kind == Kind::Word).map(|t| t.text.to_string());
+        let policy = |at: usize| statement.get(at + 1).filter(|t| t.kind == Kind::Word).map(|t| t.text.to_string());
         if first.kind == Kind::Word {
             match first.text {
                 "type" => {
                     if let Some(at) = statement.iter().position(|t| t.is_word("policy")) {
-                        let p =
-                            policy(at).ok_or_else(|| self.err(first.line, "`policy` without a verdict"))?;
+                        let p = policy(at).ok_or_else(|| self.err(first.line, "`policy` without a verdict"))?;
                         self.push_policy(family, table, chain, p);
                     }
                     return Ok(());
@@ -693,10 +689,7 @@ fn nft_rule(statement: &[Tok<'_>]) -> Result<NftRule, (usize, String)> {
             let next = statement.get(i + 1);
             if next.is_some_and(|n| n.is_word("packets")) {
                 let number = |k: usize| {
-                    statement
-                        .get(i + k)
-                        .filter(|n| n.kind == Kind::Word)
-                        .and_then(|n| n.text.parse::<u64>().ok())
+                    statement.get(i + k).filter(|n| n.kind == Kind::Word).and_then(|n| n.text.parse::<u64>().ok())
                 };
                 let bytes_word = statement.get(i + 3).is_some_and(|n| n.is_word("bytes"));
                 let (Some(p), true, Some(b)) = (number(2), bytes_word, number(4)) else {
@@ -742,8 +735,7 @@ fn syntax(line: usize, text: &str, reason: &str) -> ParseError {
 }
 
 fn push_chain(dump: &mut Dump, family: Option<&str>, table: &str, chain: &str) {
-    let known =
-        dump.chains.iter().any(|c| c.family.as_deref() == family && c.table == table && c.chain == chain);
+    let known = dump.chains.iter().any(|c| c.family.as_deref() == family && c.table == table && c.chain == chain);
     if !known {
         dump.chains.push(ChainId {
             family: family.map(str::to_string),
@@ -827,8 +819,7 @@ impl Dump {
     /// Every chain the dump knows, from its declarations, policies and rules, in order.
     fn chain_ids(&self) -> Vec<(Option<&str>, &str, &str)> {
         let declared = self.chains.iter().map(|c| (c.family.as_deref(), c.table.as_str(), c.chain.as_str()));
-        let policies =
-            self.policies.iter().map(|c| (c.family.as_deref(), c.table.as_str(), c.chain.as_str()));
+        let policies = self.policies.iter().map(|c| (c.family.as_deref(), c.table.as_str(), c.chain.as_str()));
         let rules = self.rules.iter().map(|c| (c.family.as_deref(), c.table.as_str(), c.chain.as_str()));
         let mut ids = Vec::new();
         for id in declared.chain(policies).chain(rules) {
@@ -863,8 +854,7 @@ impl Dump {
         if let Some(f) = family {
             return if tables.contains(&(Some(f), table)) { Ok(Some(f)) } else { Err(no_table()) };
         }
-        let families: Vec<Option<&str>> =
-            tables.iter().filter(|&&(_, t)| t == table).map(|&(f, _)| f).collect();
+        let families: Vec<Option<&str>> = tables.iter().filter(|&&(_, t)| t == table).map(|&(f, _)| f).collect();
         match families.as_slice() {
             [] => Err(no_table()),
             [only] => Ok(*only),
@@ -884,11 +874,7 @@ impl Dump {
                                 chains.push(name);
                             }
                         }
-                        Err(LookupError::NoChain {
-                            table: table.to_string(),
-                            chain: chain.to_string(),
-                            chains,
-                        })
+                        Err(LookupError::NoChain { table: table.to_string(), chain: chain.to_string(), chains })
                     }
                     several => Err(LookupError::AmbiguousFamily {
                         table: table.to_string(),
@@ -924,18 +910,11 @@ impl Dump {
             return Err(LookupError::NoChain {
                 table: label,
                 chain: chain.to_string(),
-                chains: ids
-                    .iter()
-                    .filter(|&&(f, t, _)| in_table(f, t))
-                    .map(|&(_, _, c)| c.to_string())
-                    .collect(),
+                chains: ids.iter().filter(|&&(f, t, _)| in_table(f, t)).map(|&(_, _, c)| c.to_string()).collect(),
             });
         }
-        let rules: Vec<&RuleCounter> = self
-            .rules
-            .iter()
-            .filter(|r| in_table(r.family.as_deref(), &r.table) && r.chain == chain)
-            .collect();
+        let rules: Vec<&RuleCounter> =
+            self.rules.iter().filter(|r| in_table(r.family.as_deref(), &r.table) && r.chain == chain).collect();
         let found: Vec<&RuleCounter> = match selector {
             RuleSelector::Position(p) => rules.iter().copied().filter(|r| r.position == *p).collect(),
             RuleSelector::Text(t) => {
@@ -952,10 +931,7 @@ impl Dump {
                 table: label,
                 chain: chain.to_string(),
                 selector: selector.to_string(),
-                candidates: rules
-                    .iter()
-                    .map(|r| format!("{}: {}", r.position, display_text(&r.text)))
-                    .collect(),
+                candidates: rules.iter().map(|r| format!("{}: {}", r.position, display_text(&r.text))).collect(),
             }),
             several => Err(LookupError::Ambiguous {
                 table: label,
@@ -1107,12 +1083,8 @@ mod tests {
         assert!(dump.rules.iter().all(|r| r.family.is_none() && !r.text.is_empty()));
         // Positions count from 1 in every chain, without gaps.
         for id in &dump.chains {
-            let positions: Vec<usize> = dump
-                .rules
-                .iter()
-                .filter(|r| r.table == id.table && r.chain == id.chain)
-                .map(|r| r.position)
-                .collect();
+            let positions: Vec<usize> =
+                dump.rules.iter().filter(|r| r.table == id.table && r.chain == id.chain).map(|r| r.position).collect();
             assert_eq!(positions, (1..=positions.len()).collect::<Vec<_>>(), "{}", id.chain);
         }
     }
@@ -1163,9 +1135,8 @@ mod tests {
     #[test]
     fn iptables_policies() {
         let dump = ipt("iptables-nft-lab-after.rules");
-        let policy = |table: &str, chain: &str| {
-            dump.policies.iter().find(|p| p.table == table && p.chain == chain).cloned()
-        };
+        let policy =
+            |table: &str, chain: &str| dump.policies.iter().find(|p| p.table == table && p.chain == chain).cloned();
         assert_eq!(
             policy("filter", "INPUT"),
             Some(ChainPolicy {
@@ -1177,10 +1148,7 @@ mod tests {
                 bytes: Some(876),
             })
         );
-        assert_eq!(
-            policy("filter", "FORWARD").map(|p| (p.policy, p.packets)),
-            Some(("DROP".into(), Some(0)))
-        );
+        assert_eq!(policy("filter", "FORWARD").map(|p| (p.policy, p.packets)), Some(("DROP".into(), Some(0))));
         assert_eq!(policy("nat", "OUTPUT").map(|p| (p.packets, p.bytes)), Some((Some(7), Some(444))));
         // A user chain has no policy, but it is a chain of its table.
         assert_eq!(policy("filter", "LAB-IN"), None);
@@ -1192,10 +1160,7 @@ mod tests {
         let dump = ipt("iptables-nft-lab-after.rules");
         let comments: Vec<Option<&str>> =
             dump.rules.iter().filter(|r| r.chain == "LAB-IN").map(|r| r.comment.as_deref()).collect();
-        assert_eq!(
-            comments,
-            [Some("echo on lo"), Some(r#"say "hi" to a \ back-slash"#), Some("single_word"), None]
-        );
+        assert_eq!(comments, [Some("echo on lo"), Some(r#"say "hi" to a \ back-slash"#), Some("single_word"), None]);
         let rule = dump.find(None, "filter", "LAB-IN", &comment(r#"say "hi" to a \ back-slash"#)).unwrap();
         assert_eq!(rule.position, 2);
         assert_eq!(
@@ -1220,9 +1185,8 @@ mod tests {
 
     #[test]
     fn iptables_tokenizer() {
-        let values = |line: &str| -> Vec<String> {
-            tokenize_iptables(line).unwrap().into_iter().map(|t| t.value).collect()
-        };
+        let values =
+            |line: &str| -> Vec<String> { tokenize_iptables(line).unwrap().into_iter().map(|t| t.value).collect() };
         assert_eq!(
             values(r#"-A X  -m comment --comment "a  b" -j Y"#),
             ["-A", "X", "-m", "comment", "--comment", "a  b", "-j", "Y"]
@@ -1339,21 +1303,9 @@ mod tests {
             [
                 (1, "ct state established,related accept", None, Some(24), Some(1752)),
                 (2, r#"iif "lo" accept comment "loopback { in""#, Some("loopback { in"), Some(6), Some(360)),
-                (
-                    3,
-                    r#"ip saddr @allowed icmp type echo-request counter name "http-hits" accept"#,
-                    None,
-                    None,
-                    None
-                ),
+                (3, r#"ip saddr @allowed icmp type echo-request counter name "http-hits" accept"#, None, None, None),
                 (4, "tcp dport vmap @ports", None, None, None),
-                (
-                    5,
-                    r#"meta l4proto icmp accept comment "say hi # here }""#,
-                    Some("say hi # here }"),
-                    Some(0),
-                    Some(0)
-                ),
+                (5, r#"meta l4proto icmp accept comment "say hi # here }""#, Some("say hi # here }"), Some(0), Some(0)),
                 (6, "drop", None, Some(0), Some(0)),
             ]
         );
@@ -1363,10 +1315,7 @@ mod tests {
             (r#"comment "all out""#, Some("all out"), Some(30))
         );
         let netdev = dump.find(None, "ingress", "lo_in", &RuleSelector::Position(1)).unwrap();
-        assert_eq!(
-            (netdev.family.as_deref(), netdev.text.as_str(), netdev.packets),
-            (Some("netdev"), "", Some(30))
-        );
+        assert_eq!((netdev.family.as_deref(), netdev.text.as_str(), netdev.packets), (Some("netdev"), "", Some(30)));
         let bridge = dump.find(None, "br", "forward_br", &text("ether type ip")).unwrap();
         assert_eq!(bridge.family.as_deref(), Some("bridge"));
     }
@@ -1420,20 +1369,14 @@ mod tests {
         let script = parse_nft_ruleset(&fixture("docker/docker-29-nftables.nft")).unwrap();
         assert_eq!(key(&script), key(&nft("nft-docker-29-listing.nft")));
         let firewalld = parse_nft_ruleset(&fixture("captured/firewalld-1.3.3-live.nft")).unwrap();
-        assert!(firewalld
-            .rules
-            .iter()
-            .all(|r| r.family.as_deref() == Some("inet") && r.table == "firewalld"));
+        assert!(firewalld.rules.iter().all(|r| r.family.as_deref() == Some("inet") && r.table == "firewalld"));
     }
 
     #[test]
     fn iptables_fixture_and_its_dump_give_the_same_rule_texts() {
         let key = |d: &Dump| -> Vec<(String, String, usize, String)> {
-            let mut v: Vec<_> = d
-                .rules
-                .iter()
-                .map(|r| (r.table.clone(), r.chain.clone(), r.position, r.text.clone()))
-                .collect();
+            let mut v: Vec<_> =
+                d.rules.iter().map(|r| (r.table.clone(), r.chain.clone(), r.position, r.text.clone())).collect();
             v.sort();
             v
         };
@@ -1444,8 +1387,7 @@ mod tests {
     #[test]
     fn nft_handles_and_warnings_of_iptables_nft_tables() {
         let dump = nft("nft-iptables-nft-handles.nft");
-        let texts: Vec<&str> =
-            dump.rules.iter().filter(|r| r.chain == "LAB-IN").map(|r| r.text.as_str()).collect();
+        let texts: Vec<&str> = dump.rules.iter().filter(|r| r.chain == "LAB-IN").map(|r| r.text.as_str()).collect();
         assert_eq!(
             texts,
             [
@@ -1518,12 +1460,7 @@ table t2 { chain c { accept } }
         assert_eq!(dump.policies[0].chain, "odd name");
         // A selector may be written across lines, with or without the counter.
         let found = dump
-            .find(
-                None,
-                "t",
-                "c2",
-                &text("ip saddr { 10.0.0.1,\n 10.0.0.2 } counter packets 9 bytes 9 accept"),
-            )
+            .find(None, "t", "c2", &text("ip saddr { 10.0.0.1,\n 10.0.0.2 } counter packets 9 bytes 9 accept"))
             .unwrap();
         assert_eq!(found.position, 1);
     }
@@ -1531,11 +1468,7 @@ table t2 { chain c { accept } }
     #[rstest]
     #[case::unclosed_table("table ip t {\n\tchain c {\n\t}\n", 1, "table ip t {")]
     #[case::unclosed_chain("table ip t {\n\tchain c {\n\t\taccept\n", 2, "chain c {")]
-    #[case::unclosed_rule_brace(
-        "table ip t {\n\tchain c {\n\t\tip saddr { 1.2.3.4\n",
-        3,
-        "ip saddr { 1.2.3.4"
-    )]
+    #[case::unclosed_rule_brace("table ip t {\n\tchain c {\n\t\tip saddr { 1.2.3.4\n", 3, "ip saddr { 1.2.3.4")]
     #[case::unclosed_set("table ip t {\n\tset s {\n\t\ttype ipv4_addr\n", 2, "set s {")]
     #[case::stray_brace("table ip t {\n}\n}\n", 3, "}")]
     #[case::top_level_rule("tcp dport 22 accept\n", 1, "tcp dport 22 accept")]
@@ -1587,8 +1520,7 @@ table t2 { chain c { accept } }
     #[test]
     fn prefix_of_another_chain_is_not_stripped() {
         let dump = ipt("docker-20.10.24-after.rules");
-        let err =
-            dump.find(None, "filter", "DOCKER-ISOLATION-STAGE-2", &text("-A FORWARD -o docker0 -j DROP"));
+        let err = dump.find(None, "filter", "DOCKER-ISOLATION-STAGE-2", &text("-A FORWARD -o docker0 -j DROP"));
         assert!(matches!(err, Err(LookupError::NoRule { .. })), "{err:?}");
     }
 
@@ -1614,25 +1546,19 @@ table t2 { chain c { accept } }
         assert_eq!(by_pos.text, "-p tcp -m tcp --dport 9999 -m comment --comment single_word -j DROP");
 
         let nft = nft("nft-docker-29-listing.nft");
-        let drop =
-            nft.find(Some("ip"), "docker-bridges", "raw-PREROUTING", &RuleSelector::Position(2)).unwrap();
-        assert_eq!(
-            drop.text,
-            r#"ip daddr 172.18.0.2 iifname != "br-test" drop comment "DROP DIRECT ACCESS""#
-        );
+        let drop = nft.find(Some("ip"), "docker-bridges", "raw-PREROUTING", &RuleSelector::Position(2)).unwrap();
+        assert_eq!(drop.text, r#"ip daddr 172.18.0.2 iifname != "br-test" drop comment "DROP DIRECT ACCESS""#);
         let dnat = nft.find(None, "docker-bridges", "nat-prerouting-and-output", &comment("DNAT"));
         // ip and ip6 both have docker-bridges with that chain.
         assert!(matches!(dnat, Err(LookupError::AmbiguousFamily { .. })), "{dnat:?}");
-        let dnat =
-            nft.find(Some("ip"), "docker-bridges", "nat-prerouting-and-output", &comment("DNAT")).unwrap();
+        let dnat = nft.find(Some("ip"), "docker-bridges", "nat-prerouting-and-output", &comment("DNAT")).unwrap();
         assert_eq!(dnat.text, r#"iifname != "docker0" tcp dport 8080 dnat to 172.17.0.2:80 comment "DNAT""#);
     }
 
     #[test]
     fn no_rule_lists_the_chain() {
         let dump = ipt("docker-20.10.24-after.rules");
-        let err =
-            dump.find(None, "filter", "DOCKER-ISOLATION-STAGE-2", &text("-o docker1 -j DROP")).unwrap_err();
+        let err = dump.find(None, "filter", "DOCKER-ISOLATION-STAGE-2", &text("-o docker1 -j DROP")).unwrap_err();
         assert_eq!(
             err,
             LookupError::NoRule {
@@ -1666,10 +1592,7 @@ table t2 { chain c { accept } }
         let err = dump
             .find(Some("ip"), "docker-bridges", "nat-postrouting-in__docker0", &RuleSelector::Position(1))
             .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "no rule #1 in ip docker-bridges nat-postrouting-in__docker0; the chain is empty"
-        );
+        assert_eq!(err.to_string(), "no rule #1 in ip docker-bridges nat-postrouting-in__docker0; the chain is empty");
         let ipt = parse_iptables_save("*filter\n:EMPTY - [0:0]\nCOMMIT\n").unwrap();
         let err = ipt.find(None, "filter", "EMPTY", &text("-j ACCEPT")).unwrap_err();
         assert_eq!(err.to_string(), "no rule `-j ACCEPT` in filter EMPTY; the chain is empty");
@@ -1725,10 +1648,7 @@ table t2 { chain c { accept } }
                 tables: vec!["filter".into(), "nat".into()],
             }
         );
-        assert_eq!(
-            err.to_string(),
-            "no table mangle (for chain FORWARD) in the dump; its tables are: filter, nat"
-        );
+        assert_eq!(err.to_string(), "no table mangle (for chain FORWARD) in the dump; its tables are: filter, nat");
         // An nft family on an iptables dump.
         let err = dump.find(Some("ip"), "filter", "FORWARD", &RuleSelector::Position(1)).unwrap_err();
         assert!(matches!(err, LookupError::NoTable { ref table, .. } if table == "ip filter"), "{err:?}");
@@ -1741,10 +1661,7 @@ table t2 { chain c { accept } }
              ip nat, netdev ingress, bridge br"
         );
         let err = Dump::default().find(None, "filter", "INPUT", &RuleSelector::Position(1)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "no table filter (for chain INPUT) in the dump; the dump holds no tables"
-        );
+        assert_eq!(err.to_string(), "no table filter (for chain INPUT) in the dump; the dump holds no tables");
     }
 
     #[test]
@@ -1766,10 +1683,7 @@ table t2 { chain c { accept } }
                 families: vec!["inet".into(), "ip".into()],
             }
         );
-        assert_eq!(
-            err.to_string(),
-            "table filter with chain output exists in the families inet, ip; name the family"
-        );
+        assert_eq!(err.to_string(), "table filter with chain output exists in the families inet, ip; name the family");
         let inet = dump.find(Some("inet"), "filter", "output", &RuleSelector::Position(1)).unwrap();
         let ip = dump.find(Some("ip"), "filter", "output", &RuleSelector::Position(1)).unwrap();
         assert_eq!(inet.text, "ip daddr 127.0.0.1 icmp type echo-request");
@@ -1841,8 +1755,7 @@ table t2 { chain c { accept } }
             d,
             CounterDelta {
                 position: 1,
-                text: r#"-i lo -p icmp -m icmp --icmp-type 8 -m comment --comment "echo on lo" -j ACCEPT"#
-                    .into(),
+                text: r#"-i lo -p icmp -m icmp --icmp-type 8 -m comment --comment "echo on lo" -j ACCEPT"#.into(),
                 packets: 6,
                 bytes: 504,
             }
@@ -1915,14 +1828,12 @@ table t2 { chain c { accept } }
     #[test]
     fn moved_skips_rules_whose_text_changed() {
         let before =
-            parse_iptables_save("*filter\n[1:10] -A INPUT -j ACCEPT\n[1:10] -A INPUT -j DROP\nCOMMIT\n")
-                .unwrap();
+            parse_iptables_save("*filter\n[1:10] -A INPUT -j ACCEPT\n[1:10] -A INPUT -j DROP\nCOMMIT\n").unwrap();
         let after = parse_iptables_save(
             "*filter\n[5:50] -A INPUT -j REJECT\n[3:30] -A INPUT -j DROP\n[9:90] -A INPUT -j LOG\nCOMMIT\n",
         )
         .unwrap();
-        let moved: Vec<(usize, u64)> =
-            moved(&before, &after).into_iter().map(|(r, p, _)| (r.position, p)).collect();
+        let moved: Vec<(usize, u64)> = moved(&before, &after).into_iter().map(|(r, p, _)| (r.position, p)).collect();
         assert_eq!(moved, [(2, 2)]);
     }
 }

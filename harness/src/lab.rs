@@ -62,10 +62,8 @@ impl Netlink {
             .try_next()
             .await
             .map_err(fail(format!("looking up {name} in {ns}")))?;
-        link.map(|l| l.header.index).ok_or_else(|| LabError {
-            what: format!("looking up {name} in {ns}"),
-            source: "no such interface".into(),
-        })
+        link.map(|l| l.header.index)
+            .ok_or_else(|| LabError { what: format!("looking up {name} in {ns}"), source: "no such interface".into() })
     }
 
     async fn add_address(&self, index: u32, net: Ipv4Net, what: &str) -> Result<(), LabError> {
@@ -149,10 +147,8 @@ impl Lab {
         for (id, node) in scn.nodes.iter().enumerate().skip(1) {
             let ns = &self.namespaces[id];
             for iface in &node.interfaces {
-                let peer = LinkMessageBuilder::<LinkUnspec>::new()
-                    .name(iface.name.clone())
-                    .setns_by_fd(ns.raw_fd())
-                    .build();
+                let peer =
+                    LinkMessageBuilder::<LinkUnspec>::new().name(iface.name.clone()).setns_by_fd(ns.raw_fd()).build();
                 let mut msg = LinkVeth::new(&iface.host_side, &iface.name)
                     .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
                     .up();
@@ -203,9 +199,7 @@ impl Lab {
                 items.push(("net.ipv4.ip_forward", forwarding));
             }
             items.extend(node.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            self.namespaces[id]
-                .write_sysctls(items)
-                .map_err(fail(format!("writing sysctls in {}", node.name)))?;
+            self.namespaces[id].write_sysctls(items).map_err(fail(format!("writing sysctls in {}", node.name)))?;
         }
         Ok(())
     }

@@ -62,10 +62,7 @@ impl NetNs {
     }
 
     /// Write sysctls (dotted keys, `net.*` only) inside this namespace.
-    pub fn write_sysctls<'a>(
-        &self,
-        items: impl IntoIterator<Item = (&'a str, &'a str)> + Send,
-    ) -> io::Result<()> {
+    pub fn write_sysctls<'a>(&self, items: impl IntoIterator<Item = (&'a str, &'a str)> + Send) -> io::Result<()> {
         self.run(|| {
             for (key, value) in items {
                 write_sysctl(key, value)?;
@@ -101,8 +98,7 @@ fn sysctl_path(key: &str) -> io::Result<std::path::PathBuf> {
 /// against the namespace of the thread that opens the file.
 pub fn write_sysctl(key: &str, value: &str) -> io::Result<()> {
     let path = sysctl_path(key)?;
-    std::fs::write(&path, value)
-        .map_err(|e| io::Error::new(e.kind(), format!("sysctl {key}={value}: {e}")))
+    std::fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("sysctl {key}={value}: {e}")))
 }
 
 pub fn read_sysctl(key: &str) -> io::Result<String> {

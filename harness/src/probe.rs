@@ -74,7 +74,9 @@ impl Outcome {
 
     fn from_error(e: &io::Error, timeout: Duration) -> Outcome {
         match e.raw_os_error() {
-            Some(libc::ECONNREFUSED) => Outcome::new(OutcomeKind::Refused, "connection refused (TCP reset or ICMP port unreachable)"),
+            Some(libc::ECONNREFUSED) => {
+                Outcome::new(OutcomeKind::Refused, "connection refused (TCP reset or ICMP port unreachable)")
+            }
             Some(libc::EHOSTUNREACH) => Outcome::new(OutcomeKind::Refused, "ICMP host unreachable or prohibited"),
             Some(libc::ENETUNREACH) => Outcome::new(OutcomeKind::Refused, "ICMP network unreachable"),
             Some(libc::ENOPROTOOPT) => Outcome::new(OutcomeKind::Refused, "ICMP protocol unreachable"),
@@ -152,7 +154,11 @@ fn set_recv_err(s: &Socket) -> io::Result<()> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 async fn tcp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {

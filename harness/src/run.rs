@@ -51,7 +51,9 @@ pub struct ScenarioReport {
 /// What must be true of this machine to run under `backend`; the reason if not.
 pub fn requirements(backend: Backend) -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
-        return Err("needs root: building network namespaces and loading rules take CAP_SYS_ADMIN and CAP_NET_ADMIN".into());
+        return Err(
+            "needs root: building network namespaces and loading rules take CAP_SYS_ADMIN and CAP_NET_ADMIN".into()
+        );
     }
     let missing = backend::missing_programs(backend);
     if !missing.is_empty() {
@@ -97,10 +99,9 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
         None
     };
 
-    let mut outcomes = futures::future::join_all(
-        scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i as u64)),
-    )
-    .await;
+    let mut outcomes =
+        futures::future::join_all(scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i as u64)))
+            .await;
     for (i, outcome) in outcomes.iter_mut().enumerate() {
         outcome.delivered_to = services.received(i as u64);
     }

@@ -13,7 +13,11 @@ const FAILED: u8 = 1;
 const BAD_INPUT: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "netconform", version, about = "Conformance suite and integration test harness for Linux packet filtering")]
+#[command(
+    name = "netconform",
+    version,
+    about = "Conformance suite and integration test harness for Linux packet filtering"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

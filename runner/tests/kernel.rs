@@ -45,6 +45,7 @@ pub fn trials() -> Vec<Trial> {
         kernel_trial("broken_isolation_rules_fail_and_name_the_probe", broken_isolation),
         kernel_trial("root_namespace_unchanged_by_runs", root_namespace_unchanged),
         kernel_trial("sigkill_leaves_nothing_behind", sigkill_leaves_nothing),
+        kernel_trial("lab_namespaces_have_ipv6_off_and_scenario_sysctls", lab_sysctls),
         Trial::test("cli::bad_input_exits_2_with_position", bad_input).with_kind("cli"),
     ]
 }
@@ -168,12 +169,8 @@ fn root_namespace_unchanged() -> Result<(), Failed> {
     }
     let after = root_snapshot();
     if before != after {
-        let diff: Vec<String> = before
-            .lines()
-            .zip(after.lines())
-            .filter(|(a, b)| a != b)
-            .map(|(a, b)| format!("- {a}\n+ {b}"))
-            .collect();
+        let diff: Vec<String> =
+            before.lines().zip(after.lines()).filter(|(a, b)| a != b).map(|(a, b)| format!("- {a}\n+ {b}")).collect();
         return Err(format!("the root namespace changed:\n{}", diff.join("\n")).into());
     }
     Ok(())
@@ -189,7 +186,11 @@ fn netns_of(pid: u32) -> BTreeSet<String> {
         .filter_map(|e| e.ok())
         .map(|e| {
             let p = e.path();
-            if p.parent().is_some_and(|d| d.ends_with("task")) { p.join("ns/net") } else { p }
+            if p.parent().is_some_and(|d| d.ends_with("task")) {
+                p.join("ns/net")
+            } else {
+                p
+            }
         });
     for link in links {
         if let Ok(target) = std::fs::read_link(&link) {
@@ -278,6 +279,37 @@ fn bad_input() -> Result<(), Failed> {
         if !stderr.contains(&at) || !stderr.contains("br9") || !stderr.contains("missing.rules") {
             return Err(format!("{sub}: message lacks the position, the bridge or the file:\n{stderr}").into());
         }
+    }
+    Ok(())
+}
+
+fn lab_sysctls() -> Result<(), Failed> {
+    use harness::lab::Lab;
+    use harness::scenario::{self, NodeId};
+
+    let path = repo().join("runner/tests/data/slow/slow.yaml");
+    let scn = scenario::load(&path, "slow.yaml")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let lab = rt.block_on(Lab::build(&scn))?;
+    for (id, node) in scn.nodes.iter().enumerate() {
+        let ns = lab.ns(NodeId(id));
+        for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
+            let value = ns.read_sysctl(key)?;
+            if value != "1" {
+                return Err(format!("{key} is {value} in {}", node.name).into());
+            }
+        }
+    }
+    let forward = lab.host().read_sysctl("net.ipv4.ip_forward")?;
+    if forward != "1" {
+        return Err(format!("ip_forward is {forward} in the host").into());
+    }
+    if lab.ns(NodeId(1)).read_sysctl("net.ipv4.ip_forward")? != "0" {
+        return Err("forwarding leaked into a node".into());
+    }
+    // Our own namespace is untouched by all of the above.
+    if std::fs::read_link("/proc/self/ns/net")? != std::fs::read_link("/proc/thread-self/ns/net")? {
+        return Err("the test thread was left in another namespace".into());
     }
     Ok(())
 }

@@ -15,10 +15,8 @@ pub struct Iptables {
 impl Iptables {
     pub const NFT: Iptables =
         Iptables { backend: Backend::IptablesNft, programs: &["iptables-nft-restore", "iptables-nft-save"] };
-    pub const LEGACY: Iptables = Iptables {
-        backend: Backend::IptablesLegacy,
-        programs: &["iptables-legacy-restore", "iptables-legacy-save"],
-    };
+    pub const LEGACY: Iptables =
+        Iptables { backend: Backend::IptablesLegacy, programs: &["iptables-legacy-restore", "iptables-legacy-save"] };
 }
 
 impl RuleBackend for Iptables {

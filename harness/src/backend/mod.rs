@@ -69,8 +69,6 @@ pub async fn dump(rb: &dyn RuleBackend, host: &NetNs) -> Result<(Dump, String), 
     let mut inv = rb.dump();
     inv.timeout = TOOL_TIMEOUT;
     let out = exec::run_in(host.as_fd_borrowed(), &inv).await.map_err(BackendError::Dump)?;
-    let dump = rb
-        .parse_dump(&out.stdout)
-        .map_err(|source| BackendError::Parse { backend: rb.backend(), source })?;
+    let dump = rb.parse_dump(&out.stdout).map_err(|source| BackendError::Parse { backend: rb.backend(), source })?;
     Ok((dump, out.stdout))
 }

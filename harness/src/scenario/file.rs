@@ -12,10 +12,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with the keys of a scenario"
-)]
+#[serde(deny_unknown_fields, expecting = "a mapping with the keys of a scenario")]
 pub struct ScenarioFile {
     pub description: Option<String>,
     pub skip: Option<String>,
@@ -52,10 +49,7 @@ pub struct UplinkFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with `tcp` and/or `udp` port lists"
-)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `tcp` and/or `udp` port lists")]
 pub struct ServicesFile {
     pub tcp: Option<Vec<Integer>>,
     pub udp: Option<Vec<Integer>>,
@@ -80,10 +74,7 @@ pub struct InterfaceFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with `backends` and `files`"
-)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `backends` and `files`")]
 pub struct RulesFile {
     pub backends: Option<Vec<String>>,
     pub files: Option<Vec<String>>,
@@ -207,9 +198,7 @@ impl<'de> Deserialize<'de> for CountText {
         impl Visitor<'_> for V {
             type Value = CountText;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(
-                    "a count: an integer (exactly) or a string such as \">= 10\" (at least)",
-                )
+                f.write_str("a count: an integer (exactly) or a string such as \">= 10\" (at least)")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<CountText, E> {
                 Ok(CountText::Integer(v.into()))

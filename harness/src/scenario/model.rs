@@ -318,8 +318,6 @@ impl Scenario {
 
     /// The node that owns `addr`, if any.
     pub fn owner_of(&self, addr: Ipv4Addr) -> Option<NodeId> {
-        (0..self.nodes.len())
-            .map(NodeId)
-            .find(|&id| self.addresses_of(id).contains(&addr))
+        (0..self.nodes.len()).map(NodeId).find(|&id| self.addresses_of(id).contains(&addr))
     }
 }

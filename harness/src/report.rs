@@ -32,17 +32,20 @@ pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
     for p in &rep.probes {
         let probe = &scn.probes[p.probe];
         let mark = if p.verdict.pass() { "ok  " } else { "FAIL" };
-        let delivered = match (&p.outcome.delivered_to, p.outcome.kind) {
-            (Some(node), kind) if kind != OutcomeKind::Reached => format!("; the request reached {node}"),
-            _ => String::new(),
+        let got = match (&p.outcome.delivered_to, p.outcome.kind) {
+            (Some(node), OutcomeKind::Dropped) => {
+                format!("dropped on the way back (the request reached {node}; {})", p.outcome.detail)
+            }
+            (Some(node), OutcomeKind::Refused) => {
+                format!("refused on the way back (the request reached {node}; {})", p.outcome.detail)
+            }
+            (_, kind) => format!("{kind} ({})", p.outcome.detail),
         };
         let _ = writeln!(
             out,
-            "  {mark} {}: expected {}, {} ({}{delivered}, {} ms)",
+            "  {mark} {}: expected {}, got {got}, {} ms",
             probe.name,
             probe.expect,
-            p.outcome.kind,
-            p.outcome.detail,
             p.outcome.elapsed.as_millis()
         );
         if !p.verdict.pass() {

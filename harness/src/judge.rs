@@ -60,6 +60,9 @@ pub fn probe(scn: &Scenario, probe: &Probe, outcome: &Outcome) -> Verdict {
             }
         }
     }
+    if let (false, Some(why)) = (problems.is_empty(), &probe.difference) {
+        problems.push(format!("this producer was expected to differ from the contract here: {why}"));
+    }
     Verdict { problems }
 }
 
@@ -127,9 +130,12 @@ mod tests {
                 node("a", "10.0.0.2/24"),
                 node("b", "10.0.0.3/24"),
             ],
-            rules: RuleSet { backends: vec![], files: vec![] },
+            rules: RuleSet { backends: vec![], files: vec![], ipsets: vec![] },
             probes: vec![],
             counters: vec![],
+            producer: None,
+            contract: None,
+            not_applicable: None,
         }
     }
 
@@ -145,6 +151,7 @@ mod tests {
             served_by,
             source_seen,
             timeout: Duration::from_millis(200),
+            difference: None,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod counters;
 pub mod exec;
 pub mod judge;
 pub mod lab;
+pub mod matrix;
 pub mod netns;
 pub mod probe;
 pub mod report;

@@ -36,6 +36,11 @@ impl NetNs {
         Ok(NetNs { name: name.to_string(), fd })
     }
 
+    /// Another handle on the same namespace; the namespace lives while either does.
+    pub fn try_clone(&self) -> io::Result<NetNs> {
+        Ok(NetNs { name: self.name.clone(), fd: self.fd.try_clone()? })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -48,8 +48,17 @@ pub struct ScenarioReport {
     pub elapsed: Duration,
 }
 
-/// What must be true of this machine to run under `backend`; the reason if not.
-pub fn requirements(backend: Backend) -> Result<(), String> {
+/// What must be true of this machine to run `scn` under `backend`; the reason if not.
+pub fn requirements(scn: &Scenario, backend: Backend) -> Result<(), String> {
+    machine_requirements(backend)?;
+    if !scn.rules.ipsets.is_empty() && crate::exec::which("ipset").is_none() {
+        return Err("the rule set needs ipset on PATH; install with ci/install-deps".into());
+    }
+    Ok(())
+}
+
+/// What must be true of this machine to run anything under `backend`.
+pub fn machine_requirements(backend: Backend) -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err(
             "needs root: building network namespaces and loading rules take CAP_SYS_ADMIN and CAP_NET_ADMIN".into()
@@ -88,6 +97,15 @@ pub async fn run_scenario(scn: &Scenario, backend: Backend) -> ScenarioReport {
 async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) -> Result<(), String> {
     let rb: Box<dyn RuleBackend> = backend::for_backend(backend);
     let lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
+    for set in &scn.rules.ipsets {
+        let inv = crate::exec::Invocation::new(
+            "ipset",
+            [std::ffi::OsStr::new("restore"), std::ffi::OsStr::new("-f"), set.as_os_str()],
+        );
+        crate::exec::run_in(lab.host().as_fd_borrowed(), &inv)
+            .await
+            .map_err(|e| format!("loading ipsets from {}: {e}", set.display()))?;
+    }
     let files: Vec<&std::path::Path> = scn.rules.files.iter().map(|f| f.path.as_path()).collect();
     backend::load(rb.as_ref(), lab.host(), &files).await.map_err(|e| e.to_string())?;
     let services = Services::start(&lab, scn).map_err(|e| e.to_string())?;

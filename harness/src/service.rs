@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
 use crate::lab::Lab;
+use crate::netns::NetNs;
 use crate::scenario::{NodeId, Scenario};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,13 @@ impl Services {
                 let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
                 services.tasks.push(tokio::spawn(serve_tcp(listener, name.clone())));
             }
+            for fwd in &node.services.forward {
+                let err = |source| ServiceError { node: name.clone(), proto: "tcp forward", port: fwd.port, source };
+                let listener = ns.run(|| tcp_listener(fwd.port)).and_then(|r| r).map_err(err)?;
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
+                let ns = ns.try_clone().map_err(err)?;
+                services.tasks.push(tokio::spawn(serve_forward(listener, ns, fwd.to)));
+            }
             // One socket per local address, so that every answer leaves from the
             // address the request came to, as a connected client requires.
             let mut addrs = scn.addresses_of(NodeId(id));
@@ -134,6 +142,40 @@ async fn serve_tcp(listener: tokio::net::TcpListener, node: String) {
             let _ = conn.shutdown().await;
         });
     }
+}
+
+/// A userland proxy, as docker-proxy: each accepted connection is carried over a new
+/// connection from this node to `to`, so the target sees this node as the source.
+async fn serve_forward(listener: tokio::net::TcpListener, ns: NetNs, to: SocketAddrV4) {
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        };
+        let Ok(Ok(upstream)) = ns.run(|| connecting_socket(to)) else { continue };
+        tokio::spawn(async move {
+            let Ok(mut upstream) = tokio::net::TcpStream::from_std(upstream) else { return };
+            let connected = tokio::time::timeout(FORWARD_CONNECT_TIMEOUT, upstream.writable()).await;
+            if connected.is_ok() && matches!(upstream.take_error(), Ok(None)) {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        });
+    }
+}
+
+/// How long a forwarder waits for its onward connection.
+const FORWARD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A non-blocking TCP socket already connecting to `to`.
+pub(crate) fn connecting_socket(to: SocketAddrV4) -> io::Result<std::net::TcpStream> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_nonblocking(true)?;
+    match s.connect(&to.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(s.into())
 }
 
 async fn serve_udp(sock: tokio::net::UdpSocket, node: String, received: Received) {

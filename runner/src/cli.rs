@@ -1,12 +1,13 @@
 //! Command line: `run`, `check` and `list`. Exit status 0 when every scenario passed,
 //! 1 when some failed, 2 for bad input or a missing requirement.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use harness::matrix::{self, Entry};
 use harness::report::{self, Summary};
-use harness::run;
+use harness::run::{self, Status};
 use harness::scenario::{self, Backend, InputError, Scenario};
 
 const FAILED: u8 = 1;
@@ -31,6 +32,22 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
         /// Run only under this back end; scenarios that do not list it are ignored.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        /// Write the contract matrix (statement × producer) as Markdown to this file.
+        #[arg(long, value_name = "FILE")]
+        matrix_md: Option<PathBuf>,
+    },
+    /// Run one scenario's probes against two rule files and list every probe whose
+    /// outcome differs. Exit 0 when they behave the same, 1 when they differ.
+    Diff {
+        /// The scenario whose lab and probes to use (one without `producers`).
+        scenario: PathBuf,
+        /// The rule file to compare against (replaces the scenario's rule files).
+        old: PathBuf,
+        /// The rule file to compare.
+        new: PathBuf,
+        /// Run under this back end (default: the scenario's first).
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
@@ -67,7 +84,8 @@ impl From<BackendArg> for Backend {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { paths, backend } => run(&paths, backend.map(Backend::from)),
+        Command::Run { paths, backend, matrix_md } => run(&paths, backend.map(Backend::from), matrix_md.as_deref()),
+        Command::Diff { scenario, old, new, backend } => diff(&scenario, &old, &new, backend.map(Backend::from)),
         Command::Check { paths } => check(&paths),
         Command::List { paths } => list(&paths),
     }
@@ -79,8 +97,8 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputError> {
     let mut scenarios = Vec::new();
     let mut problems = Vec::new();
     for (path, name) in found {
-        match scenario::load(&path, &name) {
-            Ok(s) => scenarios.push(s),
+        match scenario::load_file(&path, &name) {
+            Ok(s) => scenarios.extend(s),
             Err(e) => problems.extend(e.diagnostics),
         }
     }
@@ -110,7 +128,12 @@ fn plan(scenarios: &[Scenario], only: Option<Backend>) -> Vec<Planned<'_>> {
             if only.is_some_and(|o| o != backend) {
                 continue;
             }
-            planned.push(Planned { scenario: scn, backend, ignored: scn.skip.clone() });
+            let ignored = match (&scn.not_applicable, &scn.skip) {
+                (Some(why), _) => Some(format!("not applicable: {why}")),
+                (None, Some(why)) => Some(format!("skip: {why}")),
+                (None, None) => None,
+            };
+            planned.push(Planned { scenario: scn, backend, ignored });
         }
         if let Some(o) = only.filter(|o| !scn.rules.backends.contains(o)) {
             let listed: Vec<&str> = scn.rules.backends.iter().map(|b| b.name()).collect();
@@ -124,43 +147,131 @@ fn plan(scenarios: &[Scenario], only: Option<Backend>) -> Vec<Planned<'_>> {
     planned
 }
 
-fn run(paths: &[PathBuf], only: Option<Backend>) -> ExitCode {
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("netconform: cannot start the async runtime: {e}");
+        ExitCode::from(BAD_INPUT)
+    })
+}
+
+fn run(paths: &[PathBuf], only: Option<Backend>, matrix_md: Option<&Path>) -> ExitCode {
     let scenarios = match load_all(paths) {
         Ok(s) => s,
         Err(e) => return bad_input(&e),
     };
     let planned = plan(&scenarios, only);
     // Check the machine once, before anything is built.
-    let mut needed: Vec<Backend> = planned.iter().filter(|p| p.ignored.is_none()).map(|p| p.backend).collect();
-    needed.sort();
-    needed.dedup();
-    for backend in needed {
-        if let Err(why) = run::requirements(backend) {
-            eprintln!("netconform: cannot run: {why}");
+    for p in planned.iter().filter(|p| p.ignored.is_none()) {
+        if let Err(why) = run::requirements(p.scenario, p.backend) {
+            eprintln!("netconform: cannot run {} [{}]: {why}", p.scenario.name, p.backend);
             return ExitCode::from(BAD_INPUT);
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("netconform: cannot start the async runtime: {e}");
-            return ExitCode::from(BAD_INPUT);
-        }
+        Err(code) => return code,
     };
     let start = std::time::Instant::now();
     let mut summary = Summary::default();
+    let mut entries = Vec::new();
     for p in &planned {
         if let Some(why) = &p.ignored {
             println!("IGNORED {} [{}]: {why}", p.scenario.name, p.backend);
             summary.ignored += 1;
+            entries.push((p.scenario, Entry::Ignored(why.clone())));
             continue;
         }
         let rep = runtime.block_on(run::run_scenario(p.scenario, p.backend));
         print!("{}", report::scenario(p.scenario, &rep));
         summary.add(&rep);
+        entries.push((p.scenario, Entry::Ran(rep)));
+    }
+    let matrices = matrix::build(&entries);
+    for m in &matrices {
+        println!("\n{}", matrix::render_text(m));
+    }
+    if let Some(path) = matrix_md {
+        let text: Vec<String> = matrices.iter().map(matrix::render_markdown).collect();
+        if let Err(e) = std::fs::write(path, text.join("\n")) {
+            eprintln!("netconform: cannot write {}: {e}", path.display());
+            return ExitCode::from(BAD_INPUT);
+        }
     }
     println!("\n{summary} in {:.2} s", start.elapsed().as_secs_f64());
     if summary.failed > 0 {
+        ExitCode::from(FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The scenario at `path` with `rules` as its only rule file.
+fn with_rules(scn: &Scenario, rules: &Path, label: &str) -> Scenario {
+    let mut copy = scn.clone();
+    let format = scn.rules.backends[0].format();
+    copy.rules.files = vec![harness::scenario::RuleFile { path: rules.to_path_buf(), format }];
+    copy.name = format!("{} with {label} {}", scn.name, rules.display());
+    copy
+}
+
+fn diff(path: &Path, old: &Path, new: &Path, only: Option<Backend>) -> ExitCode {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let scn = match scenario::load(path, &name) {
+        Ok(s) => s,
+        Err(e) => return bad_input(&e),
+    };
+    for file in [old, new] {
+        if !file.is_file() {
+            eprintln!("netconform: {}: no such rule file", file.display());
+            return ExitCode::from(BAD_INPUT);
+        }
+    }
+    let backend = only.unwrap_or(scn.rules.backends[0]);
+    if backend.format() != scn.rules.backends[0].format() {
+        eprintln!("netconform: {name} loads {} files; --backend {backend} loads another format", scn.rules.backends[0]);
+        return ExitCode::from(BAD_INPUT);
+    }
+    if let Err(why) = run::requirements(&scn, backend) {
+        eprintln!("netconform: cannot run: {why}");
+        return ExitCode::from(BAD_INPUT);
+    }
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let (a, b) = (with_rules(&scn, old, "old"), with_rules(&scn, new, "new"));
+    let (ra, rb) =
+        runtime.block_on(async { tokio::join!(run::run_scenario(&a, backend), run::run_scenario(&b, backend)) });
+    for (label, rep) in [("old", &ra), ("new", &rb)] {
+        if let Status::Error(why) = &rep.status {
+            eprintln!("netconform: the {label} rule set could not be run: {why}");
+            return ExitCode::from(FAILED);
+        }
+    }
+    let mut differing = 0;
+    for (pa, pb) in ra.probes.iter().zip(&rb.probes) {
+        let probe = &scn.probes[pa.probe];
+        let describe = |o: &harness::probe::Outcome| match &o.answered_by {
+            Some(by) => {
+                format!("{} by {by}{}", o.kind, o.source_seen.map(|s| format!(", saw {}", s.ip())).unwrap_or_default())
+            }
+            None => format!("{} ({})", o.kind, o.detail),
+        };
+        let (da, db) = (describe(&pa.outcome), describe(&pb.outcome));
+        let same = pa.outcome.kind == pb.outcome.kind
+            && pa.outcome.answered_by == pb.outcome.answered_by
+            && pa.outcome.source_seen.map(|s| *s.ip()) == pb.outcome.source_seen.map(|s| *s.ip())
+            && pa.outcome.delivered_to == pb.outcome.delivered_to;
+        if same {
+            println!("  same    {}: {da}", probe.name);
+        } else {
+            differing += 1;
+            println!("  DIFFERS {}: old {da}; new {db}", probe.name);
+            println!("          at {}:{}:{}", scn.path.display(), probe.location.line, probe.location.column);
+        }
+    }
+    println!("\n{differing} of {} probes differ [{backend}]", scn.probes.len());
+    if differing > 0 {
         ExitCode::from(FAILED)
     } else {
         ExitCode::SUCCESS

@@ -22,20 +22,23 @@ fn scenario_trials() -> Vec<Trial> {
     };
     let mut trials = Vec::new();
     for (path, name) in found {
-        let scn = match scenario::load(&path, &name) {
-            Ok(scn) => scn,
+        let loaded = match scenario::load_file(&path, &name) {
+            Ok(loaded) => loaded,
             Err(e) => {
                 trials.push(Trial::test(name, move || Err(e.to_string().into())));
                 continue;
             }
         };
-        for &backend in &scn.rules.backends {
+        for (scn, &backend) in loaded.iter().flat_map(|s| s.rules.backends.iter().map(move |b| (s, b))) {
             let scn = scn.clone();
-            let trial = Trial::ignorable_test(format!("{name} [{backend}]"), move || {
+            let trial = Trial::ignorable_test(format!("{} [{backend}]", scn.name), move || {
+                if let Some(why) = &scn.not_applicable {
+                    return Ok(Completion::ignored_with(format!("not applicable: {why}")));
+                }
                 if let Some(why) = &scn.skip {
                     return Ok(Completion::ignored_with(format!("skip: {why}")));
                 }
-                if let Err(why) = run::requirements(backend) {
+                if let Err(why) = run::requirements(&scn, backend) {
                     return Ok(Completion::ignored_with(why));
                 }
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -23,6 +23,50 @@ pub struct ScenarioFile {
     pub rules: Option<RulesFile>,
     pub probes: Option<Vec<ProbeFile>>,
     pub counters: Option<Vec<CounterFile>>,
+    pub contract: Option<ContractFile>,
+    pub producers: Option<String>,
+    pub not_applicable: Option<IndexMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `name` and `statements`")]
+pub struct ContractFile {
+    pub name: Option<String>,
+    pub statements: Option<Vec<Word>>,
+    pub title: Option<String>,
+}
+
+/// A producers file: rule sets with the lab variables each assumes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `vars` and `producers`")]
+pub struct ProducersFile {
+    pub vars: Option<IndexMap<String, Word>>,
+    pub producers: Option<IndexMap<String, Option<ProducerFile>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `title`, `rules` and `vars`")]
+pub struct ProducerFile {
+    pub title: Option<String>,
+    pub rules: Option<RulesFile>,
+    pub vars: Option<IndexMap<String, Word>>,
+}
+
+/// How one producer is expected to differ from the contract at one probe.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `why` and the expectation keys that differ")]
+pub struct DiffersFile {
+    pub expect: Option<String>,
+    pub served_by: Option<String>,
+    pub source_seen: Option<String>,
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `port` and `to`")]
+pub struct ForwardFile {
+    pub port: Option<Integer>,
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,10 +93,11 @@ pub struct UplinkFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with `tcp` and/or `udp` port lists")]
+#[serde(deny_unknown_fields, expecting = "a mapping with `tcp` and/or `udp` port lists and `forward`")]
 pub struct ServicesFile {
     pub tcp: Option<Vec<Integer>>,
     pub udp: Option<Vec<Integer>>,
+    pub forward: Option<Vec<ForwardFile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,9 +123,10 @@ pub struct InterfaceFile {
 pub struct RulesFile {
     pub backends: Option<Vec<String>>,
     pub files: Option<Vec<String>>,
+    pub ipsets: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping of probe settings")]
 pub struct ProbeFile {
     pub name: Option<String>,
@@ -92,6 +138,7 @@ pub struct ProbeFile {
     pub served_by: Option<String>,
     pub source_seen: Option<String>,
     pub timeout: Option<DurationText>,
+    pub differs: Option<IndexMap<String, DiffersFile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +152,7 @@ pub struct CounterFile {
     pub comment: Option<String>,
     pub packets: Option<CountText>,
     pub bytes: Option<CountText>,
+    pub only: Option<Vec<String>>,
 }
 
 /// A whole number as written; range checks happen in `load`.
@@ -208,6 +256,39 @@ impl<'de> Deserialize<'de> for CountText {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<CountText, E> {
                 Ok(CountText::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A scalar written as a string, an integer or a boolean, kept as text: a statement
+/// number, a template variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word(pub String);
+
+impl<'de> Deserialize<'de> for Word {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Word;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
             }
         }
         d.deserialize_any(V)

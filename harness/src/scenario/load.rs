@@ -16,8 +16,8 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 use super::file::{
-    CountText, CounterFile, DurationText, HostFile, Integer, NodeFile, ProbeFile, ScenarioFile, ServicesFile,
-    SysctlValue,
+    ContractFile, CountText, CounterFile, DurationText, HostFile, Integer, NodeFile, ProbeFile, ProducersFile,
+    ScenarioFile, ServicesFile, SysctlValue,
 };
 use super::model::*;
 use super::position::{self, item, join, Positions};
@@ -92,22 +92,169 @@ const NFT_FAMILIES: [&str; 6] = ["ip", "ip6", "inet", "arp", "bridge", "netdev"]
 const NFT_DEFAULT_FAMILY: &str = "ip";
 
 /// Load and validate one scenario file; `name` becomes [`Scenario::name`]. Reads the
-/// file and checks that its rule files exist; creates nothing.
+/// file and checks that its rule files exist; creates nothing. A file with `producers`
+/// expands to several scenarios: use [`load_file`] for those.
 pub fn load(path: &Path, name: &str) -> Result<Scenario, InputError> {
+    let mut scenarios = load_file(path, name)?;
+    if scenarios.len() != 1 {
+        return Err(Diagnostic::new(path, "this file runs against several producers; load it with load_file").into());
+    }
+    Ok(scenarios.remove(0))
+}
+
+/// Load and validate one scenario file: one scenario, or for a file with `producers`
+/// one per producer, named `NAME @PRODUCER`, with the producer's variables put in for
+/// each `${var}` and its rules in place of `rules`.
+pub fn load_file(path: &Path, name: &str) -> Result<Vec<Scenario>, InputError> {
     let text =
         fs::read_to_string(path).map_err(|e| Diagnostic::new(path, format!("cannot read the scenario file: {e}")))?;
-    load_text(path, name, &text)
+    let Some((line, producers_path)) = producers_key(&text) else {
+        return Ok(vec![load_text(path, name, &text, None)?]);
+    };
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let producers_file = folder.join(&producers_path);
+    if !producers_file.is_file() {
+        return Err(Diagnostic {
+            path: path.to_path_buf(),
+            location: Some(Location { line, column: 1 }),
+            key: Some("producers".into()),
+            message: format!("expected a producers file, but `{}` does not exist", producers_file.display()),
+        }
+        .into());
+    }
+    let producers = load_producers(&producers_file)?;
+    let mut scenarios = Vec::new();
+    let mut diagnostics: Vec<Diagnostic> = Vec::new();
+    for producer in &producers {
+        let ctx = ProducerCtx { producer, all: &producers, file: &producers_file };
+        let result = substitute(path, &text, producer)
+            .and_then(|t| load_text(path, &format!("{name} @{}", producer.name), &t, Some(&ctx)));
+        match result {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                // The same mistake shows once, not once per producer.
+                for d in e.diagnostics {
+                    if !diagnostics.iter().any(|x| x.location == d.location && x.message == d.message) {
+                        diagnostics.push(d);
+                    }
+                }
+            }
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(scenarios)
+    } else {
+        Err(diagnostics.into())
+    }
+}
+
+/// A top-level `producers: FILE` line: its line number and the file. Found in the text
+/// because the rest of the file may not be YAML before its variables are put in.
+fn producers_key(text: &str) -> Option<(usize, String)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let value = line.strip_prefix("producers:")?.trim();
+        let value = value.split(" #").next().unwrap_or(value).trim().trim_matches(['"', '\'']);
+        Some((i + 1, value.to_string()))
+    })
+}
+
+/// One producer of a producers file, checked.
+#[derive(Debug)]
+struct ProducerDef {
+    name: String,
+    title: Option<String>,
+    rules: RuleSet,
+    format: Option<RuleFormat>,
+    /// The file's `vars`, overridden by the producer's own.
+    vars: indexmap::IndexMap<String, String>,
+}
+
+fn load_producers(path: &Path) -> Result<Vec<ProducerDef>, InputError> {
+    let text =
+        fs::read_to_string(path).map_err(|e| Diagnostic::new(path, format!("cannot read the producers file: {e}")))?;
+    let (file, positions) = parse::<ProducersFile>(path, &text)?;
+    let mut c = Checker { path, pos: &positions, diagnostics: Vec::new(), forward_targets: Vec::new() };
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let defaults: indexmap::IndexMap<String, String> =
+        file.vars.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    let mut out = Vec::new();
+    match &file.producers {
+        None => c.missing("producers", "a mapping of producer names to their rules and variables"),
+        Some(map) if map.is_empty() => c.value("producers", "expected at least one producer, found none"),
+        Some(map) => {
+            for (name, p) in map {
+                let key = join("producers", name);
+                if name.is_empty() || name.contains(char::is_whitespace) || name.contains(['[', ']', '@']) {
+                    c.key(&key, format!("a producer name has no white space, '[', ']' or '@'; found `{name}`"));
+                }
+                let default = super::file::ProducerFile::default();
+                let p = p.as_ref().unwrap_or(&default);
+                let (rules, format) = rules(&mut c, &join(&key, "rules"), folder, p.rules.as_ref());
+                let mut vars = defaults.clone();
+                vars.extend(p.vars.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())));
+                out.push(ProducerDef { name: name.clone(), title: p.title.clone(), rules, format, vars });
+            }
+        }
+    }
+    if c.diagnostics.is_empty() {
+        Ok(out)
+    } else {
+        Err(c.diagnostics.into())
+    }
+}
+
+/// The text with each `${var}` replaced by the producer's value. Values are single
+/// words, so every line keeps its number.
+fn substitute(path: &Path, text: &str, producer: &ProducerDef) -> Result<String, InputError> {
+    let mut out = String::with_capacity(text.len());
+    let mut diagnostics = Vec::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                rest = "";
+                break;
+            };
+            let var = &after[..end];
+            match producer.vars.get(var) {
+                Some(value) => out.push_str(value),
+                None => {
+                    let column = line.len() - rest.len() + start + 1;
+                    diagnostics.push(Diagnostic {
+                        path: path.to_path_buf(),
+                        location: Some(Location { line: i + 1, column }),
+                        key: None,
+                        message: format!(
+                            "no variable `{var}` for producer `{}`; its variables: {}",
+                            producer.name,
+                            names(producer.vars.keys().map(String::as_str))
+                        ),
+                    });
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    if diagnostics.is_empty() {
+        Ok(out)
+    } else {
+        Err(diagnostics.into())
+    }
 }
 
 /// [`load`] with the text already read; rule files are still looked up next to `path`.
-fn load_text(path: &Path, name: &str, text: &str) -> Result<Scenario, InputError> {
-    let (file, positions) = parse(path, text)?;
-    let mut c = Checker { path, pos: &positions, diagnostics: Vec::new() };
+fn load_text(path: &Path, name: &str, text: &str, ctx: Option<&ProducerCtx>) -> Result<Scenario, InputError> {
+    let (file, positions) = parse::<ScenarioFile>(path, text)?;
+    let mut c = Checker { path, pos: &positions, diagnostics: Vec::new(), forward_targets: Vec::new() };
     if !positions.contains("") {
         c.push(None, "", "the file holds no YAML document; a scenario needs at least `host` and `rules`");
         return Err(c.diagnostics.into());
     }
-    let scenario = convert(&mut c, path, name, file);
+    let scenario = convert(&mut c, path, name, file, ctx);
     if c.diagnostics.is_empty() {
         Ok(scenario)
     } else {
@@ -209,7 +356,7 @@ fn walk(root: &Path, rel: &Path, prefix: &Path, found: &mut Vec<(PathBuf, String
 }
 
 /// The three parsing passes; any failure here ends the file's checks.
-fn parse(path: &Path, text: &str) -> Result<(ScenarioFile, Positions), InputError> {
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<(T, Positions), InputError> {
     if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) {
         let positions = Positions::parse(text).unwrap_or_default();
         if !positions.duplicates().is_empty() {
@@ -279,6 +426,8 @@ struct Checker<'a> {
     path: &'a Path,
     pos: &'a Positions,
     diagnostics: Vec<Diagnostic>,
+    /// Forwarder targets (key, address), checked once the lab's addresses are known.
+    forward_targets: Vec<(String, std::net::SocketAddrV4)>,
 }
 
 impl Checker<'_> {
@@ -470,6 +619,41 @@ impl Checker<'_> {
         if let Some(s) = services {
             out.tcp = self.ports(&join(key, "tcp"), s.tcp.as_deref().unwrap_or_default());
             out.udp = self.ports(&join(key, "udp"), s.udp.as_deref().unwrap_or_default());
+            for (i, f) in s.forward.iter().flatten().enumerate() {
+                let fkey = item(&join(key, "forward"), i);
+                let port = match f.port {
+                    None => {
+                        self.missing(&join(&fkey, "port"), "the port the forwarder listens on");
+                        None
+                    }
+                    Some(n) => self.port(&join(&fkey, "port"), n),
+                };
+                if port.is_some_and(|p| out.tcp.contains(&p) || out.forward.iter().any(|f| f.port == p)) {
+                    self.value(&join(&fkey, "port"), format!("tcp port {} is already served here", port.unwrap_or(0)));
+                }
+                let to = match f.to.as_deref() {
+                    None => {
+                        self.missing(&join(&fkey, "to"), "the address and port to forward to, e.g. 172.17.0.2:80");
+                        None
+                    }
+                    Some(t) => match t.parse::<std::net::SocketAddrV4>() {
+                        Ok(a) if a.port() != 0 => {
+                            self.forward_targets.push((join(&fkey, "to"), a));
+                            Some(a)
+                        }
+                        _ => {
+                            self.value(
+                                &join(&fkey, "to"),
+                                format!("expected an IPv4 address and port such as 172.17.0.2:80, found `{t}`"),
+                            );
+                            None
+                        }
+                    },
+                };
+                if let (Some(port), Some(to)) = (port, to) {
+                    out.forward.push(Forward { port, to });
+                }
+            }
         }
         out
     }
@@ -528,6 +712,30 @@ impl Checker<'_> {
         }
     }
 
+    /// `name` resolved against `folder`, if it is a readable file.
+    fn existing_file(&mut self, key: &str, folder: &Path, name: &str, what: &str) -> Option<PathBuf> {
+        if name.is_empty() {
+            self.value(key, format!("expected the path of a {what}, found an empty string"));
+            return None;
+        }
+        let resolved = folder.join(name);
+        let problem = match fs::metadata(&resolved) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Some(format!("expected a {what}, but `{}` does not exist", resolved.display()))
+            }
+            Err(e) => Some(format!("cannot read `{}`: {e}", resolved.display())),
+            Ok(m) if m.is_dir() => Some(format!("expected a {what}, but `{}` is a folder", resolved.display())),
+            Ok(_) => fs::File::open(&resolved).err().map(|e| format!("cannot read `{}`: {e}", resolved.display())),
+        };
+        match problem {
+            Some(p) => {
+                self.value(key, p);
+                None
+            }
+            None => Some(resolved),
+        }
+    }
+
     /// The location of the value at `key`, for the model.
     fn location(&self, key: &str) -> Location {
         self.pos.value(key).unwrap_or_default()
@@ -566,7 +774,32 @@ fn written_address(text: &str) -> Option<Ipv4Addr> {
     text.split('/').next()?.trim().parse().ok()
 }
 
-fn convert(c: &mut Checker, path: &Path, name: &str, file: ScenarioFile) -> Scenario {
+/// The producer a contract scenario is being expanded for.
+struct ProducerCtx<'p> {
+    producer: &'p ProducerDef,
+    /// Every producer of the producers file, for checking names.
+    all: &'p [ProducerDef],
+    /// Where the producers file is, for messages.
+    file: &'p Path,
+}
+
+impl ProducerCtx<'_> {
+    /// Checks that `name`, written at `key`, names a producer.
+    fn check_name(&self, c: &mut Checker, key: &str, name: &str) {
+        if !self.all.iter().any(|p| p.name == name) {
+            c.key(
+                key,
+                format!(
+                    "no producer named `{name}` in {}; producers: {}",
+                    self.file.display(),
+                    names(self.all.iter().map(|p| p.name.as_str()))
+                ),
+            );
+        }
+    }
+}
+
+fn convert(c: &mut Checker, path: &Path, name: &str, file: ScenarioFile, ctx: Option<&ProducerCtx>) -> Scenario {
     if file.skip.as_deref().is_some_and(|s| s.trim().is_empty()) {
         c.value("skip", "expected the reason for skipping, found an empty string");
     }
@@ -584,11 +817,69 @@ fn convert(c: &mut Checker, path: &Path, name: &str, file: ScenarioFile) -> Scen
     scenario.ipv6 = file.ipv6.unwrap_or(false);
     scenario.timeout = timeout;
 
-    let (rules, format) = rules(c, path, file.rules.as_ref());
-    scenario.rules = rules;
-    scenario.probes = probes(c, &scenario, &lab, file.probes.as_deref().unwrap_or_default());
-    scenario.counters = counters(c, format, file.counters.as_deref().unwrap_or_default());
+    for (key, target) in std::mem::take(&mut c.forward_targets) {
+        if scenario.owner_of(*target.ip()).is_none() && !lab.rejected.contains(target.ip()) {
+            c.value(&key, format!("{} is no address of this lab; a forwarder connects to a lab node", target.ip()));
+        }
+    }
+
+    let format = match ctx {
+        None => {
+            if file.contract.is_some() {
+                c.key("contract", "a contract scenario runs against producers: add `producers: FILE`");
+            }
+            let folder = path.parent().unwrap_or(Path::new(""));
+            let (rules, format) = rules(c, "rules", folder, file.rules.as_ref());
+            scenario.rules = rules;
+            format
+        }
+        Some(ctx) => {
+            if file.rules.is_some() {
+                c.key(
+                    "rules",
+                    format!(
+                        "expected no `rules`: a scenario with `producers` takes its rules from {}",
+                        ctx.file.display()
+                    ),
+                );
+            }
+            for (producer, reason) in file.not_applicable.iter().flatten() {
+                ctx.check_name(c, &join("not_applicable", producer), producer);
+                if producer == &ctx.producer.name {
+                    scenario.not_applicable = Some(reason.clone());
+                }
+            }
+            scenario.contract = file.contract.as_ref().and_then(|f| contract(c, f));
+            scenario.producer = Some(Producer { name: ctx.producer.name.clone(), title: ctx.producer.title.clone() });
+            scenario.rules = ctx.producer.rules.clone();
+            ctx.producer.format
+        }
+    };
+    if ctx.is_none() && file.producers.is_some() {
+        c.key("producers", "write `producers: FILE` as a line of its own at the start of a line");
+    }
+    if ctx.is_none() && file.not_applicable.is_some() {
+        c.key("not_applicable", "expected `not_applicable` only in a scenario with `producers`");
+    }
+    scenario.probes = probes(c, &scenario, &lab, file.probes.as_deref().unwrap_or_default(), ctx);
+    scenario.counters = counters(c, format, file.counters.as_deref().unwrap_or_default(), ctx);
     scenario
+}
+
+fn contract(c: &mut Checker, f: &ContractFile) -> Option<Contract> {
+    let name = match f.name.as_deref() {
+        None | Some("") => {
+            c.missing("contract.name", "the contract's name, e.g. docker-bridge");
+            None
+        }
+        Some(n) => Some(n.to_string()),
+    };
+    let statements: Vec<String> = c
+        .list("contract.statements", &f.statements, "a non-empty list of statement numbers")
+        .iter()
+        .map(|w| w.0.clone())
+        .collect();
+    Some(Contract { name: name?, statements, title: f.title.clone() })
 }
 
 /// The host, its bridges and uplinks, and the nodes: everything but rules, probes and
@@ -895,28 +1186,40 @@ fn build_lab(
         timeout: DEFAULT_TIMEOUT,
         host: HostSetup { forwarding: host.forwarding.unwrap_or(false), bridges, uplinks },
         nodes,
-        rules: RuleSet { backends: Vec::new(), files: Vec::new() },
+        rules: RuleSet { backends: Vec::new(), files: Vec::new(), ipsets: Vec::new() },
         probes: Vec::new(),
         counters: Vec::new(),
+        producer: None,
+        contract: None,
+        not_applicable: None,
     };
     let lab = LabIndex { ids, incomplete, rejected };
     (scenario, lab)
 }
 
 /// The rule set, and the rule format when the back ends agree on one.
-fn rules(c: &mut Checker, path: &Path, file: Option<&super::file::RulesFile>) -> (RuleSet, Option<RuleFormat>) {
+/// `prefix` is the key path of the `rules` mapping; files are found relative to `folder`.
+fn rules(
+    c: &mut Checker,
+    prefix: &str,
+    folder: &Path,
+    file: Option<&super::file::RulesFile>,
+) -> (RuleSet, Option<RuleFormat>) {
     let Some(file) = file else {
-        c.missing("rules", "a mapping with `backends` and `files`");
-        let set = RuleSet { backends: Vec::new(), files: Vec::new() };
+        c.missing(prefix, "a mapping with `backends` and `files`");
+        let set = RuleSet { backends: Vec::new(), files: Vec::new(), ipsets: Vec::new() };
         return (set, None);
     };
 
     let mut backends: Vec<Backend> = Vec::new();
-    let list =
-        c.list("rules.backends", &file.backends, "a non-empty list of back ends (iptables-nft, iptables-legacy, nft)");
+    let list = c.list(
+        &join(prefix, "backends"),
+        &file.backends,
+        "a non-empty list of back ends (iptables-nft, iptables-legacy, nft)",
+    );
     let mut complete = true;
     for (i, b) in list.iter().enumerate() {
-        let key = item("rules.backends", i);
+        let key = item(&join(prefix, "backends"), i);
         match Backend::from_name(b) {
             None => {
                 complete = false;
@@ -938,7 +1241,7 @@ fn rules(c: &mut Checker, path: &Path, file: Option<&super::file::RulesFile>) ->
         Some(first) if backends.iter().all(|b| b.format() == first.format()) => complete.then_some(first.format()),
         Some(_) => {
             c.value(
-                "rules.backends",
+                &join(prefix, "backends"),
                 "expected back ends that share one rule format, found nft (which loads nft \
                  scripts) together with iptables (which loads iptables-save files); split \
                  the scenario into one per format",
@@ -948,38 +1251,34 @@ fn rules(c: &mut Checker, path: &Path, file: Option<&super::file::RulesFile>) ->
         None => None,
     };
 
-    let folder = path.parent().unwrap_or(Path::new(""));
     let mut files = Vec::new();
-    let list = c.list("rules.files", &file.files, "a non-empty list of rule file paths");
+    let list = c.list(&join(prefix, "files"), &file.files, "a non-empty list of rule file paths");
     for (i, f) in list.iter().enumerate() {
-        let key = item("rules.files", i);
-        if f.is_empty() {
-            c.value(&key, "expected the path of a rule file, found an empty string");
-            continue;
+        if let Some(path) = c.existing_file(&item(&join(prefix, "files"), i), folder, f, "rule file") {
+            files.push(RuleFile { path, format: format.unwrap_or(RuleFormat::Iptables) });
         }
-        let resolved = folder.join(f);
-        let problem = match fs::metadata(&resolved) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Some(format!("expected a rule file, but `{}` does not exist", resolved.display()))
-            }
-            Err(e) => Some(format!("cannot read `{}`: {e}", resolved.display())),
-            Ok(m) if m.is_dir() => Some(format!("expected a rule file, but `{}` is a folder", resolved.display())),
-            Ok(_) => fs::File::open(&resolved).err().map(|e| format!("cannot read `{}`: {e}", resolved.display())),
-        };
-        if let Some(p) = problem {
-            c.value(&key, p);
-        }
-        files.push(RuleFile { path: resolved, format: format.unwrap_or(RuleFormat::Iptables) });
     }
-    (RuleSet { backends, files }, format)
+    let mut ipsets = Vec::new();
+    for (i, f) in file.ipsets.iter().flatten().enumerate() {
+        ipsets.extend(c.existing_file(&item(&join(prefix, "ipsets"), i), folder, f, "ipset restore file"));
+    }
+    (RuleSet { backends, files, ipsets }, format)
 }
 
-fn probes(c: &mut Checker, scenario: &Scenario, lab: &LabIndex, list: &[ProbeFile]) -> Vec<Probe> {
+fn probes(
+    c: &mut Checker,
+    scenario: &Scenario,
+    lab: &LabIndex,
+    list: &[ProbeFile],
+    ctx: Option<&ProducerCtx>,
+) -> Vec<Probe> {
     let mut out = Vec::new();
     // Probe name → where it was declared.
     let mut names_seen: HashMap<String, String> = HashMap::new();
     for (i, p) in list.iter().enumerate() {
         let key = item("probes", i);
+        let (p, difference) = differs(c, &key, p, ctx);
+        let p = &p;
         let node = |c: &mut Checker, field: &str, text: &str| -> Option<NodeId> {
             let id = lab.ids.get(text).copied();
             if id.is_none() {
@@ -1154,10 +1453,55 @@ fn probes(c: &mut Checker, scenario: &Scenario, lab: &LabIndex, list: &[ProbeFil
                 served_by,
                 source_seen,
                 timeout,
+                difference,
             });
         }
     }
     out
+}
+
+/// The probe as the producer in `ctx` is expected to see it, and why it differs from
+/// the contract, if it does.
+fn differs(c: &mut Checker, key: &str, p: &ProbeFile, ctx: Option<&ProducerCtx>) -> (ProbeFile, Option<String>) {
+    let mut probe = p.clone();
+    let Some(map) = &p.differs else { return (probe, None) };
+    let Some(ctx) = ctx else {
+        c.key(&join(key, "differs"), "expected `differs` only in a scenario with `producers`");
+        return (probe, None);
+    };
+    let mut difference = None;
+    for (producer, d) in map {
+        let dkey = join(&join(key, "differs"), producer);
+        ctx.check_name(c, &dkey, producer);
+        let why = match d.why.as_deref().map(str::trim) {
+            None | Some("") => {
+                c.missing(&join(&dkey, "why"), "the reason this producer differs from the contract here");
+                None
+            }
+            Some(w) => Some(w.to_string()),
+        };
+        if d.expect.is_none() && d.served_by.is_none() && d.source_seen.is_none() {
+            c.value(&dkey, "expected at least one of `expect`, `served_by` or `source_seen` to differ");
+        }
+        if producer == &ctx.producer.name {
+            if let Some(e) = &d.expect {
+                probe.expect = Some(e.clone());
+                if e != "reached" {
+                    // What answers is moot when nothing should.
+                    probe.served_by = None;
+                    probe.source_seen = None;
+                }
+            }
+            if d.served_by.is_some() {
+                probe.served_by = d.served_by.clone();
+            }
+            if d.source_seen.is_some() {
+                probe.source_seen = d.source_seen.clone();
+            }
+            difference = why;
+        }
+    }
+    (probe, difference)
 }
 
 /// A probe's destination: a node's first address, or an address of the lab or of
@@ -1201,10 +1545,27 @@ fn resolve_to(c: &mut Checker, scenario: &Scenario, lab: &LabIndex, key: &str, t
     }
 }
 
-fn counters(c: &mut Checker, format: Option<RuleFormat>, list: &[CounterFile]) -> Vec<CounterExpectation> {
+fn counters(
+    c: &mut Checker,
+    format: Option<RuleFormat>,
+    list: &[CounterFile],
+    ctx: Option<&ProducerCtx>,
+) -> Vec<CounterExpectation> {
     let mut out = Vec::new();
     for (i, f) in list.iter().enumerate() {
         let key = item("counters", i);
+        if let Some(only) = &f.only {
+            let Some(ctx) = ctx else {
+                c.key(&join(&key, "only"), "expected `only` only in a scenario with `producers`");
+                continue;
+            };
+            for (j, name) in only.iter().enumerate() {
+                ctx.check_name(c, &item(&join(&key, "only"), j), name);
+            }
+            if !only.contains(&ctx.producer.name) {
+                continue;
+            }
+        }
 
         let family = match (&f.family, format) {
             (Some(_), Some(RuleFormat::Iptables)) => {
@@ -1531,10 +1892,10 @@ counters:
                 ("net.ipv4.ip_forward".to_string(), "1".to_string()),
             ]
         );
-        assert_eq!(host.services, Services { tcp: vec![22], udp: vec![] });
+        assert_eq!(host.services, Services { tcp: vec![22], udp: vec![], forward: vec![] });
 
         let c1 = s.node(NodeId(1));
-        assert_eq!(c1.services, Services { tcp: vec![80, 8080], udp: vec![53] });
+        assert_eq!(c1.services, Services { tcp: vec![80, 8080], udp: vec![53], forward: vec![] });
         let c2 = s.node(NodeId(2));
         let ifaces: Vec<_> = c2
             .interfaces

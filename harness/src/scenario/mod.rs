@@ -7,5 +7,5 @@ mod load;
 pub mod model;
 mod position;
 
-pub use load::{discover, load, Diagnostic, InputError};
+pub use load::{discover, load, load_file, Diagnostic, InputError};
 pub use model::*;

@@ -43,6 +43,29 @@ pub struct Scenario {
     pub rules: RuleSet,
     pub probes: Vec<Probe>,
     pub counters: Vec<CounterExpectation>,
+    /// For a contract scenario: the producer whose rules this copy runs.
+    pub producer: Option<Producer>,
+    /// For a contract scenario: the contract and the statements it checks.
+    pub contract: Option<Contract>,
+    /// `not_applicable: {producer: reason}`: the statement does not apply to this
+    /// producer; the scenario is reported as such and not run.
+    pub not_applicable: Option<String>,
+}
+
+/// A rule set with the lab it assumes, named in a producers file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Producer {
+    pub name: String,
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contract {
+    /// The contract's name, e.g. `docker-bridge`.
+    pub name: String,
+    /// The statements of the contract this scenario checks, e.g. `9`, `25`.
+    pub statements: Vec<String>,
+    pub title: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -107,6 +130,16 @@ pub enum Attach {
 pub struct Services {
     pub tcp: Vec<u16>,
     pub udp: Vec<u16>,
+    /// TCP forwarders, as docker-proxy is: listen on a port, connect onwards.
+    pub forward: Vec<Forward>,
+}
+
+/// A userland TCP proxy: accepts on `port` and connects to `to` from the same node,
+/// so the target sees the forwarding node's address as the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub port: u16,
+    pub to: std::net::SocketAddrV4,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +148,8 @@ pub struct RuleSet {
     pub backends: Vec<Backend>,
     /// Applied in order: the first replaces what is there, later ones add to it.
     pub files: Vec<RuleFile>,
+    /// `ipset restore` files loaded before the rules (sets the rules match on).
+    pub ipsets: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +221,9 @@ pub struct Probe {
     /// Only for `reached`: the source address the answering service must see.
     pub source_seen: Option<SourceSeen>,
     pub timeout: Duration,
+    /// Set when this producer is expected to differ from the contract here: why.
+    /// The expectation fields above are then the producer's own.
+    pub difference: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +286,13 @@ pub struct CounterExpectation {
     pub rule: RuleSelector,
     pub packets: Count,
     pub bytes: Option<Count>,
+}
+
+impl Scenario {
+    /// The contract statements this scenario checks, or none.
+    pub fn statements(&self) -> &[String] {
+        self.contract.as_ref().map(|c| c.statements.as_slice()).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

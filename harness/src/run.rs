@@ -106,8 +106,7 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
             .await
             .map_err(|e| format!("loading ipsets from {}: {e}", set.display()))?;
     }
-    let files: Vec<&std::path::Path> = scn.rules.files.iter().map(|f| f.path.as_path()).collect();
-    backend::load(rb.as_ref(), lab.host(), &files).await.map_err(|e| e.to_string())?;
+    backend::load(rb.as_ref(), lab.host(), &scn.rules.files).await.map_err(|e| e.to_string())?;
     let services = Services::start(&lab, scn).map_err(|e| e.to_string())?;
 
     let need_counters = !scn.counters.is_empty();

@@ -209,7 +209,7 @@ fn run(paths: &[PathBuf], only: Option<Backend>, matrix_md: Option<&Path>) -> Ex
 fn with_rules(scn: &Scenario, rules: &Path, label: &str) -> Scenario {
     let mut copy = scn.clone();
     let format = scn.rules.backends[0].format();
-    copy.rules.files = vec![harness::scenario::RuleFile { path: rules.to_path_buf(), format }];
+    copy.rules.files = vec![harness::scenario::RuleFile { path: rules.to_path_buf(), format, text: None }];
     copy.name = format!("{} with {label} {}", scn.name, rules.display());
     copy
 }
@@ -288,7 +288,15 @@ fn check(paths: &[PathBuf]) -> ExitCode {
         for &backend in &scn.rules.backends {
             let rb = harness::backend::for_backend(backend);
             for (i, file) in scn.rules.files.iter().enumerate() {
-                println!("  [{backend}] runs in the lab host: {}", rb.load(&file.path, i == 0).display());
+                let command = match &file.text {
+                    Some(_) => format!(
+                        "{} < {} (with the producer's variables)",
+                        rb.load(None, i == 0).display(),
+                        file.path.display()
+                    ),
+                    None => rb.load(Some(&file.path), i == 0).display(),
+                };
+                println!("  [{backend}] runs in the lab host: {command}");
             }
             println!("  [{backend}] runs in the lab host: {}", rb.dump().display());
         }

@@ -28,12 +28,12 @@ impl RuleBackend for Iptables {
         self.programs
     }
 
-    fn load(&self, file: &Path, first: bool) -> Invocation {
+    fn load(&self, file: Option<&Path>, first: bool) -> Invocation {
         let mut args = vec![];
         if !first {
             args.push("--noflush".to_string());
         }
-        args.push(file.display().to_string());
+        args.extend(file.map(|f| f.display().to_string()));
         Invocation::new(self.programs[0], args)
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::counters::{Dump, ParseError};
 use crate::exec::{self, ExecError, Invocation};
 use crate::netns::NetNs;
-use crate::scenario::Backend;
+use crate::scenario::{Backend, RuleFile};
 
 /// How long a rule tool may take before it is killed.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,8 +22,9 @@ pub trait RuleBackend: Send + Sync {
     fn backend(&self) -> Backend;
     /// The programs this back end runs; all must be on PATH.
     fn programs(&self) -> &'static [&'static str];
-    /// Loads one file. `first` replaces what the tables hold; later files add to it.
-    fn load(&self, file: &Path, first: bool) -> Invocation;
+    /// Loads one file, or standard input when `file` is None. `first` replaces what
+    /// the tables hold; later files add to it.
+    fn load(&self, file: Option<&Path>, first: bool) -> Invocation;
     /// Prints the whole rule set with counters.
     fn dump(&self) -> Invocation;
     fn parse_dump(&self, text: &str) -> Result<Dump, ParseError>;
@@ -53,13 +54,16 @@ pub fn missing_programs(backend: Backend) -> Vec<&'static str> {
 }
 
 /// Load `files` in order into `host`.
-pub async fn load(rb: &dyn RuleBackend, host: &NetNs, files: &[&Path]) -> Result<(), BackendError> {
+pub async fn load(rb: &dyn RuleBackend, host: &NetNs, files: &[RuleFile]) -> Result<(), BackendError> {
     for (i, file) in files.iter().enumerate() {
-        let mut inv = rb.load(file, i == 0);
+        let mut inv = match &file.text {
+            Some(text) => Invocation { stdin: Some(text.clone().into_bytes()), ..rb.load(None, i == 0) },
+            None => rb.load(Some(&file.path), i == 0),
+        };
         inv.timeout = TOOL_TIMEOUT;
         exec::run_in(host.as_fd_borrowed(), &inv)
             .await
-            .map_err(|source| BackendError::Load { file: file.display().to_string(), source })?;
+            .map_err(|source| BackendError::Load { file: file.path.display().to_string(), source })?;
     }
     Ok(())
 }

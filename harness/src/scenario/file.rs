@@ -26,6 +26,23 @@ pub struct ScenarioFile {
     pub contract: Option<ContractFile>,
     pub producers: Option<String>,
     pub not_applicable: Option<IndexMap<String, String>>,
+    pub extra_rules: Option<Vec<ExtraRuleFile>>,
+}
+
+/// A rule file added after a producer's own: a path, or a path limited to some
+/// producers.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a rule file path, or a mapping with `file` and `only`")]
+pub enum ExtraRuleFile {
+    Path(String),
+    Entry(ExtraRuleEntry),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraRuleEntry {
+    pub file: String,
+    pub only: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,8 +16,8 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 use super::file::{
-    ContractFile, CountText, CounterFile, DurationText, HostFile, Integer, NodeFile, ProbeFile, ProducersFile,
-    ScenarioFile, ServicesFile, SysctlValue,
+    ContractFile, CountText, CounterFile, DurationText, ExtraRuleFile, HostFile, Integer, NodeFile, ProbeFile,
+    ProducersFile, ScenarioFile, ServicesFile, SysctlValue,
 };
 use super::model::*;
 use super::position::{self, item, join, Positions};
@@ -852,11 +852,18 @@ fn convert(c: &mut Checker, path: &Path, name: &str, file: ScenarioFile, ctx: Op
             scenario.contract = file.contract.as_ref().and_then(|f| contract(c, f));
             scenario.producer = Some(Producer { name: ctx.producer.name.clone(), title: ctx.producer.title.clone() });
             scenario.rules = ctx.producer.rules.clone();
+            extra_rules(c, path, file.extra_rules.as_deref().unwrap_or_default(), ctx, &mut scenario);
             ctx.producer.format
         }
     };
     if ctx.is_none() && file.producers.is_some() {
         c.key("producers", "write `producers: FILE` as a line of its own at the start of a line");
+    }
+    if ctx.is_none() && file.extra_rules.is_some() {
+        c.key(
+            "extra_rules",
+            "expected `extra_rules` only in a scenario with `producers`; list rule files under `rules.files`",
+        );
     }
     if ctx.is_none() && file.not_applicable.is_some() {
         c.key("not_applicable", "expected `not_applicable` only in a scenario with `producers`");
@@ -864,6 +871,54 @@ fn convert(c: &mut Checker, path: &Path, name: &str, file: ScenarioFile, ctx: Op
     scenario.probes = probes(c, &scenario, &lab, file.probes.as_deref().unwrap_or_default(), ctx);
     scenario.counters = counters(c, format, file.counters.as_deref().unwrap_or_default(), ctx);
     scenario
+}
+
+/// Rule files the scenario adds after the producer's, with the producer's variables
+/// put in.
+fn extra_rules(c: &mut Checker, path: &Path, list: &[ExtraRuleFile], ctx: &ProducerCtx, scenario: &mut Scenario) {
+    let folder = path.parent().unwrap_or(Path::new(""));
+    for (i, entry) in list.iter().enumerate() {
+        let key = item("extra_rules", i);
+        let (file, only) = match entry {
+            ExtraRuleFile::Path(f) => (f, None),
+            ExtraRuleFile::Entry(e) => (&e.file, e.only.as_ref()),
+        };
+        for (j, name) in only.into_iter().flatten().enumerate() {
+            ctx.check_name(c, &item(&join(&key, "only"), j), name);
+        }
+        if only.is_some_and(|o| !o.contains(&ctx.producer.name)) {
+            continue;
+        }
+        let Some(resolved) = c.existing_file(&key, folder, file, "rule file") else { continue };
+        let format =
+            if resolved.extension().is_some_and(|e| e == "nft") { RuleFormat::Nft } else { RuleFormat::Iptables };
+        if Some(format) != ctx.producer.format {
+            if scenario.not_applicable.is_none() {
+                c.value(
+                    &key,
+                    format!(
+                        "`{file}` is an {} file, but producer `{}` loads {} rules; limit it with \
+                         `only:` or mark the producer `not_applicable`",
+                        if format == RuleFormat::Nft { "nft" } else { "iptables-save" },
+                        ctx.producer.name,
+                        if format == RuleFormat::Nft { "iptables-save" } else { "nft" },
+                    ),
+                );
+            }
+            continue;
+        }
+        let text = match fs::read_to_string(&resolved) {
+            Ok(t) => t,
+            Err(e) => {
+                c.value(&key, format!("cannot read `{}`: {e}", resolved.display()));
+                continue;
+            }
+        };
+        match substitute(&resolved, &text, ctx.producer) {
+            Ok(text) => scenario.rules.files.push(RuleFile { path: resolved, format, text: Some(text) }),
+            Err(e) => c.diagnostics.extend(e.diagnostics),
+        }
+    }
 }
 
 fn contract(c: &mut Checker, f: &ContractFile) -> Option<Contract> {
@@ -1255,7 +1310,7 @@ fn rules(
     let list = c.list(&join(prefix, "files"), &file.files, "a non-empty list of rule file paths");
     for (i, f) in list.iter().enumerate() {
         if let Some(path) = c.existing_file(&item(&join(prefix, "files"), i), folder, f, "rule file") {
-            files.push(RuleFile { path, format: format.unwrap_or(RuleFormat::Iptables) });
+            files.push(RuleFile { path, format: format.unwrap_or(RuleFormat::Iptables), text: None });
         }
     }
     let mut ipsets = Vec::new();

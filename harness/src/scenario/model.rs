@@ -157,6 +157,8 @@ pub struct RuleFile {
     /// Resolved against the scenario file's folder.
     pub path: PathBuf,
     pub format: RuleFormat,
+    /// The text to load instead of the file's own, when variables were put in.
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -134,7 +134,7 @@ pub fn load_file(path: &Path, name: &str) -> Result<Vec<Scenario>, InputError> {
             Err(e) => {
                 // The same mistake shows once, not once per producer.
                 for d in e.diagnostics {
-                    if !diagnostics.iter().any(|x| x.location == d.location && x.message == d.message) {
+                    if !diagnostics.iter().any(|x| x.path == d.path && x.location == d.location && x.key == d.key) {
                         diagnostics.push(d);
                     }
                 }
@@ -2090,15 +2090,136 @@ probes:
     }
 
     #[test]
-    fn seed_scenarios_load() {
+    fn suite_scenarios_load() {
         let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-        if !folder.exists() {
-            return;
-        }
         let found = discover(&[folder]).unwrap();
+        assert!(found.len() >= 5, "{found:?}");
         for (path, name) in found {
-            load(&path, &name).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!load_file(&path, &name).unwrap_or_else(|e| panic!("{e}")).is_empty());
         }
+    }
+
+    // Contracts: producers, variables, differences.
+
+    const PRODUCERS: &str = "\
+vars:
+  br: br0
+producers:
+  one:
+    title: first
+    rules: { backends: [iptables-nft], files: [one.rules] }
+  two:
+    rules: { backends: [iptables-nft, iptables-legacy], files: [two.rules] }
+    vars: { br: br9 }
+  three:
+    rules: { backends: [nft], files: [three.nft] }
+";
+
+    const CONTRACT: &str = "\
+contract: { name: c, statements: [7, 3] }
+producers: rules/producers.yaml
+not_applicable: { three: \"no such chain in nft\" }
+host:
+  bridges: { ${br}: { address: 10.0.0.1/24 } }
+nodes:
+  a: { interfaces: [{ bridge: ${br}, address: 10.0.0.2/24 }], services: { tcp: [80] } }
+probes:
+  - from: a
+    to: host
+    port: 80
+    expect: refused
+    differs:
+      two: { expect: dropped, why: because }
+counters:
+  - { table: filter, chain: INPUT, position: 1, packets: 1, only: [one] }
+extra_rules:
+  - { file: extra.rules, only: [two] }
+";
+
+    /// A folder with the producers file, its rule files and the contract scenario.
+    fn contract_dir(scenario: &str, producers: &str) -> (TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("rules")).unwrap();
+        fs::write(dir.path().join("rules/producers.yaml"), producers).unwrap();
+        for f in ["one.rules", "two.rules", "three.nft"] {
+            fs::write(dir.path().join("rules").join(f), "").unwrap();
+        }
+        fs::write(dir.path().join("extra.rules"), "*filter\n-A INPUT -i ${br} -j DROP\nCOMMIT\n").unwrap();
+        let path = dir.path().join("c.yaml");
+        fs::write(&path, scenario).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_contract_expands_per_producer() {
+        let (_dir, path) = contract_dir(CONTRACT, PRODUCERS);
+        let all = load_file(&path, "c.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["c.yaml @one", "c.yaml @two", "c.yaml @three"]);
+        let (one, two, three) = (&all[0], &all[1], &all[2]);
+        assert_eq!(one.host.bridges[0].name, "br0");
+        assert_eq!(two.host.bridges[0].name, "br9");
+        assert_eq!(one.producer.as_ref().unwrap().title.as_deref(), Some("first"));
+        assert_eq!(one.contract.as_ref().unwrap().statements, ["7", "3"]);
+        assert_eq!(one.probes[0].expect, Expect::Refused);
+        assert_eq!(one.probes[0].difference, None);
+        assert_eq!(two.probes[0].expect, Expect::Dropped);
+        assert_eq!(two.probes[0].difference.as_deref(), Some("because"));
+        assert_eq!(one.counters.len(), 1);
+        assert_eq!(two.counters.len(), 0);
+        assert_eq!(one.rules.files.len(), 1);
+        assert_eq!(two.rules.files.len(), 2);
+        assert_eq!(two.rules.files[1].text.as_deref(), Some("*filter\n-A INPUT -i br9 -j DROP\nCOMMIT\n"));
+        assert_eq!(two.rules.backends, [Backend::IptablesNft, Backend::IptablesLegacy]);
+        assert_eq!(three.not_applicable.as_deref(), Some("no such chain in nft"));
+        assert_eq!(three.rules.backends, [Backend::Nft]);
+        assert!(load(&path, "c.yaml").is_err(), "load() takes one scenario only");
+    }
+
+    #[rstest]
+    #[case::unknown_variable(("${br}: {", "${nope}: {"), "", "no variable `nope` for producer `one`")]
+    #[case::unknown_producer_in_differs(("two: { expect", "six: { expect"), "probes[0].differs.six", "no producer named `six`")]
+    #[case::differs_without_why(("expect: dropped, why: because", "expect: dropped"), "probes[0].differs.two.why", "missing required key `why`")]
+    #[case::unknown_in_not_applicable(("{ three:", "{ thre:"), "not_applicable.thre", "no producer named `thre`")]
+    #[case::unknown_in_only(("only: [one]", "only: [uno]"), "counters[0].only[0]", "no producer named `uno`")]
+    #[case::rules_in_a_contract(("host:\n", "rules: { backends: [nft], files: [x] }\nhost:\n"), "rules", "takes its rules from")]
+    #[case::missing_contract_name(("{ name: c, statements", "{ statements"), "contract.name", "missing required key `name`")]
+    #[case::extra_rules_wrong_format(("{ file: extra.rules, only: [two] }", "extra.rules"), "extra_rules[0]", "producer `three` loads nft rules")]
+    fn contract_errors(#[case] edit: (&str, &str), #[case] key: &str, #[case] says: &str) {
+        assert!(CONTRACT.contains(edit.0), "{edit:?}");
+        let text = CONTRACT.replacen(edit.0, edit.1, 1);
+        let text = if key == "extra_rules[0]" {
+            text.replace("not_applicable: { three: \"no such chain in nft\" }\n", "")
+        } else {
+            text
+        };
+        let (_dir, path) = contract_dir(&text, PRODUCERS);
+        let d = load_file(&path, "c.yaml").expect_err("an error").diagnostics;
+        assert!(
+            d.iter().any(|d| d.key.as_deref().unwrap_or("") == key && d.message.contains(says) && d.location.is_some()),
+            "wanted {key}: {says}; got {d:#?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_variable_names_its_line_and_column() {
+        let text = CONTRACT.replacen("${br}: {", "${nope}: {", 1);
+        let (_dir, path) = contract_dir(&text, PRODUCERS);
+        let d = load_file(&path, "c.yaml").expect_err("an error").diagnostics;
+        // Reported once, not once per producer.
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].location, Some(at(5, 14)));
+    }
+
+    #[test]
+    fn producers_file_errors_point_into_it() {
+        let producers = PRODUCERS.replacen("files: [two.rules]", "files: [missing.rules]", 1);
+        let (_dir, path) = contract_dir(CONTRACT, &producers);
+        let d = load_file(&path, "c.yaml").expect_err("an error").diagnostics;
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].path.ends_with("rules/producers.yaml"));
+        assert_eq!(d[0].key.as_deref(), Some("producers.two.rules.files[0]"));
+        assert!(d[0].message.contains("does not exist"));
     }
 
     fn readme() -> Option<String> {

@@ -34,6 +34,9 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// How long a program may run before it is killed, unless its caller says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A program to run in a lab namespace.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -49,7 +52,7 @@ impl Invocation {
             program: program.to_string(),
             args: args.into_iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect(),
             stdin: None,
-            timeout: Duration::from_secs(30),
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 
@@ -78,10 +81,11 @@ pub async fn run_in(netns: BorrowedFd<'_>, inv: &Invocation) -> Result<Output, E
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let fd = netns.as_raw_fd();
+    let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec and only makes system
-    // calls (setns, unshare, mount, prctl), which are async-signal-safe.
+    // calls (setns, unshare, mount, prctl, getppid), which are async-signal-safe.
     unsafe {
-        cmd.pre_exec(move || enter_sandbox(fd));
+        cmd.pre_exec(move || enter_sandbox(fd, parent));
     }
     let mut child = cmd.spawn().map_err(|source| ExecError::Spawn { program: inv.program.clone(), source })?;
     if let Some(input) = &inv.stdin {
@@ -105,10 +109,14 @@ pub async fn run_in(netns: BorrowedFd<'_>, inv: &Invocation) -> Result<Output, E
     Ok(Output { stdout, stderr })
 }
 
-fn enter_sandbox(netns_fd: i32) -> std::io::Result<()> {
+fn enter_sandbox(netns_fd: i32, parent: nix::unistd::Pid) -> std::io::Result<()> {
     // SAFETY: the descriptor stays open in the parent for the whole spawn.
     let ns = unsafe { BorrowedFd::borrow_raw(netns_fd) };
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    // The parent may have died before the line above took effect.
+    if nix::unistd::getppid() != parent {
+        return Err(std::io::Error::other("the runner is gone"));
+    }
     setns(ns, CloneFlags::CLONE_NEWNET)?;
     unshare(CloneFlags::CLONE_NEWNS)?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;

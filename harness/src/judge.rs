@@ -33,7 +33,7 @@ pub fn probe(scn: &Scenario, probe: &Probe, outcome: &Outcome) -> Verdict {
     } else if let (Expect::Dropped, Some(node)) = (probe.expect, &outcome.delivered_to) {
         // No answer came back, but the request did arrive: the filter let it through
         // and only the answer was lost on the way back.
-        problems.push(format!("expected dropped: no answer came back, but the request reached the service in {node}"));
+        problems.push(format!("expected dropped: no answer came back, but the request reached {node}"));
     } else if outcome.kind == OutcomeKind::Reached {
         if let Some(want) = probe.served_by {
             let want = &scn.node(want).name;
@@ -221,7 +221,7 @@ mod tests {
         out.delivered_to = Some("b".into());
         let v = super::probe(&scenario(), &probe(Expect::Dropped, None, None), &out);
         assert!(!v.pass());
-        assert!(v.problems[0].contains("reached the service in b"), "{v:?}");
+        assert!(v.problems[0].contains("the request reached b"), "{v:?}");
     }
 
     fn expectation(packets: Count, bytes: Option<Count>) -> CounterExpectation {

@@ -197,6 +197,11 @@ impl Lab {
             let mut items: Vec<(&str, &str)> = Vec::new();
             if id == NodeId::HOST.0 {
                 items.push(("net.ipv4.ip_forward", forwarding));
+                if !scn.host.bridges.is_empty() {
+                    // Bridged packets pass iptables, as on a host with br_netfilter
+                    // loaded (Docker loads it); a scenario may turn it off.
+                    items.push(("net.bridge.bridge-nf-call-iptables", "1"));
+                }
             }
             items.extend(node.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             self.namespaces[id].write_sysctls(items).map_err(fail(format!("writing sysctls in {}", node.name)))?;
@@ -205,15 +210,43 @@ impl Lab {
     }
 }
 
-/// Settings every lab namespace gets before any interface exists in it.
+/// Settings every lab namespace gets before any interface exists in it. A new
+/// namespace copies the IPv4 settings of the machine's own, so the ones that decide
+/// where packets go are set back to the kernel's defaults: a lab behaves the same on
+/// every machine.
 fn prepare_namespace(ns: &NetNs, ipv6: bool) -> Result<(), LabError> {
     let v6 = if ipv6 { "0" } else { "1" };
-    ns.write_sysctls([
+    let mut settings = vec![
         // Without IPv6, no router solicitation or DAD packet moves a counter.
         ("net.ipv6.conf.all.disable_ipv6", v6),
         ("net.ipv6.conf.default.disable_ipv6", v6),
         // Lets probes use ICMP datagram sockets instead of raw ones.
         ("net.ipv4.ping_group_range", "0 2147483647"),
-    ])
-    .map_err(fail(format!("preparing namespace {}", ns.name())))
+        // Probes run at once; a rate limit would turn some "refused" into "dropped".
+        ("net.ipv4.icmp_ratemask", "0"),
+        ("net.ipv4.icmp_ratelimit", "0"),
+        ("net.ipv4.ip_forward", "0"),
+    ];
+    for scope in ["all", "default"] {
+        for (key, value) in BASELINE_CONF {
+            settings.push((leak(format!("net.ipv4.conf.{scope}.{key}")), value));
+        }
+    }
+    ns.write_sysctls(settings).map_err(fail(format!("preparing namespace {}", ns.name())))
+}
+
+/// Per-interface IPv4 settings at the kernel's defaults.
+const BASELINE_CONF: [(&str, &str); 7] = [
+    ("rp_filter", "0"),
+    ("route_localnet", "0"),
+    ("accept_local", "0"),
+    ("proxy_arp", "0"),
+    ("arp_ignore", "0"),
+    ("arp_announce", "0"),
+    ("accept_redirects", "1"),
+];
+
+fn leak(s: String) -> &'static str {
+    // A handful of fixed keys, made once per namespace; simpler than owning them.
+    Box::leak(s.into_boxed_str())
 }

@@ -1,12 +1,14 @@
 //! netconform's library: scenario model and validation, the lab on the real kernel,
 //! rule back ends, producers, in-process probes and services, and the judge.
 
+pub mod arrivals;
 pub mod backend;
 pub mod counters;
 pub mod exec;
 pub mod judge;
 pub mod lab;
 pub mod matrix;
+pub mod mutate;
 pub mod netns;
 pub mod probe;
 pub mod report;

@@ -45,10 +45,6 @@ impl NetNs {
         &self.name
     }
 
-    pub fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

@@ -84,7 +84,7 @@ impl Outcome {
                 Outcome::new(OutcomeKind::Dropped, "dropped by a rule in the sender before it left (EPERM)")
             }
             Some(libc::ETIMEDOUT) => Outcome::new(OutcomeKind::Dropped, format!("no answer within {timeout:?}")),
-            _ => Outcome::new(OutcomeKind::Refused, format!("error: {e}")),
+            _ => Outcome::new(OutcomeKind::Failed, format!("error: {e}")),
         }
     }
 
@@ -105,22 +105,34 @@ impl Outcome {
     }
 }
 
-/// Send `probe` from the namespace `from`. `token` marks a UDP request so that the
-/// service that receives it can say so (see [`crate::service::request`]).
-pub async fn send(from: &NetNs, probe: &Probe, token: u64) -> Outcome {
+/// The source port (TCP, UDP) or echo identifier (ICMP) of the probe with this
+/// index: it tags the probe's packets, so that [`crate::arrivals`] can tell where they
+/// arrived. Below the kernel's ephemeral range, so never taken by anything else.
+pub fn tag(index: usize) -> u16 {
+    TAG_BASE + index as u16
+}
+
+const TAG_BASE: u16 = 20000;
+
+/// Send probe number `index`, `probe`, from the namespace `from`. A UDP request also
+/// carries `index` as a token, so the service that receives it can say so (see
+/// [`crate::service::request`]).
+pub async fn send(from: &NetNs, probe: &Probe, index: usize) -> Outcome {
     let start = Instant::now();
+    let tag = tag(index);
     let mut outcome = match probe.proto {
-        Proto::Tcp(port) => tcp(from, SocketAddrV4::new(probe.to, port), probe.timeout).await,
-        Proto::Udp(port) => udp(from, SocketAddrV4::new(probe.to, port), probe.timeout, token).await,
-        Proto::Icmp => icmp(from, SocketAddrV4::new(probe.to, 0), probe.timeout).await,
+        Proto::Tcp(port) => tcp(from, tag, SocketAddrV4::new(probe.to, port), probe.timeout).await,
+        Proto::Udp(port) => udp(from, tag, SocketAddrV4::new(probe.to, port), probe.timeout, index as u64).await,
+        Proto::Icmp => icmp(from, tag, SocketAddrV4::new(probe.to, 0), probe.timeout).await,
     };
     outcome.elapsed = start.elapsed();
     outcome
 }
 
-/// A socket made inside `ns`, non-blocking and already connecting to `to`.
-/// Errors here come before any packet left: they mean the probe could not be sent.
-fn open(ns: &NetNs, ty: Type, proto: Protocol, to: SocketAddrV4) -> Result<Socket, Outcome> {
+/// A socket made inside `ns`, bound to the probe's `tag` port, non-blocking and
+/// already connecting to `to`. Errors here come before any packet left: they mean the
+/// probe could not be sent.
+fn open(ns: &NetNs, ty: Type, proto: Protocol, tag: u16, to: SocketAddrV4) -> Result<Socket, Outcome> {
     let made = ns.run(|| -> io::Result<Socket> {
         let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
         s.set_nonblocking(true)?;
@@ -128,6 +140,7 @@ fn open(ns: &NetNs, ty: Type, proto: Protocol, to: SocketAddrV4) -> Result<Socke
             // Report every ICMP error on the socket, not only the "hard" ones.
             set_recv_err(&s)?;
         }
+        s.bind(&SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, tag).into())?;
         match s.connect(&to.into()) {
             Ok(()) => Ok(s),
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
@@ -161,8 +174,8 @@ fn set_recv_err(s: &Socket) -> io::Result<()> {
     }
 }
 
-async fn tcp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {
-    let sock = match open(ns, Type::STREAM, Protocol::TCP, to) {
+async fn tcp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration) -> Outcome {
+    let sock = match open(ns, Type::STREAM, Protocol::TCP, tag, to) {
         Ok(s) => s,
         Err(outcome) => return outcome,
     };
@@ -186,14 +199,16 @@ async fn tcp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {
     }
 }
 
-async fn udp(ns: &NetNs, to: SocketAddrV4, timeout: Duration, token: u64) -> Outcome {
-    let sock = match open(ns, Type::DGRAM, Protocol::UDP, to) {
+/// A datagram socket handed to tokio.
+fn register_datagram(sock: Socket) -> Result<tokio::net::UdpSocket, Outcome> {
+    tokio::net::UdpSocket::from_std(sock.into())
+        .map_err(|e| Outcome::new(OutcomeKind::Failed, format!("registering the socket: {e}")))
+}
+
+async fn udp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration, token: u64) -> Outcome {
+    let sock = match open(ns, Type::DGRAM, Protocol::UDP, tag, to).and_then(register_datagram) {
         Ok(s) => s,
         Err(outcome) => return outcome,
-    };
-    let sock = match tokio::net::UdpSocket::from_std(sock.into()) {
-        Ok(s) => s,
-        Err(e) => return Outcome::new(OutcomeKind::Failed, format!("registering the socket: {e}")),
     };
     if let Err(e) = sock.send(request(token).as_bytes()).await {
         return Outcome::from_error(&e, timeout);
@@ -206,14 +221,11 @@ async fn udp(ns: &NetNs, to: SocketAddrV4, timeout: Duration, token: u64) -> Out
     }
 }
 
-async fn icmp(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Outcome {
-    let sock = match open(ns, Type::DGRAM, Protocol::ICMPV4, to) {
+async fn icmp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration) -> Outcome {
+    // On a ping socket the bound port is the echo identifier.
+    let sock = match open(ns, Type::DGRAM, Protocol::ICMPV4, tag, to).and_then(register_datagram) {
         Ok(s) => s,
         Err(outcome) => return outcome,
-    };
-    let sock = match tokio::net::UdpSocket::from_std(sock.into()) {
-        Ok(s) => s,
-        Err(e) => return Outcome::new(OutcomeKind::Failed, format!("registering the socket: {e}")),
     };
     // Echo request; the kernel fills in the identifier and the checksum.
     let request = [8u8, 0, 0, 0, 0, 0, 0, 1, b'n', b'c'];

@@ -37,7 +37,7 @@ pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
                 format!("dropped on the way back (the request reached {node}; {})", p.outcome.detail)
             }
             (Some(node), OutcomeKind::Refused) => {
-                format!("refused on the way back (the request reached {node}; {})", p.outcome.detail)
+                format!("refused ({}; the request reached {node})", p.outcome.detail)
             }
             (_, kind) => format!("{kind} ({})", p.outcome.detail),
         };

@@ -3,12 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::arrivals::Arrivals;
 use crate::backend::{self, RuleBackend};
 use crate::counters::{self, CounterDelta, LookupError};
 use crate::judge::{self, Verdict};
 use crate::lab::Lab;
 use crate::probe::{self, Outcome};
-use crate::scenario::{Backend, Scenario};
+use crate::scenario::{Backend, Proto, Scenario};
 use crate::service::Services;
 
 #[derive(Debug, Clone)]
@@ -51,6 +52,9 @@ pub struct ScenarioReport {
 /// What must be true of this machine to run `scn` under `backend`; the reason if not.
 pub fn requirements(scn: &Scenario, backend: Backend) -> Result<(), String> {
     machine_requirements(backend)?;
+    if !scn.host.bridges.is_empty() {
+        namespace_probe().bridge_netfilter.clone()?;
+    }
     if !scn.rules.ipsets.is_empty() && crate::exec::which("ipset").is_none() {
         return Err("the rule set needs ipset on PATH; install with ci/install-deps".into());
     }
@@ -64,6 +68,7 @@ pub fn machine_requirements(backend: Backend) -> Result<(), String> {
             "needs root: building network namespaces and loading rules take CAP_SYS_ADMIN and CAP_NET_ADMIN".into()
         );
     }
+    namespace_probe().create.clone()?;
     let missing = backend::missing_programs(backend);
     if !missing.is_empty() {
         return Err(format!(
@@ -72,6 +77,38 @@ pub fn machine_requirements(backend: Backend) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// What one throwaway namespace showed about this machine, found once per process.
+struct NamespaceProbe {
+    create: Result<(), String>,
+    bridge_netfilter: Result<(), String>,
+}
+
+fn namespace_probe() -> &'static NamespaceProbe {
+    static PROBE: std::sync::OnceLock<NamespaceProbe> = std::sync::OnceLock::new();
+    PROBE.get_or_init(|| match crate::netns::NetNs::create("probe") {
+        Err(e) => {
+            let why = format!(
+                "cannot create a network namespace ({e}): run as root with CAP_SYS_ADMIN and CAP_NET_ADMIN \
+                 (in a container: --privileged)"
+            );
+            NamespaceProbe { create: Err(why.clone()), bridge_netfilter: Err(why) }
+        }
+        Ok(ns) => {
+            let present = ns.run(|| std::path::Path::new("/proc/sys/net/bridge").is_dir()).unwrap_or(false);
+            NamespaceProbe {
+                create: Ok(()),
+                bridge_netfilter: if present {
+                    Ok(())
+                } else {
+                    Err("scenarios with bridges need br_netfilter, so that bridged packets can pass \
+                         iptables: run `modprobe br_netfilter`"
+                        .into())
+                },
+            }
+        }
+    })
 }
 
 pub async fn run_scenario(scn: &Scenario, backend: Backend) -> ScenarioReport {
@@ -102,12 +139,13 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
             "ipset",
             [std::ffi::OsStr::new("restore"), std::ffi::OsStr::new("-f"), set.as_os_str()],
         );
-        crate::exec::run_in(lab.host().as_fd_borrowed(), &inv)
+        crate::exec::run_in(std::os::fd::AsFd::as_fd(lab.host()), &inv)
             .await
             .map_err(|e| format!("loading ipsets from {}: {e}", set.display()))?;
     }
     backend::load(rb.as_ref(), lab.host(), &scn.rules.files).await.map_err(|e| e.to_string())?;
     let services = Services::start(&lab, scn).map_err(|e| e.to_string())?;
+    let arrivals = Arrivals::start(&lab, scn).map_err(|e| format!("watching for arrivals: {e}"))?;
 
     let need_counters = !scn.counters.is_empty();
     let before = if need_counters {
@@ -117,10 +155,16 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
     };
 
     let mut outcomes =
-        futures::future::join_all(scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i as u64)))
-            .await;
-    for (i, outcome) in outcomes.iter_mut().enumerate() {
-        outcome.delivered_to = services.received(i as u64);
+        futures::future::join_all(scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i))).await;
+    for (i, (outcome, p)) in outcomes.iter_mut().zip(&scn.probes).enumerate() {
+        let proto = match p.proto {
+            Proto::Icmp => 1,
+            Proto::Tcp(_) => 6,
+            Proto::Udp(_) => 17,
+        };
+        outcome.delivered_to = services
+            .received(i as u64)
+            .or_else(|| arrivals.reached(p.from, proto, probe::tag(i)).map(|id| scn.node(id).name.clone()));
     }
     report.probes = outcomes
         .into_iter()
@@ -142,6 +186,7 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
             .collect();
     }
     // Sockets first: each one holds its namespace.
+    drop(arrivals);
     drop(services);
     drop(lab);
     Ok(())

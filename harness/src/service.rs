@@ -129,6 +129,8 @@ fn udp_socket(addr: Ipv4Addr, port: u16) -> io::Result<std::net::UdpSocket> {
 }
 
 async fn serve_tcp(listener: tokio::net::TcpListener, node: String) {
+    // Connections end with this task: aborting it drops the set and aborts them.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((mut conn, peer)) = listener.accept().await else {
             // Out of descriptors or similar: back off instead of spinning.
@@ -136,7 +138,8 @@ async fn serve_tcp(listener: tokio::net::TcpListener, node: String) {
             continue;
         };
         let line = answer(&node, peer);
-        tokio::spawn(async move {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             // The client may already be gone; nothing to report then.
             let _ = conn.write_all(line.as_bytes()).await;
             let _ = conn.shutdown().await;
@@ -147,13 +150,16 @@ async fn serve_tcp(listener: tokio::net::TcpListener, node: String) {
 /// A userland proxy, as docker-proxy: each accepted connection is carried over a new
 /// connection from this node to `to`, so the target sees this node as the source.
 async fn serve_forward(listener: tokio::net::TcpListener, ns: NetNs, to: SocketAddrV4) {
+    // Connections end with this task: aborting it drops the set and aborts them.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((mut client, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let Ok(Ok(upstream)) = ns.run(|| connecting_socket(to)) else { continue };
-        tokio::spawn(async move {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             let Ok(mut upstream) = tokio::net::TcpStream::from_std(upstream) else { return };
             let connected = tokio::time::timeout(FORWARD_CONNECT_TIMEOUT, upstream.writable()).await;
             if connected.is_ok() && matches!(upstream.take_error(), Ok(None)) {

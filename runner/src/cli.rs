@@ -1,4 +1,4 @@
-//! Command line: `run`, `check` and `list`. Exit status 0 when every scenario passed,
+//! Command line: `run`, `check`, `list`, `diff` and `mutate`. Exit status 0 when every scenario passed,
 //! 1 when some failed, 2 for bad input or a missing requirement.
 
 use std::path::{Path, PathBuf};
@@ -62,6 +62,29 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
     },
+    /// Delete each rule of a rule file in turn and flip each verdict and policy, run
+    /// the scenarios that load the file against every such mutation, and report how
+    /// many some scenario notices. Exit 0 when done, whatever the score.
+    Mutate {
+        /// The rule file to mutate.
+        #[arg(long, value_name = "FILE")]
+        rules: PathBuf,
+        /// Scenario files or folders; those that load FILE are run.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Run under this back end (default: each scenario's first).
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        /// Every probe waits this long before calling its outcome dropped (e.g. 100ms).
+        #[arg(long, value_parser = harness::mutate::parse_timeout)]
+        timeout: Option<std::time::Duration>,
+        /// Mutations tried at once.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Also write the report as Markdown to this file.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +111,18 @@ pub fn main() -> ExitCode {
         Command::Diff { scenario, old, new, backend } => diff(&scenario, &old, &new, backend.map(Backend::from)),
         Command::Check { paths } => check(&paths),
         Command::List { paths } => list(&paths),
+        Command::Mutate { rules, paths, backend, timeout, jobs, markdown } => match load_all(&paths) {
+            Ok(scenarios) => crate::mutate::main(
+                &rules,
+                &paths,
+                &scenarios,
+                backend.map(Backend::from),
+                timeout,
+                jobs.into(),
+                markdown.as_deref(),
+            ),
+            Err(e) => bad_input(&e),
+        },
     }
 }
 
@@ -159,6 +194,11 @@ fn run(paths: &[PathBuf], only: Option<Backend>, matrix_md: Option<&Path>) -> Ex
         Ok(s) => s,
         Err(e) => return bad_input(&e),
     };
+    if scenarios.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("netconform: no scenario files (*.yaml, *.yml) under {}", shown.join(", "));
+        return ExitCode::from(BAD_INPUT);
+    }
     let planned = plan(&scenarios, only);
     // Check the machine once, before anything is built.
     for p in planned.iter().filter(|p| p.ignored.is_none()) {
@@ -198,6 +238,10 @@ fn run(paths: &[PathBuf], only: Option<Backend>, matrix_md: Option<&Path>) -> Ex
         }
     }
     println!("\n{summary} in {:.2} s", start.elapsed().as_secs_f64());
+    if summary.passed + summary.failed == 0 {
+        eprintln!("netconform: nothing ran: every scenario was ignored (reasons above)");
+        return ExitCode::from(BAD_INPUT);
+    }
     if summary.failed > 0 {
         ExitCode::from(FAILED)
     } else {

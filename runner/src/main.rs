@@ -1,6 +1,7 @@
 //! The `netconform` command.
 
 mod cli;
+mod mutate;
 
 fn main() -> std::process::ExitCode {
     // Piped into `head`, the command should end quietly, as other commands do.

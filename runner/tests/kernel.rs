@@ -19,17 +19,27 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The programs the kernel tests run or read the machine with.
+const TOOLS: [&str; 8] = [
+    "iptables-nft-restore",
+    "iptables-legacy-restore",
+    "iptables-nft-save",
+    "iptables-legacy-save",
+    "ip6tables-save",
+    "nft",
+    "ip",
+    "ipset",
+];
+
 /// Why a kernel test cannot run here, if it cannot.
 fn unavailable() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root to build namespaces".into());
     }
-    for tool in ["iptables-nft-restore", "iptables-legacy-restore", "ip"] {
-        if !Path::new("/usr/sbin").join(tool).exists() && !Path::new("/sbin").join(tool).exists() {
-            return Some(format!("{tool} is not installed; run ci/install-deps"));
-        }
-    }
-    None
+    TOOLS
+        .iter()
+        .find(|t| harness::exec::which(t).is_none())
+        .map(|t| format!("{t} is not installed; run ci/install-deps"))
 }
 
 fn kernel_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
@@ -47,6 +57,7 @@ pub fn trials() -> Vec<Trial> {
         kernel_trial("sigkill_leaves_nothing_behind", sigkill_leaves_nothing),
         kernel_trial("lab_namespaces_have_ipv6_off_and_scenario_sysctls", lab_sysctls),
         kernel_trial("rejected_rule_file_fails_with_the_tools_message", rejected_rules),
+        kernel_trial("mutate_scores_the_seed_rules", mutation_score),
         Trial::test("cli::bad_input_exits_2_with_position", bad_input).with_kind("cli"),
     ]
 }
@@ -83,7 +94,8 @@ fn broken_isolation() -> Result<(), Failed> {
     for needle in [
         "FAIL n2 -> c1:53/udp: expected dropped, got dropped on the way back (the request reached c1;",
         "isolation.yaml:40:5",
-        "expected dropped: no answer came back, but the request reached the service in c1",
+        "expected dropped: no answer came back, but the request reached c1",
+        "FAIL n2 -> c1:80/tcp: expected dropped, got dropped on the way back (the request reached c1;",
         "no rule `-o docker0 -j DROP` in filter DOCKER-ISOLATION-STAGE-2",
     ] {
         if !stdout.contains(needle) {
@@ -93,16 +105,27 @@ fn broken_isolation() -> Result<(), Failed> {
     Ok(())
 }
 
-fn run_quiet(cmd: &str, args: &[&str]) -> String {
-    match Command::new(cmd).args(args).stderr(Stdio::null()).output() {
-        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Err(e) => format!("{cmd}: {e}"),
+/// What a read-only command prints; any failure is the test's failure.
+fn read_machine(cmd: &str, args: &[&str]) -> Result<String, Failed> {
+    let out = Command::new(cmd).args(args).stderr(Stdio::piped()).output()?;
+    if !out.status.success() {
+        return Err(format!("{cmd} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)).into());
     }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Lines of `before` missing from `after` (-) and lines new in `after` (+).
+fn line_diff(before: &str, after: &str) -> String {
+    let a: Vec<&str> = before.lines().collect();
+    let b: Vec<&str> = after.lines().collect();
+    let gone = a.iter().filter(|l| !b.contains(l)).map(|l| format!("- {l}"));
+    let new = b.iter().filter(|l| !a.contains(l)).map(|l| format!("+ {l}"));
+    gone.chain(new).collect::<Vec<_>>().join("\n")
 }
 
 /// What a run must never change in the root namespace. Counters move with the
 /// machine's own traffic, so they are left out.
-fn root_snapshot() -> String {
+fn root_snapshot() -> Result<String, Failed> {
     let mut snap = String::new();
     for (cmd, args) in [
         ("ip", &["-o", "link", "show"][..]),
@@ -114,7 +137,7 @@ fn root_snapshot() -> String {
         ("ip6tables-save", &[]),
         ("nft", &["list", "ruleset"]),
     ] {
-        snap += &format!("== {cmd} {}\n{}\n", args.join(" "), strip_counters(&run_quiet(cmd, args)));
+        snap += &format!("== {cmd} {}\n{}\n", args.join(" "), strip_counters(&read_machine(cmd, args)?));
     }
     for key in [
         "net/ipv4/ip_forward",
@@ -130,7 +153,7 @@ fn root_snapshot() -> String {
         .unwrap_or_default();
     snap += &format!("== /run/netns {netns:?}\n");
     snap += &format!("== /run/xtables.lock exists: {}\n", Path::new("/run/xtables.lock").exists());
-    snap
+    Ok(snap)
 }
 
 /// Drops comment lines and `[packets:bytes]` / `counter packets N bytes M`.
@@ -158,7 +181,7 @@ fn strip_counters(text: &str) -> String {
 }
 
 fn root_namespace_unchanged() -> Result<(), Failed> {
-    let before = root_snapshot();
+    let before = root_snapshot()?;
     let suite = netconform().arg("run").arg("scenarios").output()?;
     if !suite.status.success() {
         return Err(format!("the suite failed:\n{}", String::from_utf8_lossy(&suite.stdout)).into());
@@ -168,11 +191,9 @@ fn root_namespace_unchanged() -> Result<(), Failed> {
     if failing.status.code() != Some(1) {
         return Err("the broken copy did not fail".into());
     }
-    let after = root_snapshot();
+    let after = root_snapshot()?;
     if before != after {
-        let diff: Vec<String> =
-            before.lines().zip(after.lines()).filter(|(a, b)| a != b).map(|(a, b)| format!("- {a}\n+ {b}")).collect();
-        return Err(format!("the root namespace changed:\n{}", diff.join("\n")).into());
+        return Err(format!("the root namespace changed:\n{}", line_diff(&before, &after)).into());
     }
     Ok(())
 }
@@ -219,7 +240,7 @@ fn holders(inodes: &BTreeSet<String>) -> Vec<(u32, String)> {
 
 fn sigkill_leaves_nothing() -> Result<(), Failed> {
     let own = std::fs::read_link("/proc/self/ns/net")?.to_string_lossy().into_owned();
-    let links_before = run_quiet("ip", &["-o", "link", "show"]);
+    let links_before = read_machine("ip", &["-o", "link", "show"])?;
     let scenario = repo().join("runner/tests/data/slow/slow.yaml");
     // Points in a run: lab building, rule loading, probes in flight.
     for delay_ms in [5u64, 30, 80, 150, 400, 900, 1500] {
@@ -251,9 +272,9 @@ fn sigkill_leaves_nothing() -> Result<(), Failed> {
             return Err(format!("no lab namespace was seen within {delay_ms} ms; the test did not test").into());
         }
     }
-    let links_after = run_quiet("ip", &["-o", "link", "show"]);
+    let links_after = read_machine("ip", &["-o", "link", "show"])?;
     if links_before != links_after {
-        return Err(format!("root namespace links changed:\n{links_before}\n---\n{links_after}").into());
+        return Err(format!("root namespace links changed:\n{}", line_diff(&links_before, &links_after)).into());
     }
     // And the next run passes.
     let again = netconform().arg("run").arg(&scenario).output()?;
@@ -288,29 +309,69 @@ fn lab_sysctls() -> Result<(), Failed> {
     use harness::lab::Lab;
     use harness::scenario::{self, NodeId};
 
-    let path = repo().join("runner/tests/data/slow/slow.yaml");
-    let scn = scenario::load(&path, "slow.yaml")?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("r.rules"), "*filter\nCOMMIT\n")?;
+    let path = dir.path().join("s.yaml");
+    std::fs::write(
+        &path,
+        "host:\n  forwarding: true\n  sysctls: { net.ipv4.conf.all.route_localnet: 1 }\n  \
+         bridges: { br0: { address: 10.0.0.1/24 } }\n\
+         nodes:\n  a:\n    interfaces: [{ bridge: br0, address: 10.0.0.2/24 }]\n    \
+         sysctls: { net.ipv4.conf.eth0.arp_ignore: 2 }\n\
+         rules: { backends: [iptables-nft], files: [r.rules] }\n",
+    )?;
+    let scn = scenario::load(&path, "s.yaml")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let lab = rt.block_on(Lab::build(&scn))?;
-    for (id, node) in scn.nodes.iter().enumerate() {
-        let ns = lab.ns(NodeId(id));
-        for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
-            let value = ns.read_sysctl(key)?;
-            if value != "1" {
-                return Err(format!("{key} is {value} in {}", node.name).into());
-            }
+    let (host, a) = (lab.host(), lab.ns(NodeId(1)));
+    let expect = |ns: &harness::netns::NetNs, key: &str, want: &str| -> Result<(), Failed> {
+        let got = ns.read_sysctl(key)?;
+        if got != want {
+            return Err(format!("{key} is {got} in {}, expected {want}", ns.name()).into());
         }
+        Ok(())
+    };
+    for ns in [host, a] {
+        expect(ns, "net.ipv6.conf.all.disable_ipv6", "1")?;
+        expect(ns, "net.ipv6.conf.default.disable_ipv6", "1")?;
+        expect(ns, "net.ipv4.conf.all.rp_filter", "0")?;
+        expect(ns, "net.ipv4.icmp_ratemask", "0")?;
     }
-    let forward = lab.host().read_sysctl("net.ipv4.ip_forward")?;
-    if forward != "1" {
-        return Err(format!("ip_forward is {forward} in the host").into());
-    }
-    if lab.ns(NodeId(1)).read_sysctl("net.ipv4.ip_forward")? != "0" {
-        return Err("forwarding leaked into a node".into());
-    }
-    // Our own namespace is untouched by all of the above.
+    expect(host, "net.ipv4.ip_forward", "1")?;
+    expect(host, "net.ipv4.conf.all.route_localnet", "1")?;
+    expect(host, "net.bridge.bridge-nf-call-iptables", "1")?;
+    // Whatever the machine's own settings are, a node starts from the kernel's.
+    expect(a, "net.ipv4.ip_forward", "0")?;
+    expect(a, "net.ipv4.conf.all.route_localnet", "0")?;
+    expect(a, "net.ipv4.conf.eth0.arp_ignore", "2")?;
+    // The test thread itself is back in its own namespace.
     if std::fs::read_link("/proc/self/ns/net")? != std::fs::read_link("/proc/thread-self/ns/net")? {
         return Err("the test thread was left in another namespace".into());
+    }
+    Ok(())
+}
+
+fn mutation_score() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let md = dir.path().join("m.md");
+    let out = netconform()
+        .args(["mutate", "--rules", "scenarios/seed/rules/docker-18.05-seed.rules", "--timeout", "100ms", "--markdown"])
+        .arg(&md)
+        .arg("scenarios/seed")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() != Some(0) || !stdout.starts_with("mutation score of") || !stdout.contains("survivors (") {
+        return Err(format!("unexpected mutate result {:?}:\n{stdout}", out.status.code()).into());
+    }
+    if !std::fs::read_to_string(&md)?.contains("| line | surviving mutation |") {
+        return Err("the Markdown report lacks the survivors table".into());
+    }
+    // A rule file that no scenario loads is an input error.
+    let unused = dir.path().join("unused.rules");
+    std::fs::write(&unused, "*filter\nCOMMIT\n")?;
+    let none = netconform().args(["mutate", "--rules"]).arg(&unused).arg("scenarios/seed").output()?;
+    if none.status.code() != Some(2) {
+        return Err(format!("expected exit status 2 for an unused rule file, got {:?}", none.status.code()).into());
     }
     Ok(())
 }

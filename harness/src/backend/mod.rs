@@ -7,16 +7,13 @@
 mod iptables;
 mod nft;
 
+use std::os::fd::AsFd;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::counters::{Dump, ParseError};
 use crate::exec::{self, ExecError, Invocation};
 use crate::netns::NetNs;
 use crate::scenario::{Backend, RuleFile};
-
-/// How long a rule tool may take before it is killed.
-pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub trait RuleBackend: Send + Sync {
     fn backend(&self) -> Backend;
@@ -56,12 +53,11 @@ pub fn missing_programs(backend: Backend) -> Vec<&'static str> {
 /// Load `files` in order into `host`.
 pub async fn load(rb: &dyn RuleBackend, host: &NetNs, files: &[RuleFile]) -> Result<(), BackendError> {
     for (i, file) in files.iter().enumerate() {
-        let mut inv = match &file.text {
+        let inv = match &file.text {
             Some(text) => Invocation { stdin: Some(text.clone().into_bytes()), ..rb.load(None, i == 0) },
             None => rb.load(Some(&file.path), i == 0),
         };
-        inv.timeout = TOOL_TIMEOUT;
-        exec::run_in(host.as_fd_borrowed(), &inv)
+        exec::run_in(host.as_fd(), &inv)
             .await
             .map_err(|source| BackendError::Load { file: file.path.display().to_string(), source })?;
     }
@@ -70,9 +66,8 @@ pub async fn load(rb: &dyn RuleBackend, host: &NetNs, files: &[RuleFile]) -> Res
 
 /// The host's rule set with counters, and the dump's text.
 pub async fn dump(rb: &dyn RuleBackend, host: &NetNs) -> Result<(Dump, String), BackendError> {
-    let mut inv = rb.dump();
-    inv.timeout = TOOL_TIMEOUT;
-    let out = exec::run_in(host.as_fd_borrowed(), &inv).await.map_err(BackendError::Dump)?;
+    let inv = rb.dump();
+    let out = exec::run_in(host.as_fd(), &inv).await.map_err(BackendError::Dump)?;
     let dump = rb.parse_dump(&out.stdout).map_err(|source| BackendError::Parse { backend: rb.backend(), source })?;
     Ok((dump, out.stdout))
 }

@@ -18,10 +18,9 @@ impl RuleBackend for Nft {
         &["nft"]
     }
 
-    fn load(&self, file: Option<&Path>, first: bool) -> Invocation {
+    fn load(&self, file: Option<&Path>, _first: bool) -> Invocation {
         // An nft script says itself whether it flushes; a fresh lab holds nothing,
         // so the first file needs no flush of ours either.
-        let _ = first;
         let file = file.map(Path::as_os_str).unwrap_or(std::ffi::OsStr::new("-"));
         Invocation::new("nft", [std::ffi::OsStr::new("-f"), file])
     }

@@ -120,6 +120,7 @@ mod tests {
             skip: None,
             ipv6: false,
             timeout: Duration::from_millis(200),
+            sequential: false,
             host: HostSetup {
                 forwarding: true,
                 bridges: vec![Bridge { name: "br0".into(), address: Some("10.0.0.1/24".parse().unwrap()) }],

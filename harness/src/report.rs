@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::counters::LookupError;
 use crate::probe::OutcomeKind;
 use crate::run::{ScenarioReport, Status};
 use crate::scenario::Scenario;
@@ -64,6 +65,8 @@ pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
         };
         let counted = match &c.delta {
             Ok(d) => format!("{} packets, {} bytes", d.packets, d.bytes),
+            Err(LookupError::NoCounter { .. }) => "no counter on this rule".to_string(),
+            Err(LookupError::Ambiguous { .. } | LookupError::AmbiguousFamily { .. }) => "ambiguous".to_string(),
             Err(_) => "not found".to_string(),
         };
         let _ = writeln!(out, "  {mark} counter {table} {} {}: {counted}", exp.chain, exp.rule);

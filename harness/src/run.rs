@@ -154,8 +154,16 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
         None
     };
 
-    let mut outcomes =
-        futures::future::join_all(scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i))).await;
+    let sends = scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i));
+    let mut outcomes = if scn.sequential {
+        let mut done = Vec::with_capacity(scn.probes.len());
+        for send in sends {
+            done.push(send.await);
+        }
+        done
+    } else {
+        futures::future::join_all(sends).await
+    };
     for (i, (outcome, p)) in outcomes.iter_mut().zip(&scn.probes).enumerate() {
         let proto = match p.proto {
             Proto::Icmp => 1,

@@ -18,6 +18,7 @@ pub struct ScenarioFile {
     pub skip: Option<String>,
     pub ipv6: Option<bool>,
     pub timeout: Option<DurationText>,
+    pub sequential: Option<bool>,
     pub host: Option<HostFile>,
     pub nodes: Option<IndexMap<String, Option<NodeFile>>>,
     pub rules: Option<RulesFile>,

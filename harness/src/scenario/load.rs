@@ -816,6 +816,7 @@ fn convert(c: &mut Checker, path: &Path, name: &str, file: ScenarioFile, ctx: Op
     scenario.skip = file.skip;
     scenario.ipv6 = file.ipv6.unwrap_or(false);
     scenario.timeout = timeout;
+    scenario.sequential = file.sequential.unwrap_or(false);
 
     for (key, target) in std::mem::take(&mut c.forward_targets) {
         if scenario.owner_of(*target.ip()).is_none() && !lab.rejected.contains(target.ip()) {
@@ -1239,6 +1240,7 @@ fn build_lab(
         skip: None,
         ipv6: false,
         timeout: DEFAULT_TIMEOUT,
+        sequential: false,
         host: HostSetup { forwarding: host.forwarding.unwrap_or(false), bridges, uplinks },
         nodes,
         rules: RuleSet { backends: Vec::new(), files: Vec::new(), ipsets: Vec::new() },

@@ -36,6 +36,8 @@ pub struct Scenario {
     pub ipv6: bool,
     /// Default time a probe waits for an answer before calling it dropped.
     pub timeout: Duration,
+    /// Send the probes one at a time, in file order, instead of all at once.
+    pub sequential: bool,
     /// The host's own setup. The host is also `nodes[0]`.
     pub host: HostSetup,
     /// `nodes[0]` is the host; the rest are in file order.

@@ -132,3 +132,253 @@ fn enter_sandbox(netns_fd: i32, parent: nix::unistd::Pid) -> std::io::Result<()>
     )?;
     Ok(())
 }
+
+/// Where a sandbox keeps the programs that stand for `iptables` and friends.
+const SHIM_DIR: &str = "/run/netconform/bin";
+
+/// The names a PATH shim points at the legacy or nf_tables iptables programs.
+const IPTABLES_NAMES: [&str; 8] = [
+    "iptables",
+    "iptables-save",
+    "iptables-restore",
+    "ip6tables",
+    "ip6tables-save",
+    "ip6tables-restore",
+    "iptables-restore-translate",
+    "ip6tables-restore-translate",
+];
+
+/// Which programs `iptables` means inside a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IptablesFlavour {
+    /// Whatever the system's alternatives say.
+    System,
+    Nft,
+    Legacy,
+}
+
+/// A long-lived place to run a live producer: the lab host's network namespace, a
+/// private mount namespace with its own /run (and /sys, and a cgroup2 file system),
+/// and a PID namespace. Every program run in it sees the same /run, so a daemon's
+/// socket or state is there for the commands that follow. When the sandbox is
+/// dropped, or this process dies however it dies, the PID namespace's first process
+/// is killed and the kernel kills everything else in it.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// `unshare ... sleep infinity`: its child is PID 1 of the sandbox.
+    holder: tokio::process::Child,
+    /// PID 1 of the sandbox, as seen from here.
+    init: u32,
+    flavour: IptablesFlavour,
+    env: Vec<(String, String)>,
+}
+
+impl Sandbox {
+    /// A sandbox in the host namespace `netns`. `env` is added to every program's
+    /// environment.
+    pub async fn start(
+        netns: BorrowedFd<'_>,
+        flavour: IptablesFlavour,
+        env: Vec<(String, String)>,
+    ) -> Result<Sandbox, ExecError> {
+        let unshare = which("unshare").ok_or_else(|| ExecError::NotFound { program: "unshare".into() })?;
+        let mut cmd = tokio::process::Command::new(unshare);
+        cmd.args(["--fork", "--pid", "--kill-child=SIGKILL", "sleep", "infinity"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let shim = shim_links(flavour);
+        let fd = netns.as_raw_fd();
+        let parent = nix::unistd::getpid();
+        // SAFETY: only system calls between fork and exec, on data prepared before.
+        unsafe {
+            cmd.pre_exec(move || {
+                enter_sandbox(fd, parent)?;
+                mount_cgroup2()?;
+                make_shim(&shim)
+            });
+        }
+        let holder = cmd.spawn().map_err(|source| ExecError::Spawn { program: "unshare".into(), source })?;
+        let unshare_pid = holder.id().ok_or_else(|| ExecError::Spawn {
+            program: "unshare".into(),
+            source: std::io::Error::other("exited at once"),
+        })?;
+        let init = wait_for_child(unshare_pid).await.ok_or_else(|| ExecError::Spawn {
+            program: "unshare".into(),
+            source: std::io::Error::other("its PID namespace did not start"),
+        })?;
+        Ok(Sandbox { holder, init, flavour, env })
+    }
+
+    /// PID 1 of the sandbox; /proc/PID/ns/* are its namespaces.
+    pub fn init_pid(&self) -> u32 {
+        self.init
+    }
+
+    fn command(&self, inv: &Invocation) -> Result<tokio::process::Command, ExecError> {
+        let nsenter = which("nsenter").ok_or_else(|| ExecError::NotFound { program: "nsenter".into() })?;
+        let mut cmd = tokio::process::Command::new(nsenter);
+        cmd.arg(format!("--target={}", self.init))
+            .args(["--net", "--mount", "--pid", "--"])
+            .arg(&inv.program)
+            .args(&inv.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(if inv.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if self.flavour != IptablesFlavour::System {
+            let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+            cmd.env("PATH", format!("{SHIM_DIR}:{path}"));
+        }
+        let parent = nix::unistd::getpid();
+        // SAFETY: only system calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::other("the runner is gone"));
+                }
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
+
+    /// Run `inv` in the sandbox and wait for it; fail unless it exits 0.
+    pub async fn run(&self, inv: &Invocation) -> Result<Output, ExecError> {
+        let mut child =
+            self.command(inv)?.spawn().map_err(|source| ExecError::Spawn { program: inv.program.clone(), source })?;
+        finish(&mut child, inv).await
+    }
+
+    /// Start `inv` in the sandbox and leave it running (a daemon). Its output is
+    /// discarded; the sandbox ends it.
+    pub fn spawn(&self, inv: &Invocation) -> Result<tokio::process::Child, ExecError> {
+        let mut cmd = self.command(inv)?;
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(false);
+        cmd.spawn().map_err(|source| ExecError::Spawn { program: inv.program.clone(), source })
+    }
+
+    /// Run `inv` in the sandbox, its output going to `log` (a file path inside the
+    /// sandbox's view is not needed: the file is ours).
+    pub fn spawn_logged(&self, inv: &Invocation, log: std::fs::File) -> Result<tokio::process::Child, ExecError> {
+        let mut cmd = self.command(inv)?;
+        let err = log.try_clone().map_err(|source| ExecError::Spawn { program: inv.program.clone(), source })?;
+        cmd.stdout(log).stderr(err).kill_on_drop(false);
+        cmd.spawn().map_err(|source| ExecError::Spawn { program: inv.program.clone(), source })
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // unshare dies, its --kill-child takes PID 1, and the kernel the rest.
+        let _ = self.holder.start_kill();
+        if let Ok(pid) = i32::try_from(self.init) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Waits for an invocation started by [`Sandbox`] to end, within its timeout.
+async fn finish(child: &mut tokio::process::Child, inv: &Invocation) -> Result<Output, ExecError> {
+    if let Some(input) = &inv.stdin {
+        if let Some(mut stdin) = child.stdin.take() {
+            let input = input.clone();
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&input).await;
+            });
+        }
+    }
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let read = async {
+        use tokio::io::AsyncReadExt;
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        if let Some(out) = out.as_mut() {
+            let _ = out.read_to_end(&mut o).await;
+        }
+        if let Some(err) = err.as_mut() {
+            let _ = err.read_to_end(&mut e).await;
+        }
+        let status = child.wait().await;
+        (o, e, status)
+    };
+    let (o, e, status) = match tokio::time::timeout(inv.timeout, read).await {
+        Ok(r) => r,
+        Err(_) => return Err(ExecError::Timeout { command: inv.display(), timeout: inv.timeout }),
+    };
+    let status = status.map_err(|source| ExecError::Spawn { program: inv.program.clone(), source })?;
+    let stdout = String::from_utf8_lossy(&o).into_owned();
+    let stderr = String::from_utf8_lossy(&e).into_owned();
+    if !status.success() {
+        return Err(ExecError::Failed { command: inv.display(), status: status.to_string(), stdout, stderr });
+    }
+    Ok(Output { stdout, stderr })
+}
+
+/// The first child of `pid`, once it exists (PID 1 of the sandbox).
+async fn wait_for_child(pid: u32) -> Option<u32> {
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+            if let Some(child) = text.split_whitespace().next().and_then(|c| c.parse().ok()) {
+                return Some(child);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
+
+/// (link, target) pairs for the shim, prepared before fork.
+fn shim_links(flavour: IptablesFlavour) -> Vec<(std::ffi::CString, std::ffi::CString)> {
+    let suffix = match flavour {
+        IptablesFlavour::System => return Vec::new(),
+        IptablesFlavour::Nft => "nft",
+        IptablesFlavour::Legacy => "legacy",
+    };
+    IPTABLES_NAMES
+        .iter()
+        .filter_map(|name| {
+            // iptables-save -> iptables-legacy-save
+            let (base, rest) = name.split_once('-').map(|(b, r)| (b, format!("-{r}"))).unwrap_or((name, String::new()));
+            let target = which(&format!("{base}-{suffix}{rest}"))?;
+            let link = std::ffi::CString::new(format!("{SHIM_DIR}/{name}")).ok()?;
+            let target = std::ffi::CString::new(target.into_os_string().into_encoded_bytes()).ok()?;
+            Some((link, target))
+        })
+        .collect()
+}
+
+fn make_shim(links: &[(std::ffi::CString, std::ffi::CString)]) -> std::io::Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    for dir in ["/run/netconform", SHIM_DIR] {
+        let dir = std::ffi::CString::new(dir).expect("no NUL");
+        // SAFETY: a valid C string; mkdir is async-signal-safe.
+        if unsafe { libc::mkdir(dir.as_ptr(), 0o755) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for (link, target) in links {
+        // SAFETY: valid C strings; symlink is async-signal-safe.
+        if unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A cgroup2 file system at /sys/fs/cgroup of the sandbox's fresh /sys, for daemons
+/// that manage cgroups (dockerd, containerd).
+fn mount_cgroup2() -> std::io::Result<()> {
+    mount(
+        Some("cgroup2"),
+        "/sys/fs/cgroup",
+        Some("cgroup2"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )?;
+    Ok(())
+}

@@ -109,6 +109,7 @@ mod tests {
             }],
             sysctls: vec![],
             services: Services::default(),
+            container: None,
         }
     }
 
@@ -127,13 +128,20 @@ mod tests {
                 uplinks: vec![],
             },
             nodes: vec![
-                Node { name: "host".into(), interfaces: vec![], sysctls: vec![], services: Services::default() },
+                Node {
+                    name: "host".into(),
+                    interfaces: vec![],
+                    sysctls: vec![],
+                    services: Services::default(),
+                    container: None,
+                },
                 node("a", "10.0.0.2/24"),
                 node("b", "10.0.0.3/24"),
             ],
-            rules: RuleSet { backends: vec![], files: vec![], ipsets: vec![] },
+            rules: RuleSet { backends: vec![], files: vec![], ipsets: vec![], live: None },
             probes: vec![],
             counters: vec![],
+            networks: vec![],
             producer: None,
             contract: None,
             not_applicable: None,

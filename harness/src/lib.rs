@@ -11,6 +11,7 @@ pub mod matrix;
 pub mod mutate;
 pub mod netns;
 pub mod probe;
+pub mod producer;
 pub mod report;
 pub mod run;
 pub mod scenario;

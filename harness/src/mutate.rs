@@ -446,14 +446,12 @@ pub async fn run_targets(targets: &[Target]) -> Vec<ScenarioReport> {
         .into_iter()
         .zip(targets)
         .map(|(r, t)| {
-            r.unwrap_or_else(|e| ScenarioReport {
-                name: t.scenario.name.clone(),
-                backend: t.backend,
-                status: Status::Error(format!("the run ended abnormally: {e}")),
-                probes: Vec::new(),
-                counters: Vec::new(),
-                rules_after: None,
-                elapsed: Duration::ZERO,
+            r.unwrap_or_else(|e| {
+                ScenarioReport::new(
+                    &t.scenario.name,
+                    t.backend,
+                    Status::Error(format!("the run ended abnormally: {e}")),
+                )
             })
         })
         .collect()
@@ -1053,15 +1051,7 @@ table ip docker-bridges {
                 },
             })
             .collect();
-        ScenarioReport {
-            name: scn.name.clone(),
-            backend: Backend::IptablesNft,
-            status,
-            probes,
-            counters: Vec::new(),
-            rules_after: None,
-            elapsed: Duration::ZERO,
-        }
+        ScenarioReport { probes, ..ScenarioReport::new(&scn.name, Backend::IptablesNft, status) }
     }
 
     #[test]

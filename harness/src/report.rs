@@ -29,6 +29,15 @@ pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
         for line in why.lines() {
             let _ = writeln!(out, "      {line}");
         }
+        if !rep.producer_log.entries.is_empty() {
+            let _ = writeln!(out, "      what the producer ran:");
+            for line in rep.producer_log.to_string().lines() {
+                let _ = writeln!(out, "        {line}");
+            }
+        }
+    }
+    for problem in &rep.teardown_problems {
+        let _ = writeln!(out, "  warning: teardown: {problem}");
     }
     for p in &rep.probes {
         let probe = &scn.probes[p.probe];

@@ -9,6 +9,7 @@ use crate::counters::{self, CounterDelta, LookupError};
 use crate::judge::{self, Verdict};
 use crate::lab::Lab;
 use crate::probe::{self, Outcome};
+use crate::producer::{self, Log};
 use crate::scenario::{Backend, Proto, Scenario};
 use crate::service::Services;
 
@@ -37,6 +38,23 @@ pub enum Status {
     Error(String),
 }
 
+impl ScenarioReport {
+    /// A report with nothing in it yet.
+    pub fn new(name: &str, backend: Backend, status: Status) -> ScenarioReport {
+        ScenarioReport {
+            name: name.to_string(),
+            backend,
+            status,
+            probes: Vec::new(),
+            counters: Vec::new(),
+            rules_after: None,
+            producer_log: Log::default(),
+            teardown_problems: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ScenarioReport {
     pub name: String,
@@ -46,6 +64,10 @@ pub struct ScenarioReport {
     pub counters: Vec<CounterReport>,
     /// The rule set with counters after the probes, as the back end printed it.
     pub rules_after: Option<String>,
+    /// What the producer ran and what its programs printed.
+    pub producer_log: Log,
+    /// What went wrong undoing the producer's work (reported, not fatal).
+    pub teardown_problems: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -113,15 +135,7 @@ fn namespace_probe() -> &'static NamespaceProbe {
 
 pub async fn run_scenario(scn: &Scenario, backend: Backend) -> ScenarioReport {
     let start = Instant::now();
-    let mut report = ScenarioReport {
-        name: scn.name.clone(),
-        backend,
-        status: Status::Passed,
-        probes: Vec::new(),
-        counters: Vec::new(),
-        rules_after: None,
-        elapsed: Duration::ZERO,
-    };
+    let mut report = ScenarioReport::new(&scn.name, backend, Status::Passed);
     if let Err(why) = execute(scn, backend, &mut report).await {
         report.status = Status::Error(why);
     } else if report.probes.iter().any(|p| !p.verdict.pass()) || report.counters.iter().any(|c| !c.verdict.pass()) {
@@ -133,26 +147,29 @@ pub async fn run_scenario(scn: &Scenario, backend: Backend) -> ScenarioReport {
 
 async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) -> Result<(), String> {
     let rb: Box<dyn RuleBackend> = backend::for_backend(backend);
-    let lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
-    for set in &scn.rules.ipsets {
-        let inv = crate::exec::Invocation::new(
-            "ipset",
-            [std::ffi::OsStr::new("restore"), std::ffi::OsStr::new("-f"), set.as_os_str()],
-        );
-        crate::exec::run_in(std::os::fd::AsFd::as_fd(lab.host()), &inv)
-            .await
-            .map_err(|e| format!("loading ipsets from {}: {e}", set.display()))?;
-    }
-    backend::load(rb.as_ref(), lab.host(), &scn.rules.files).await.map_err(|e| e.to_string())?;
-    let services = Services::start(&lab, scn).map_err(|e| e.to_string())?;
-    let arrivals = Arrivals::start(&lab, scn).map_err(|e| format!("watching for arrivals: {e}"))?;
+    let mut lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
+    let mut producer = producer::for_scenario(scn);
+    let produced = producer.produce(scn, &mut lab, backend, &mut report.producer_log).await;
+    let outcome = match produced {
+        Ok(()) => observe(scn, rb.as_ref(), &lab, report).await,
+        Err(why) => Err(why),
+    };
+    let problems = producer.teardown(&mut report.producer_log).await;
+    report.teardown_problems = problems;
+    // The producer's processes first, then the lab: each holds its namespaces.
+    drop(producer);
+    drop(lab);
+    outcome
+}
+
+/// Services, probes and counters in a lab whose rules are in place.
+async fn observe(scn: &Scenario, rb: &dyn RuleBackend, lab: &Lab, report: &mut ScenarioReport) -> Result<(), String> {
+    let services = Services::start(lab, scn).map_err(|e| e.to_string())?;
+    let arrivals = Arrivals::start(lab, scn).map_err(|e| format!("watching for arrivals: {e}"))?;
 
     let need_counters = !scn.counters.is_empty();
-    let before = if need_counters {
-        Some(backend::dump(rb.as_ref(), lab.host()).await.map_err(|e| e.to_string())?.0)
-    } else {
-        None
-    };
+    let before =
+        if need_counters { Some(backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?.0) } else { None };
 
     let sends = scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i));
     let mut outcomes = if scn.sequential {
@@ -180,7 +197,7 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
         .map(|(i, outcome)| ProbeReport { probe: i, verdict: judge::probe(scn, &scn.probes[i], &outcome), outcome })
         .collect();
 
-    let (after, text) = backend::dump(rb.as_ref(), lab.host()).await.map_err(|e| e.to_string())?;
+    let (after, text) = backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?;
     report.rules_after = Some(text);
     if let Some(before) = before {
         report.counters = scn
@@ -196,6 +213,5 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
     // Sockets first: each one holds its namespace.
     drop(arrivals);
     drop(services);
-    drop(lab);
     Ok(())
 }

@@ -166,7 +166,7 @@ fn plan(scenarios: &[Scenario], only: Option<Backend>) -> Vec<Planned<'_>> {
             let ignored = match (&scn.not_applicable, &scn.skip) {
                 (Some(why), _) => Some(format!("not applicable: {why}")),
                 (None, Some(why)) => Some(format!("skip: {why}")),
-                (None, None) => None,
+                (None, None) => harness::producer::unavailable(scn),
             };
             planned.push(Planned { scenario: scn, backend, ignored });
         }

@@ -41,6 +41,9 @@ fn scenario_trials() -> Vec<Trial> {
                 if let Err(why) = run::requirements(&scn, backend) {
                     return Ok(Completion::ignored_with(why));
                 }
+                if let Some(why) = harness::producer::unavailable(&scn) {
+                    return Ok(Completion::ignored_with(why));
+                }
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let rep = rt.block_on(run::run_scenario(&scn, backend));
                 match rep.status {

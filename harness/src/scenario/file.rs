@@ -28,6 +28,37 @@ pub struct ScenarioFile {
     pub producers: Option<String>,
     pub not_applicable: Option<IndexMap<String, String>>,
     pub extra_rules: Option<Vec<ExtraRuleFile>>,
+    pub networks: Option<IndexMap<String, Option<NetworkFile>>>,
+    pub containers: Option<IndexMap<String, Option<ContainerFile>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `bridge`, `subnet`, `gateway` and `internal`")]
+pub struct NetworkFile {
+    pub bridge: Option<String>,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub internal: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `network`, `address`, `publish`, `sysctls` and `services`")]
+pub struct ContainerFile {
+    pub network: Option<String>,
+    pub address: Option<String>,
+    pub publish: Option<Vec<String>>,
+    pub sysctls: Option<IndexMap<String, SysctlValue>>,
+    pub services: Option<ServicesFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `program` and its settings")]
+pub struct LiveFile {
+    pub program: Option<String>,
+    pub run: Option<Vec<String>>,
+    pub commands: Option<Vec<String>>,
+    pub driver: Option<String>,
+    pub timeout: Option<DurationText>,
 }
 
 /// A rule file added after a producer's own: a path, or a path limited to some
@@ -142,6 +173,7 @@ pub struct RulesFile {
     pub backends: Option<Vec<String>>,
     pub files: Option<Vec<String>>,
     pub ipsets: Option<Vec<String>>,
+    pub live: Option<LiveFile>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

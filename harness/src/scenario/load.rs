@@ -799,17 +799,18 @@ impl ProducerCtx<'_> {
     }
 }
 
-fn convert(c: &mut Checker, path: &Path, name: &str, file: ScenarioFile, ctx: Option<&ProducerCtx>) -> Scenario {
+fn convert(c: &mut Checker, path: &Path, name: &str, mut file: ScenarioFile, ctx: Option<&ProducerCtx>) -> Scenario {
     if file.skip.as_deref().is_some_and(|s| s.trim().is_empty()) {
         c.value("skip", "expected the reason for skipping, found an empty string");
     }
     let timeout = file.timeout.as_ref().and_then(|t| c.duration("timeout", t)).unwrap_or(DEFAULT_TIMEOUT);
 
-    let host_file = file.host.unwrap_or_else(|| {
+    let host_file = file.host.take().unwrap_or_else(|| {
         c.missing("host", "a mapping of host settings");
         HostFile::default()
     });
-    let (mut scenario, lab) = build_lab(c, host_file, file.nodes.unwrap_or_default());
+    let (mut scenario, mut lab) = build_lab(c, host_file, file.nodes.take().unwrap_or_default());
+    containers(c, &mut scenario, &mut lab, &file);
     scenario.path = path.to_path_buf();
     scenario.name = name.to_string();
     scenario.description = file.description;
@@ -857,6 +858,15 @@ fn convert(c: &mut Checker, path: &Path, name: &str, file: ScenarioFile, ctx: Op
             ctx.producer.format
         }
     };
+    let wired = scenario.rules.live.as_ref().is_some_and(|l| l.program.wires_containers());
+    if !wired && (file.containers.is_some() || file.networks.is_some()) {
+        let what = if file.containers.is_some() { "containers" } else { "networks" };
+        c.key(
+            what,
+            "expected `networks` and `containers` only with a live program that wires containers \
+             (rules.live.program: netavark, cni, dockerd or command); give other nodes `interfaces`",
+        );
+    }
     if ctx.is_none() && file.producers.is_some() {
         c.key("producers", "write `producers: FILE` as a line of its own at the start of a line");
     }
@@ -1014,6 +1024,7 @@ fn build_lab(
         interfaces: Vec::new(),
         sysctls: c.sysctls("host.sysctls", host.sysctls.as_ref()),
         services: c.services("host.services", host.services.as_ref()),
+        container: None,
     }];
     let mut ids = HashMap::from([(host_name.clone(), NodeId::HOST)]);
     let mut incomplete = HashSet::new();
@@ -1168,6 +1179,7 @@ fn build_lab(
             interfaces,
             sysctls: c.sysctls(&join(&key, "sysctls"), nfile.sysctls.as_ref()),
             services: c.services(&join(&key, "services"), nfile.services.as_ref()),
+            container: None,
         });
     }
 
@@ -1243,9 +1255,10 @@ fn build_lab(
         sequential: false,
         host: HostSetup { forwarding: host.forwarding.unwrap_or(false), bridges, uplinks },
         nodes,
-        rules: RuleSet { backends: Vec::new(), files: Vec::new(), ipsets: Vec::new() },
+        rules: RuleSet { backends: Vec::new(), files: Vec::new(), ipsets: Vec::new(), live: None },
         probes: Vec::new(),
         counters: Vec::new(),
+        networks: Vec::new(),
         producer: None,
         contract: None,
         not_applicable: None,
@@ -1264,7 +1277,7 @@ fn rules(
 ) -> (RuleSet, Option<RuleFormat>) {
     let Some(file) = file else {
         c.missing(prefix, "a mapping with `backends` and `files`");
-        let set = RuleSet { backends: Vec::new(), files: Vec::new(), ipsets: Vec::new() };
+        let set = RuleSet { backends: Vec::new(), files: Vec::new(), ipsets: Vec::new(), live: None };
         return (set, None);
     };
 
@@ -1308,8 +1321,16 @@ fn rules(
         None => None,
     };
 
+    let live = file.live.as_ref().and_then(|l| live(c, &join(prefix, "live"), l));
     let mut files = Vec::new();
-    let list = c.list(&join(prefix, "files"), &file.files, "a non-empty list of rule file paths");
+    let list: &[String] = match (&file.files, &file.live) {
+        (Some(_), Some(_)) => {
+            c.key(&join(prefix, "live"), "expected either `files` or `live`: rules come from files or from a program");
+            &[]
+        }
+        (None, Some(_)) => &[],
+        _ => c.list(&join(prefix, "files"), &file.files, "a non-empty list of rule file paths (or `live`)"),
+    };
     for (i, f) in list.iter().enumerate() {
         if let Some(path) = c.existing_file(&item(&join(prefix, "files"), i), folder, f, "rule file") {
             files.push(RuleFile { path, format: format.unwrap_or(RuleFormat::Iptables), text: None });
@@ -1319,7 +1340,208 @@ fn rules(
     for (i, f) in file.ipsets.iter().flatten().enumerate() {
         ipsets.extend(c.existing_file(&item(&join(prefix, "ipsets"), i), folder, f, "ipset restore file"));
     }
-    (RuleSet { backends, files, ipsets }, format)
+    (RuleSet { backends, files, ipsets, live }, format)
+}
+
+/// Longest a live program's step may be given.
+const MAX_LIVE_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_LIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn live(c: &mut Checker, key: &str, f: &super::file::LiveFile) -> Option<Live> {
+    let program = match f.program.as_deref() {
+        None => {
+            c.missing(&join(key, "program"), "the program that writes the rules");
+            return None;
+        }
+        Some(p) => match LiveProgram::ALL.into_iter().find(|l| l.name() == p) {
+            Some(l) => l,
+            None => {
+                let all = names(LiveProgram::ALL.iter().map(|l| l.name()));
+                c.value(&join(key, "program"), format!("expected one of {all}, found `{p}`"));
+                return None;
+            }
+        },
+    };
+    let run = f.run.clone().unwrap_or_default();
+    let commands = f.commands.clone().unwrap_or_default();
+    match program {
+        LiveProgram::Command if run.is_empty() => {
+            c.missing(&join(key, "run"), "the command to run, as a list: [program, arguments...]");
+        }
+        LiveProgram::Command => {}
+        _ if f.run.is_some() => {
+            c.key(&join(key, "run"), format!("expected `run` only with program `command`, not `{}`", program.name()))
+        }
+        _ => {}
+    }
+    if f.commands.is_some() && !matches!(program, LiveProgram::Ufw | LiveProgram::Firewalld) {
+        c.key(&join(key, "commands"), "expected `commands` only with program `ufw` or `firewalld`");
+    }
+    let driver = match (&f.driver, program) {
+        (None, _) => None,
+        (Some(d), LiveProgram::Netavark) if ["iptables", "nftables", "firewalld"].contains(&d.as_str()) => {
+            Some(d.clone())
+        }
+        (Some(d), LiveProgram::Netavark) => {
+            c.value(&join(key, "driver"), format!("expected iptables, nftables or firewalld, found `{d}`"));
+            None
+        }
+        (Some(_), _) => {
+            c.key(&join(key, "driver"), "expected `driver` only with program `netavark`");
+            None
+        }
+    };
+    let timeout = match &f.timeout {
+        None => DEFAULT_LIVE_TIMEOUT,
+        Some(t) => match humantime::parse_duration(t.0.trim()) {
+            Ok(d) if !d.is_zero() && d <= MAX_LIVE_TIMEOUT => d,
+            _ => {
+                c.value(
+                    &join(key, "timeout"),
+                    format!("expected a duration greater than 0 and at most 10m, found `{}`", t.0),
+                );
+                DEFAULT_LIVE_TIMEOUT
+            }
+        },
+    };
+    Some(Live { program, run, commands, driver, timeout })
+}
+
+/// Container networks and the containers on them, added to the lab after its nodes.
+fn containers(c: &mut Checker, scenario: &mut Scenario, lab: &mut LabIndex, file: &ScenarioFile) {
+    for (name, n) in file.networks.iter().flatten() {
+        let key = join("networks", name);
+        let default = super::file::NetworkFile::default();
+        let n = n.as_ref().unwrap_or(&default);
+        let bridge = match &n.bridge {
+            None => {
+                c.missing(&join(&key, "bridge"), "the name of the bridge the producer creates");
+                continue;
+            }
+            Some(b) => b.clone(),
+        };
+        c.ifname(&join(&key, "bridge"), &bridge, false);
+        if scenario.host.bridges.iter().any(|b| b.name == bridge)
+            || scenario.host.uplinks.iter().any(|u| u.name == bridge)
+        {
+            c.value(&join(&key, "bridge"), format!("the host already has an interface named `{bridge}`"));
+        }
+        let subnet = match &n.subnet {
+            None => {
+                c.missing(&join(&key, "subnet"), "the network's subnet, e.g. 172.17.0.0/16");
+                continue;
+            }
+            Some(s) => match s.parse::<Ipv4Net>() {
+                Ok(net) => net.trunc(),
+                Err(_) => {
+                    c.value(&join(&key, "subnet"), format!("expected a subnet such as 172.17.0.0/16, found `{s}`"));
+                    continue;
+                }
+            },
+        };
+        let gateway = match &n.gateway {
+            None => subnet.hosts().next().unwrap_or(subnet.addr()),
+            Some(g) => match c.address(&join(&key, "gateway"), g) {
+                Some(a) => a,
+                None => continue,
+            },
+        };
+        if !subnet.contains(&gateway) || gateway == subnet.network() || gateway == subnet.broadcast() {
+            c.value(&join(&key, "gateway"), format!("expected a host address of {subnet}, found {gateway}"));
+        } else if let Some(owner) = scenario.owner_of(gateway) {
+            c.value(
+                &join(&key, "gateway"),
+                format!("address {gateway} already belongs to {}", scenario.node(owner).name),
+            );
+        }
+        scenario.networks.push(Network {
+            name: name.clone(),
+            bridge,
+            subnet,
+            gateway,
+            internal: n.internal.unwrap_or(false),
+        });
+    }
+    for (name, f) in file.containers.iter().flatten() {
+        let key = join("containers", name);
+        c.node_name(&key, name, true);
+        if lab.ids.contains_key(name) {
+            c.key(&key, format!("`{name}` is already the name of a node; names are unique in the lab"));
+            continue;
+        }
+        let default = super::file::ContainerFile::default();
+        let f = f.as_ref().unwrap_or(&default);
+        let network = match &f.network {
+            None => {
+                c.missing(&join(&key, "network"), "the name of the network the container joins");
+                None
+            }
+            Some(n) => {
+                let found = scenario.networks.iter().position(|x| &x.name == n);
+                if found.is_none() {
+                    let known = names(scenario.networks.iter().map(|x| x.name.as_str()));
+                    c.value(&join(&key, "network"), format!("no network named `{n}`; networks: {known}"));
+                }
+                found
+            }
+        };
+        let address = match &f.address {
+            None => {
+                c.missing(&join(&key, "address"), "the container's IPv4 address, e.g. 172.17.0.2");
+                None
+            }
+            Some(a) => c.address(&join(&key, "address"), a),
+        };
+        if let (Some(net), Some(addr)) = (network, address) {
+            let subnet = scenario.networks[net].subnet;
+            if !subnet.contains(&addr) || addr == subnet.network() || addr == subnet.broadcast() {
+                c.value(&join(&key, "address"), format!("expected a host address of {subnet}, found {addr}"));
+            } else if let Some(owner) = scenario.owner_of(addr) {
+                c.value(
+                    &join(&key, "address"),
+                    format!("address {addr} already belongs to {}", scenario.node(owner).name),
+                );
+            }
+        }
+        let mut publish = Vec::new();
+        for (i, p) in f.publish.iter().flatten().enumerate() {
+            match parse_publish(p) {
+                Some(p) => publish.push(p),
+                None => c.value(
+                    &item(&join(&key, "publish"), i),
+                    format!("expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp] such as 8080:80, found `{p}`"),
+                ),
+            }
+        }
+        let node = Node {
+            name: name.clone(),
+            interfaces: Vec::new(),
+            sysctls: c.sysctls(&join(&key, "sysctls"), f.sysctls.as_ref()),
+            services: c.services(&join(&key, "services"), f.services.as_ref()),
+            container: None,
+        };
+        if let (Some(network), Some(address)) = (network, address) {
+            lab.ids.insert(name.clone(), NodeId(scenario.nodes.len()));
+            scenario.nodes.push(Node { container: Some(Container { network, address, publish }), ..node });
+        }
+    }
+}
+
+fn parse_publish(text: &str) -> Option<Publish> {
+    let (ports, udp) = match text.rsplit_once('/') {
+        Some((p, "tcp")) => (p, false),
+        Some((p, "udp")) => (p, true),
+        Some(_) => return None,
+        None => (text, false),
+    };
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (host_ip, host, container) = match parts.as_slice() {
+        [h, c] => (None, h, c),
+        [ip, h, c] => (Some(ip.parse().ok()?), h, c),
+        _ => return None,
+    };
+    let port = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0);
+    Some(Publish { host_ip, host_port: port(host)?, container_port: port(container)?, udp })
 }
 
 fn probes(

@@ -45,6 +45,8 @@ pub struct Scenario {
     pub rules: RuleSet,
     pub probes: Vec<Probe>,
     pub counters: Vec<CounterExpectation>,
+    /// Container networks a live producer creates.
+    pub networks: Vec<Network>,
     /// For a contract scenario: the producer whose rules this copy runs.
     pub producer: Option<Producer>,
     /// For a contract scenario: the contract and the statements it checks.
@@ -104,6 +106,8 @@ pub struct Node {
     /// Keys use dots (`net.ipv4.conf.all.route_localnet`).
     pub sysctls: Vec<(String, String)>,
     pub services: Services,
+    /// Set for a container: a live producer gives it its interface.
+    pub container: Option<Container>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +156,91 @@ pub struct RuleSet {
     pub files: Vec<RuleFile>,
     /// `ipset restore` files loaded before the rules (sets the rules match on).
     pub ipsets: Vec<PathBuf>,
+    /// A real program that writes the rules itself, instead of `files`.
+    pub live: Option<Live>,
+}
+
+/// A program run inside the lab host to produce the rule set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    pub program: LiveProgram,
+    /// `command`: the program and its arguments; a first word with a '/' is resolved
+    /// against the scenario's folder.
+    pub run: Vec<String>,
+    /// `ufw`, `firewalld`: configuration commands, each one command line.
+    pub commands: Vec<String>,
+    /// `netavark`: the firewall driver (iptables, nftables, firewalld).
+    pub driver: Option<String>,
+    /// Longest time any one step of the program may take.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveProgram {
+    Command,
+    Netavark,
+    Cni,
+    Dockerd,
+    Ufw,
+    Firewalld,
+}
+
+impl LiveProgram {
+    pub const ALL: [LiveProgram; 6] = [
+        LiveProgram::Command,
+        LiveProgram::Netavark,
+        LiveProgram::Cni,
+        LiveProgram::Dockerd,
+        LiveProgram::Ufw,
+        LiveProgram::Firewalld,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LiveProgram::Command => "command",
+            LiveProgram::Netavark => "netavark",
+            LiveProgram::Cni => "cni",
+            LiveProgram::Dockerd => "dockerd",
+            LiveProgram::Ufw => "ufw",
+            LiveProgram::Firewalld => "firewalld",
+        }
+    }
+
+    /// Whether the program wires containers into their networks itself.
+    pub fn wires_containers(self) -> bool {
+        matches!(self, LiveProgram::Command | LiveProgram::Netavark | LiveProgram::Cni | LiveProgram::Dockerd)
+    }
+}
+
+/// A container network, as a container engine understands one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    /// The bridge the producer creates in the host.
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    /// The host's address on the bridge.
+    pub gateway: Ipv4Addr,
+    /// No way out and no way in (Docker's --internal).
+    pub internal: bool,
+}
+
+/// A node that a live producer wires into a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// Index into [`Scenario::networks`].
+    pub network: usize,
+    pub address: Ipv4Addr,
+    pub publish: Vec<Publish>,
+}
+
+/// A published port: `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publish {
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub udp: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -354,12 +443,15 @@ impl Scenario {
     }
 
     /// Every address the node owns, in declaration order. For the host: uplinks, then
-    /// bridges.
+    /// bridges, then the gateways of container networks.
     pub fn addresses_of(&self, id: NodeId) -> Vec<Ipv4Addr> {
         if id == NodeId::HOST {
             let up = self.host.uplinks.iter().map(|u| u.address.addr());
             let br = self.host.bridges.iter().filter_map(|b| b.address.map(|a| a.addr()));
-            up.chain(br).collect()
+            let gw = self.networks.iter().map(|n| n.gateway);
+            up.chain(br).chain(gw).collect()
+        } else if let Some(c) = &self.node(id).container {
+            vec![c.address]
         } else {
             self.node(id).interfaces.iter().map(|i| i.address.addr()).collect()
         }

@@ -1,0 +1,47 @@
+//! Rule files, loaded with the back end's own tool: ipsets first, then each file in
+//! one restore (or one `nft -f`).
+
+use std::os::fd::AsFd;
+
+use futures::future::BoxFuture;
+
+use super::{Log, Producer};
+use crate::backend;
+use crate::exec::{self, Invocation};
+use crate::lab::Lab;
+use crate::scenario::{Backend, Scenario};
+
+pub struct Files;
+
+impl Producer for Files {
+    fn programs(&self) -> Vec<&'static str> {
+        vec![]
+    }
+
+    fn produce<'a>(
+        &'a mut self,
+        scn: &'a Scenario,
+        lab: &'a mut Lab,
+        backend: Backend,
+        log: &'a mut Log,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            for set in &scn.rules.ipsets {
+                let inv = Invocation::new(
+                    "ipset",
+                    [std::ffi::OsStr::new("restore"), std::ffi::OsStr::new("-f"), set.as_os_str()],
+                );
+                exec::run_in(lab.host().as_fd(), &inv)
+                    .await
+                    .map_err(|e| format!("loading ipsets from {}: {e}", set.display()))?;
+                log.push(format!("$ {}", inv.display()));
+            }
+            let rb = backend::for_backend(backend);
+            backend::load(rb.as_ref(), lab.host(), &scn.rules.files).await.map_err(|e| e.to_string())?;
+            for (i, f) in scn.rules.files.iter().enumerate() {
+                log.push(format!("$ {}", rb.load(Some(&f.path), i == 0).display()));
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! Producers: whatever puts the rule set into the lab host. One file per
+//! implementation: rule files loaded with the back end's restore tool (`files`), a
+//! command of the scenario's (`command`), and adapters that drive real programs
+//! inside the lab (netavark, CNI plugins, dockerd, ufw, firewalld).
+//!
+//! A live producer runs its programs in a [`Sandbox`]: the lab host's network
+//! namespace, a private /run, and a PID namespace that dies with this process.
+
+mod command;
+mod files;
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+
+use crate::exec::{IptablesFlavour, Sandbox};
+use crate::lab::Lab;
+use crate::scenario::{Backend, LiveProgram, NodeId, Scenario};
+
+/// What a producer left for the report: each program it ran and what it printed.
+#[derive(Debug, Clone, Default)]
+pub struct Log {
+    pub entries: Vec<String>,
+}
+
+impl Log {
+    pub fn push(&mut self, what: impl Into<String>) {
+        self.entries.push(what.into());
+    }
+
+    /// One entry per command: the command line, then its output, indented.
+    pub fn command(&mut self, command: &str, stdout: &str, stderr: &str) {
+        let mut entry = format!("$ {command}");
+        for line in stdout.lines().chain(stderr.lines()) {
+            entry.push_str("\n  ");
+            entry.push_str(line);
+        }
+        self.entries.push(entry);
+    }
+}
+
+impl std::fmt::Display for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for e in &self.entries {
+            writeln!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+pub trait Producer: Send {
+    /// Programs that must be on PATH; without them the scenario is ignored.
+    fn programs(&self) -> Vec<&'static str>;
+
+    /// Put the rules (and, for a container engine, its bridges and container links)
+    /// into the lab. On error the message says what failed, with the program's own
+    /// words.
+    fn produce<'a>(
+        &'a mut self,
+        scn: &'a Scenario,
+        lab: &'a mut Lab,
+        backend: Backend,
+        log: &'a mut Log,
+    ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Undo what dropping the lab does not undo (a program's own teardown), collecting
+    /// every error instead of stopping at the first.
+    fn teardown<'a>(&'a mut self, _log: &'a mut Log) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async { Vec::new() })
+    }
+}
+
+/// The producer of `scn`'s rules.
+pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
+    match scn.rules.live.as_ref().map(|l| l.program) {
+        None => Box::new(files::Files),
+        Some(LiveProgram::Command) => Box::new(command::Command::default()),
+        Some(other) => Box::new(Unavailable(other)),
+    }
+}
+
+/// A live program this build has no adapter for: the scenario is reported as not
+/// runnable, never as passed.
+struct Unavailable(LiveProgram);
+
+impl Producer for Unavailable {
+    fn programs(&self) -> Vec<&'static str> {
+        vec![]
+    }
+
+    fn produce<'a>(
+        &'a mut self,
+        _: &'a Scenario,
+        _: &'a mut Lab,
+        _: Backend,
+        _: &'a mut Log,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let name = self.0.name();
+        Box::pin(async move { Err(format!("no producer for program `{name}` in this build")) })
+    }
+}
+
+/// Why `scn` cannot run here because its producer's programs are missing, if so.
+pub fn unavailable(scn: &Scenario) -> Option<String> {
+    let missing: Vec<&str> =
+        for_scenario(scn).programs().into_iter().filter(|p| crate::exec::which(p).is_none()).collect();
+    (!missing.is_empty()).then(|| format!("{} not installed (ci/install-deps installs it)", missing.join(", ")))
+}
+
+/// Which `iptables` a live program should find for `backend`.
+pub fn flavour(backend: Backend) -> IptablesFlavour {
+    match backend {
+        Backend::IptablesNft => IptablesFlavour::Nft,
+        Backend::IptablesLegacy => IptablesFlavour::Legacy,
+        Backend::Nft => IptablesFlavour::System,
+    }
+}
+
+/// `NAME` as part of an environment variable name: upper case, `_` for the rest.
+fn env_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+/// The lab as environment variables, for programs run in it:
+/// - `NETCONFORM_NODES`: node names, the host first;
+/// - `NETCONFORM_NETNS_<NODE>`: a path that opens the node's network namespace
+///   (`nsenter --net=PATH`, `ip netns exec` does not take paths);
+/// - `NETCONFORM_ADDRESS_<NODE>`: its first address;
+/// - `NETCONFORM_BRIDGES`: the host's bridges; `NETCONFORM_NETWORKS`: container
+///   networks, with `NETCONFORM_NETWORK_<NAME>_{BRIDGE,SUBNET,GATEWAY}`;
+/// - `NETCONFORM_CONTAINER_<NAME>_{NETWORK,ADDRESS}` for each container;
+/// - `NETCONFORM_BACKEND`, `NETCONFORM_SCENARIO_DIR`.
+pub fn lab_environment(scn: &Scenario, lab: &Lab, backend: Backend) -> Vec<(String, String)> {
+    let mut env = BTreeMap::new();
+    let pid = std::process::id();
+    let names: Vec<&str> = scn.nodes.iter().map(|n| n.name.as_str()).collect();
+    env.insert("NETCONFORM_NODES".to_string(), names.join(" "));
+    for (i, node) in scn.nodes.iter().enumerate() {
+        let id = NodeId(i);
+        let key = env_name(&node.name);
+        env.insert(format!("NETCONFORM_NETNS_{key}"), format!("/proc/{pid}/fd/{}", lab.ns(id).raw_fd()));
+        if let Some(addr) = scn.addresses_of(id).first() {
+            env.insert(format!("NETCONFORM_ADDRESS_{key}"), addr.to_string());
+        }
+        if let Some(c) = &node.container {
+            env.insert(format!("NETCONFORM_CONTAINER_{key}_NETWORK"), scn.networks[c.network].name.clone());
+            env.insert(format!("NETCONFORM_CONTAINER_{key}_ADDRESS"), c.address.to_string());
+        }
+    }
+    let bridges: Vec<&str> = scn.host.bridges.iter().map(|b| b.name.as_str()).collect();
+    env.insert("NETCONFORM_BRIDGES".to_string(), bridges.join(" "));
+    let networks: Vec<&str> = scn.networks.iter().map(|n| n.name.as_str()).collect();
+    env.insert("NETCONFORM_NETWORKS".to_string(), networks.join(" "));
+    for n in &scn.networks {
+        let key = env_name(&n.name);
+        env.insert(format!("NETCONFORM_NETWORK_{key}_BRIDGE"), n.bridge.clone());
+        env.insert(format!("NETCONFORM_NETWORK_{key}_SUBNET"), n.subnet.to_string());
+        env.insert(format!("NETCONFORM_NETWORK_{key}_GATEWAY"), n.gateway.to_string());
+    }
+    env.insert("NETCONFORM_BACKEND".to_string(), backend.name().to_string());
+    let dir = scn.path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    env.insert("NETCONFORM_SCENARIO_DIR".to_string(), dir.display().to_string());
+    env.into_iter().collect()
+}
+
+/// A sandbox in the lab host for `scn` under `backend`, with the lab's environment.
+pub async fn sandbox(scn: &Scenario, lab: &Lab, backend: Backend) -> Result<Sandbox, String> {
+    use std::os::fd::AsFd;
+    Sandbox::start(lab.host().as_fd(), flavour(backend), lab_environment(scn, lab, backend))
+        .await
+        .map_err(|e| format!("starting the sandbox: {e}"))
+}

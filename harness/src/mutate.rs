@@ -1034,6 +1034,7 @@ table ip docker-bridges {
         let probes = (0..scn.probes.len())
             .map(|i| ProbeReport {
                 probe: i,
+                path: None,
                 outcome: Outcome {
                     kind: OutcomeKind::Reached,
                     detail: "an answer".into(),

@@ -63,6 +63,18 @@ pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
             for problem in &p.verdict.problems {
                 let _ = writeln!(out, "       {problem}");
             }
+            match &p.path {
+                Some(steps) if steps.is_empty() => {
+                    let _ = writeln!(out, "       path: no rule counter moved (nothing in the rule set saw it)");
+                }
+                Some(steps) => {
+                    let _ = writeln!(out, "       path (rules whose counters this probe moved):");
+                    for step in steps {
+                        let _ = writeln!(out, "         {step}");
+                    }
+                }
+                None => {}
+            }
         }
     }
     for c in &rep.counters {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::arrivals::Arrivals;
 use crate::backend::{self, RuleBackend};
-use crate::counters::{self, CounterDelta, LookupError};
+use crate::counters::{self, CounterDelta, Dump, LookupError};
 use crate::judge::{self, Verdict};
 use crate::lab::Lab;
 use crate::probe::{self, Outcome};
@@ -19,6 +19,64 @@ pub struct ProbeReport {
     pub probe: usize,
     pub outcome: Outcome,
     pub verdict: Verdict,
+    /// In an explained run: the rules (and chain policies) whose counters this probe
+    /// moved, in dump order. Together they are the packets' path.
+    pub path: Option<Vec<PathStep>>,
+}
+
+/// One rule on a probe's path, as the back end's dump shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStep {
+    /// `filter FORWARD` (iptables) or `ip filter forward` (nft).
+    pub chain: String,
+    /// 1-based position in the chain; None for the chain's policy.
+    pub position: Option<usize>,
+    /// The rule as the dump prints it, or `policy DROP`.
+    pub text: String,
+    pub packets: u64,
+}
+
+impl std::fmt::Display for PathStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some(p) => write!(f, "{} #{p}: {} ({} packets)", self.chain, self.text, self.packets),
+            None => write!(f, "{}: {} ({} packets)", self.chain, self.text, self.packets),
+        }
+    }
+}
+
+/// The rules and policies whose counters moved between two dumps.
+pub fn path(before: &Dump, after: &Dump) -> Vec<PathStep> {
+    let chain = |family: &Option<String>, table: &str, chain: &str| match family {
+        Some(f) => format!("{f} {table} {chain}"),
+        None => format!("{table} {chain}"),
+    };
+    let mut steps: Vec<PathStep> = counters::moved(before, after)
+        .into_iter()
+        .map(|(r, packets, _)| PathStep {
+            chain: chain(&r.family, &r.table, &r.chain),
+            position: Some(r.position),
+            text: if r.text.is_empty() { "counter".into() } else { r.text.clone() },
+            packets,
+        })
+        .collect();
+    for p in &after.policies {
+        let Some(old) =
+            before.policies.iter().find(|o| o.family == p.family && o.table == p.table && o.chain == p.chain)
+        else {
+            continue;
+        };
+        let moved = p.packets.zip(old.packets).map(|(a, b)| a.saturating_sub(b)).unwrap_or(0);
+        if moved > 0 {
+            steps.push(PathStep {
+                chain: chain(&p.family, &p.table, &p.chain),
+                position: None,
+                text: format!("policy {}", p.policy),
+                packets: moved,
+            });
+        }
+    }
+    steps
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +105,9 @@ impl ScenarioReport {
             status,
             probes: Vec::new(),
             counters: Vec::new(),
+            rules_before: None,
             rules_after: None,
+            explained: false,
             producer_log: Log::default(),
             teardown_problems: Vec::new(),
             elapsed: Duration::ZERO,
@@ -62,8 +122,12 @@ pub struct ScenarioReport {
     pub status: Status,
     pub probes: Vec<ProbeReport>,
     pub counters: Vec<CounterReport>,
+    /// The rule set with counters before the probes, as the back end printed it.
+    pub rules_before: Option<String>,
     /// The rule set with counters after the probes, as the back end printed it.
     pub rules_after: Option<String>,
+    /// Whether the probes ran one at a time with their paths read.
+    pub explained: bool,
     /// What the producer ran and what its programs printed.
     pub producer_log: Log,
     /// What went wrong undoing the producer's work (reported, not fatal).
@@ -134,9 +198,41 @@ fn namespace_probe() -> &'static NamespaceProbe {
 }
 
 pub async fn run_scenario(scn: &Scenario, backend: Backend) -> ScenarioReport {
+    run_scenario_with(scn, backend, false).await
+}
+
+/// Runs the scenario; when it fails, runs it again with its probes one at a time and
+/// the counters read around each, so the report shows each probe's path.
+pub async fn run_explained(scn: &Scenario, backend: Backend) -> ScenarioReport {
+    let first = run_scenario(scn, backend).await;
+    if first.status != Status::Failed {
+        return first;
+    }
+    let mut second = run_scenario_with(scn, backend, true).await;
+    // The first run is the verdict; the second is its explanation.
+    if second.status == Status::Failed && second.probes.len() == first.probes.len() {
+        for (a, b) in second.probes.iter_mut().zip(&first.probes) {
+            if a.outcome.kind != b.outcome.kind {
+                a.verdict.problems.push(format!(
+                    "note: run again one probe at a time, this probe got {} instead of {}",
+                    a.outcome.kind, b.outcome.kind
+                ));
+            }
+        }
+        second.elapsed += first.elapsed;
+        return second;
+    }
+    let mut first = first;
+    first.producer_log.push(format!("an explaining run ended otherwise: {:?}", second.status));
+    first
+}
+
+/// Runs the scenario; `explain` sends the probes one at a time and records the path of
+/// each.
+pub async fn run_scenario_with(scn: &Scenario, backend: Backend, explain: bool) -> ScenarioReport {
     let start = Instant::now();
     let mut report = ScenarioReport::new(&scn.name, backend, Status::Passed);
-    if let Err(why) = execute(scn, backend, &mut report).await {
+    if let Err(why) = execute(scn, backend, &mut report, explain).await {
         report.status = Status::Error(why);
     } else if report.probes.iter().any(|p| !p.verdict.pass()) || report.counters.iter().any(|c| !c.verdict.pass()) {
         report.status = Status::Failed;
@@ -145,13 +241,13 @@ pub async fn run_scenario(scn: &Scenario, backend: Backend) -> ScenarioReport {
     report
 }
 
-async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) -> Result<(), String> {
+async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport, explain: bool) -> Result<(), String> {
     let rb: Box<dyn RuleBackend> = backend::for_backend(backend);
     let mut lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
     let mut producer = producer::for_scenario(scn);
     let produced = producer.produce(scn, &mut lab, backend, &mut report.producer_log).await;
     let outcome = match produced {
-        Ok(()) => observe(scn, rb.as_ref(), &lab, report).await,
+        Ok(()) => observe(scn, rb.as_ref(), &lab, report, explain).await,
         Err(why) => Err(why),
     };
     let problems = producer.teardown(&mut report.producer_log).await;
@@ -163,16 +259,40 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport) 
 }
 
 /// Services, probes and counters in a lab whose rules are in place.
-async fn observe(scn: &Scenario, rb: &dyn RuleBackend, lab: &Lab, report: &mut ScenarioReport) -> Result<(), String> {
+async fn observe(
+    scn: &Scenario,
+    rb: &dyn RuleBackend,
+    lab: &Lab,
+    report: &mut ScenarioReport,
+    explain: bool,
+) -> Result<(), String> {
     let services = Services::start(lab, scn).map_err(|e| e.to_string())?;
     let arrivals = Arrivals::start(lab, scn).map_err(|e| format!("watching for arrivals: {e}"))?;
 
-    let need_counters = !scn.counters.is_empty();
-    let before =
-        if need_counters { Some(backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?.0) } else { None };
+    let need_counters = !scn.counters.is_empty() || explain;
+    let before = if need_counters {
+        let (dump, text) = backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?;
+        report.rules_before = Some(text);
+        Some(dump)
+    } else {
+        None
+    };
 
     let sends = scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i));
-    let mut outcomes = if scn.sequential {
+    let mut paths: Vec<Option<Vec<PathStep>>> = vec![None; scn.probes.len()];
+    let mut outcomes = if explain {
+        // One at a time, with the counters read around each probe.
+        let mut done = Vec::with_capacity(scn.probes.len());
+        let mut last = before.clone().unwrap_or_default();
+        for (i, send) in sends.enumerate() {
+            done.push(send.await);
+            let now = backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?.0;
+            paths[i] = Some(path(&last, &now));
+            last = now;
+        }
+        report.explained = true;
+        done
+    } else if scn.sequential {
         let mut done = Vec::with_capacity(scn.probes.len());
         for send in sends {
             done.push(send.await);
@@ -193,8 +313,14 @@ async fn observe(scn: &Scenario, rb: &dyn RuleBackend, lab: &Lab, report: &mut S
     }
     report.probes = outcomes
         .into_iter()
+        .zip(paths)
         .enumerate()
-        .map(|(i, outcome)| ProbeReport { probe: i, verdict: judge::probe(scn, &scn.probes[i], &outcome), outcome })
+        .map(|(i, (outcome, path))| ProbeReport {
+            probe: i,
+            verdict: judge::probe(scn, &scn.probes[i], &outcome),
+            outcome,
+            path,
+        })
         .collect();
 
     let (after, text) = backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?;

@@ -221,7 +221,7 @@ fn run(paths: &[PathBuf], only: Option<Backend>, matrix_md: Option<&Path>) -> Ex
             entries.push((p.scenario, Entry::Ignored(why.clone())));
             continue;
         }
-        let rep = runtime.block_on(run::run_scenario(p.scenario, p.backend));
+        let rep = runtime.block_on(run::run_explained(p.scenario, p.backend));
         print!("{}", report::scenario(p.scenario, &rep));
         summary.add(&rep);
         entries.push((p.scenario, Entry::Ran(rep)));

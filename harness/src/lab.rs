@@ -107,6 +107,13 @@ impl Lab {
         self.ns(NodeId::HOST)
     }
 
+    /// Make `ns` the namespace of node `id`, in place of the one the lab made: a
+    /// container engine that creates its containers' namespaces itself hands them over
+    /// here, so services and probes run where the container really lives.
+    pub fn set_ns(&mut self, id: NodeId, ns: NetNs) {
+        self.namespaces[id.0] = ns;
+    }
+
     /// Build the scenario's topology. On error everything built so far is dropped,
     /// and with it removed.
     pub async fn build(scn: &Scenario) -> Result<Lab, LabError> {

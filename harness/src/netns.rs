@@ -36,6 +36,13 @@ impl NetNs {
         Ok(NetNs { name: name.to_string(), fd })
     }
 
+    /// A namespace some program made, opened by a path such as `/proc/PID/ns/net`.
+    /// Held by our descriptor from here on, like one we created.
+    pub fn open(name: &str, path: &std::path::Path) -> io::Result<NetNs> {
+        let fd: OwnedFd = File::open(path)?.into();
+        Ok(NetNs { name: name.to_string(), fd })
+    }
+
     /// Another handle on the same namespace; the namespace lives while either does.
     pub fn try_clone(&self) -> io::Result<NetNs> {
         Ok(NetNs { name: self.name.clone(), fd: self.fd.try_clone()? })

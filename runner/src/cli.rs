@@ -5,13 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use harness::matrix::{self, Entry};
-use harness::report::{self, Summary};
 use harness::run::{self, Status};
 use harness::scenario::{self, Backend, InputError, Scenario};
 
-const FAILED: u8 = 1;
-const BAD_INPUT: u8 = 2;
+pub const FAILED: u8 = 1;
+pub const BAD_INPUT: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -27,17 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build each scenario's lab, load its rules, send its probes and judge them.
-    Run {
-        /// Scenario files or folders (searched recursively).
-        #[arg(default_value = "scenarios")]
-        paths: Vec<PathBuf>,
-        /// Run only under this back end; scenarios that do not list it are ignored.
-        #[arg(long, value_enum)]
-        backend: Option<BackendArg>,
-        /// Write the contract matrix (statement × producer) as Markdown to this file.
-        #[arg(long, value_name = "FILE")]
-        matrix_md: Option<PathBuf>,
-    },
+    Run(crate::run_cmd::RunArgs),
     /// Run one scenario's probes against two rule files and list every probe whose
     /// outcome differs. Exit 0 when they behave the same, 1 when they differ.
     Diff {
@@ -88,7 +76,7 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum BackendArg {
+pub enum BackendArg {
     IptablesNft,
     IptablesLegacy,
     Nft,
@@ -107,7 +95,7 @@ impl From<BackendArg> for Backend {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { paths, backend, matrix_md } => run(&paths, backend.map(Backend::from), matrix_md.as_deref()),
+        Command::Run(args) => crate::run_cmd::run(args),
         Command::Diff { scenario, old, new, backend } => diff(&scenario, &old, &new, backend.map(Backend::from)),
         Command::Check { paths } => check(&paths),
         Command::List { paths } => list(&paths),
@@ -127,7 +115,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Every scenario under `paths`, or every problem found in them.
-fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputError> {
+pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputError> {
     let found = scenario::discover(paths)?;
     let mut scenarios = Vec::new();
     let mut problems = Vec::new();
@@ -144,42 +132,9 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputError> {
     }
 }
 
-fn bad_input(e: &InputError) -> ExitCode {
+pub fn bad_input(e: &InputError) -> ExitCode {
     eprintln!("{e}");
     ExitCode::from(BAD_INPUT)
-}
-
-/// One unit of work: a scenario under one back end, or why it cannot run.
-struct Planned<'a> {
-    scenario: &'a Scenario,
-    backend: Backend,
-    ignored: Option<String>,
-}
-
-fn plan(scenarios: &[Scenario], only: Option<Backend>) -> Vec<Planned<'_>> {
-    let mut planned = Vec::new();
-    for scn in scenarios {
-        for &backend in &scn.rules.backends {
-            if only.is_some_and(|o| o != backend) {
-                continue;
-            }
-            let ignored = match (&scn.not_applicable, &scn.skip) {
-                (Some(why), _) => Some(format!("not applicable: {why}")),
-                (None, Some(why)) => Some(format!("skip: {why}")),
-                (None, None) => harness::producer::unavailable(scn),
-            };
-            planned.push(Planned { scenario: scn, backend, ignored });
-        }
-        if let Some(o) = only.filter(|o| !scn.rules.backends.contains(o)) {
-            let listed: Vec<&str> = scn.rules.backends.iter().map(|b| b.name()).collect();
-            planned.push(Planned {
-                scenario: scn,
-                backend: o,
-                ignored: Some(format!("runs under {} only", listed.join(", "))),
-            });
-        }
-    }
-    planned
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -187,66 +142,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         eprintln!("netconform: cannot start the async runtime: {e}");
         ExitCode::from(BAD_INPUT)
     })
-}
-
-fn run(paths: &[PathBuf], only: Option<Backend>, matrix_md: Option<&Path>) -> ExitCode {
-    let scenarios = match load_all(paths) {
-        Ok(s) => s,
-        Err(e) => return bad_input(&e),
-    };
-    if scenarios.is_empty() {
-        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        eprintln!("netconform: no scenario files (*.yaml, *.yml) under {}", shown.join(", "));
-        return ExitCode::from(BAD_INPUT);
-    }
-    let planned = plan(&scenarios, only);
-    // Check the machine once, before anything is built.
-    for p in planned.iter().filter(|p| p.ignored.is_none()) {
-        if let Err(why) = run::requirements(p.scenario, p.backend) {
-            eprintln!("netconform: cannot run {} [{}]: {why}", p.scenario.name, p.backend);
-            return ExitCode::from(BAD_INPUT);
-        }
-    }
-    let runtime = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let start = std::time::Instant::now();
-    let mut summary = Summary::default();
-    let mut entries = Vec::new();
-    for p in &planned {
-        if let Some(why) = &p.ignored {
-            println!("IGNORED {} [{}]: {why}", p.scenario.name, p.backend);
-            summary.ignored += 1;
-            entries.push((p.scenario, Entry::Ignored(why.clone())));
-            continue;
-        }
-        let rep = runtime.block_on(run::run_explained(p.scenario, p.backend));
-        print!("{}", report::scenario(p.scenario, &rep));
-        summary.add(&rep);
-        entries.push((p.scenario, Entry::Ran(rep)));
-    }
-    let matrices = matrix::build(&entries);
-    for m in &matrices {
-        println!("\n{}", matrix::render_text(m));
-    }
-    if let Some(path) = matrix_md {
-        let text: Vec<String> = matrices.iter().map(matrix::render_markdown).collect();
-        if let Err(e) = std::fs::write(path, text.join("\n")) {
-            eprintln!("netconform: cannot write {}: {e}", path.display());
-            return ExitCode::from(BAD_INPUT);
-        }
-    }
-    println!("\n{summary} in {:.2} s", start.elapsed().as_secs_f64());
-    if summary.passed + summary.failed == 0 {
-        eprintln!("netconform: nothing ran: every scenario was ignored (reasons above)");
-        return ExitCode::from(BAD_INPUT);
-    }
-    if summary.failed > 0 {
-        ExitCode::from(FAILED)
-    } else {
-        ExitCode::SUCCESS
-    }
 }
 
 /// The scenario at `path` with `rules` as its only rule file.

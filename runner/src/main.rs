@@ -2,6 +2,7 @@
 
 mod cli;
 mod mutate;
+mod run_cmd;
 
 fn main() -> std::process::ExitCode {
     // Piped into `head`, the command should end quietly, as other commands do.

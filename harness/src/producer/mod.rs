@@ -6,8 +6,11 @@
 //! A live producer runs its programs in a [`Sandbox`]: the lab host's network
 //! namespace, a private /run, and a PID namespace that dies with this process.
 
+mod cni;
 mod command;
+mod dockerd;
 mod files;
+mod netavark;
 
 use std::collections::BTreeMap;
 
@@ -75,6 +78,9 @@ pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
     match scn.rules.live.as_ref().map(|l| l.program) {
         None => Box::new(files::Files),
         Some(LiveProgram::Command) => Box::new(command::Command::default()),
+        Some(LiveProgram::Netavark) => Box::new(netavark::Netavark::new(scn)),
+        Some(LiveProgram::Cni) => Box::new(cni::Cni::default()),
+        Some(LiveProgram::Dockerd) => Box::new(dockerd::Dockerd::default()),
         Some(other) => Box::new(Unavailable(other)),
     }
 }

@@ -1,5 +1,14 @@
-//! Terminal report: each scenario, each probe and counter with its verdict, and a
-//! failing verdict with the file position, what was expected and what happened.
+//! Reports. This module: the terminal report, each scenario, each probe and counter
+//! with its verdict, and a failing verdict with the file position, what was expected,
+//! what happened and the path. Submodules: machine-readable formats, the
+//! connectivity table, and evidence folders.
+
+pub mod connectivity;
+pub mod evidence;
+pub mod github;
+pub mod json;
+pub mod junit;
+pub mod tap;
 
 use std::fmt::Write;
 
@@ -116,6 +125,13 @@ impl Summary {
         match rep.status {
             Status::Passed => self.passed += 1,
             Status::Failed | Status::Error(_) => self.failed += 1,
+        }
+    }
+
+    pub fn add_entry(&mut self, entry: &crate::matrix::Entry) {
+        match entry {
+            crate::matrix::Entry::Ran(rep) => self.add(rep),
+            crate::matrix::Entry::Ignored(_) => self.ignored += 1,
         }
     }
 }

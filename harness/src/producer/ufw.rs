@@ -1,0 +1,396 @@
+//! `ufw`: the real ufw in the lab host, configured by the scenario's own `ufw` command
+//! lines (`rules.live.commands`), then `ufw --force enable`.
+//!
+//! ufw keeps its state in /etc/ufw, /lib/ufw and /etc/default/ufw, and runs
+//! /usr/sbin/iptables and /usr/sbin/iptables-restore by their full paths (ufw-init
+//! even resets PATH), so a PATH shim cannot choose its back end. Inside the sandbox's
+//! private mount namespace each of those folders and files is therefore a bind mount
+//! of a copy under the sandbox's /run, and so is /etc/alternatives, whose `iptables*`
+//! names point at the back end under test: what `update-alternatives --set` does on a
+//! real host, for the sandbox only. The machine's own files are never written.
+//!
+//! The copy of /etc/default/ufw says `IPV6=no` (the lab has IPv6 off),
+//! `IPT_MODULES=""` (loading kernel modules would change the machine, not the lab) and
+//! names ufw's own sysctl file, whose copy keeps only `net` keys: those belong to the
+//! lab host's network namespace, and ufw writes them when it starts, as on a real host.
+//!
+//! The helpers below (running a step, quoting, command lines, the alternatives copy)
+//! are shared with the firewalld producer.
+
+use std::path::{Path, PathBuf};
+
+use futures::future::BoxFuture;
+
+use super::{Log, Producer};
+use crate::exec::{ExecError, IptablesFlavour, Invocation, Sandbox};
+use crate::lab::Lab;
+use crate::scenario::{Backend, Scenario};
+
+/// The copies, inside the sandbox.
+const STATE: &str = "/run/netconform/ufw";
+
+#[derive(Default)]
+pub struct Ufw {
+    /// Kept until teardown: the bind mounts and anything ufw left live in it.
+    sandbox: Option<Sandbox>,
+}
+
+impl Producer for Ufw {
+    fn programs(&self) -> Vec<&'static str> {
+        vec!["ufw", "unshare", "nsenter", "sh", "cp", "ln", "mount"]
+    }
+
+    fn produce<'a>(
+        &'a mut self,
+        scn: &'a Scenario,
+        lab: &'a mut Lab,
+        backend: Backend,
+        log: &'a mut Log,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let live = scn.rules.live.as_ref().ok_or("no live program")?;
+            let flavour = match super::flavour(backend) {
+                IptablesFlavour::System => {
+                    return Err("ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into())
+                }
+                f => f,
+            };
+            let commands = command_lines(&live.commands, "ufw")?;
+            let links = alternatives(flavour)?;
+            let defaults = read("/etc/default/ufw")?;
+            let sysctl = read("/etc/ufw/sysctl.conf")?;
+
+            let sandbox = self.sandbox.insert(super::sandbox(scn, lab, backend).await?);
+            let state = inside(sandbox, STATE);
+            make_dir(&state)?;
+            write_file(&state.join("default-ufw"), &defaults_text(&defaults))?;
+            write_file(&state.join("sysctl.conf"), &sysctl_text(&sysctl))?;
+
+            let script = setup_script(&links);
+            let mut setup = Invocation::new("sh", ["-euc", script.as_str()]);
+            setup.timeout = live.timeout;
+            log.push(format!("ufw's configuration, copied and bind-mounted in the sandbox:\n{}", indent(&script)));
+            step(sandbox, &setup, "sh -euc SETUP", log).await?;
+
+            for line in commands.iter().map(String::as_str).chain(["ufw --force enable"]) {
+                let mut inv = Invocation::new("sh", ["-c", line]);
+                inv.timeout = live.timeout;
+                step(sandbox, &inv, line, log).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn teardown<'a>(&'a mut self, _log: &'a mut Log) -> BoxFuture<'a, Vec<String>> {
+        // ufw's rules go with the lab host; its mounts and lock go with the sandbox.
+        self.sandbox = None;
+        Box::pin(async { Vec::new() })
+    }
+}
+
+/// The shell script that makes the copies and mounts them over the originals. The
+/// rewritten /etc/default/ufw and sysctl file are already in [`STATE`].
+fn setup_script(links: &[(&'static str, PathBuf)]) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("S={STATE}\n"));
+    s.push_str("cp -a /etc/ufw \"$S/etc-ufw\"\n");
+    s.push_str("cp -a /lib/ufw \"$S/lib-ufw\"\n");
+    s.push_str("cp \"$S/sysctl.conf\" \"$S/etc-ufw/sysctl.conf\"\n");
+    s.push_str(&alternatives_script(STATE, links));
+    s.push_str("mount --bind \"$S/etc-ufw\" /etc/ufw\n");
+    s.push_str("mount --bind \"$S/lib-ufw\" /lib/ufw\n");
+    s.push_str("mount --bind \"$S/default-ufw\" /etc/default/ufw\n");
+    s
+}
+
+/// /etc/default/ufw for the lab: the three settings the module documentation names,
+/// replaced where they are and added where they are missing; everything else as is.
+pub(super) fn defaults_text(original: &str) -> String {
+    const SET: [(&str, &str, &str); 3] = [
+        ("IPV6", "no", "IPv6 is off in the lab"),
+        ("IPT_MODULES", "\"\"", "loading kernel modules would change the machine"),
+        ("IPT_SYSCTL", "/etc/ufw/sysctl.conf", "a copy that keeps only network namespace settings"),
+    ];
+    let mut seen = [false; 3];
+    let mut out = String::new();
+    for line in original.lines() {
+        let key = line.trim_start().split('=').next().unwrap_or("").trim();
+        match SET.iter().position(|(k, _, _)| *k == key && line.contains('=')) {
+            Some(i) => {
+                let (k, v, why) = SET[i];
+                if !seen[i] {
+                    out.push_str(&format!("# set for the lab: {why}\n{k}={v}\n"));
+                }
+                seen[i] = true;
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (i, (k, v, why)) in SET.iter().enumerate() {
+        if !seen[i] {
+            out.push_str(&format!("# set for the lab: {why}\n{k}={v}\n"));
+        }
+    }
+    out
+}
+
+/// ufw's sysctl file for the lab: `net` keys as they are (each network namespace has
+/// its own), any other key commented out, since it would be the whole machine's.
+pub(super) fn sysctl_text(original: &str) -> String {
+    let mut out = String::new();
+    for line in original.lines() {
+        let t = line.trim_start();
+        let key = t.trim_start_matches('-').split('=').next().unwrap_or("").trim();
+        let keep = t.is_empty() || t.starts_with('#') || t.starts_with(';') || key.starts_with("net/")
+            || key.starts_with("net.");
+        if keep {
+            out.push_str(line);
+        } else {
+            out.push_str("# left out in the lab, not a network namespace setting: ");
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+// ---- Shared with the firewalld producer ----
+
+/// The names the alternatives system gives the iptables programs; programs that run
+/// them by full path (/usr/sbin/iptables) reach them through /etc/alternatives.
+const ALTERNATIVES: [&str; 6] =
+    ["iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"];
+
+/// The program an alternatives name stands for under `flavour`:
+/// `iptables-save` → `iptables-legacy-save`.
+pub(super) fn alternative_target(name: &str, flavour: IptablesFlavour) -> Option<String> {
+    let suffix = match flavour {
+        IptablesFlavour::System => return None,
+        IptablesFlavour::Nft => "nft",
+        IptablesFlavour::Legacy => "legacy",
+    };
+    Some(match name.split_once('-') {
+        Some((base, rest)) => format!("{base}-{suffix}-{rest}"),
+        None => format!("{name}-{suffix}"),
+    })
+}
+
+/// Each alternatives name with the installed program it must point at for `flavour`;
+/// empty for the system's own choice. An error when this machine does not run
+/// /usr/sbin/iptables through /etc/alternatives, or a program is missing.
+pub(super) fn alternatives(flavour: IptablesFlavour) -> Result<Vec<(&'static str, PathBuf)>, String> {
+    if flavour == IptablesFlavour::System {
+        return Ok(Vec::new());
+    }
+    let via = std::fs::read_link("/usr/sbin/iptables").ok();
+    if !via.as_deref().is_some_and(|p| p.starts_with("/etc/alternatives")) {
+        return Err("/usr/sbin/iptables does not lead through /etc/alternatives on this machine, so a program \
+                    that runs it by path cannot be given the back end under test"
+            .into());
+    }
+    ALTERNATIVES
+        .iter()
+        .map(|name| {
+            let target = alternative_target(name, flavour).expect("not the system's");
+            let path = crate::exec::which(&target).ok_or_else(|| format!("{target} not installed"))?;
+            Ok((*name, path))
+        })
+        .collect()
+}
+
+/// Shell lines that copy /etc/alternatives to `dir`/alternatives, point the iptables
+/// names at `links`, and mount the copy over /etc/alternatives. Nothing for no links.
+pub(super) fn alternatives_script(dir: &str, links: &[(&'static str, PathBuf)]) -> String {
+    if links.is_empty() {
+        return String::new();
+    }
+    let copy = format!("{dir}/alternatives");
+    let mut s = format!("cp -a /etc/alternatives {}\n", quote(&copy));
+    for (name, target) in links {
+        s.push_str(&format!("ln -sfn {} {}\n", quote(&target.display().to_string()), quote(&format!("{copy}/{name}"))));
+    }
+    s.push_str(&format!("mount --bind {} /etc/alternatives\n", quote(&copy)));
+    s
+}
+
+/// `s` as one word for sh.
+pub(super) fn quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The scenario's command lines, each checked to run `program`.
+pub(super) fn command_lines(lines: &[String], program: &str) -> Result<Vec<String>, String> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let line = line.trim();
+            if line.split_whitespace().next() != Some(program) {
+                return Err(format!("rules.live.commands[{i}]: expected a `{program}` command line, found `{line}`"));
+            }
+            Ok(line.to_string())
+        })
+        .collect()
+}
+
+/// Run `inv` in the sandbox, logged as `shown` with its output; on failure the error
+/// carries the program's own words.
+pub(super) async fn step(sandbox: &Sandbox, inv: &Invocation, shown: &str, log: &mut Log) -> Result<String, String> {
+    match sandbox.run(inv).await {
+        Ok(out) => {
+            log.command(shown, &out.stdout, &out.stderr);
+            Ok(out.stdout)
+        }
+        Err(ExecError::Failed { status, stdout, stderr, .. }) => {
+            log.command(shown, &stdout, &stderr);
+            Err(format!("{shown} failed ({status}):\n{stdout}{stderr}"))
+        }
+        Err(e) => {
+            log.push(format!("$ {shown}\n  {e}"));
+            Err(format!("{shown}: {e}"))
+        }
+    }
+}
+
+/// `path` inside the sandbox, as this process reaches it.
+pub(super) fn inside(sandbox: &Sandbox, path: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{}/root{path}", sandbox.init_pid()))
+}
+
+pub(super) fn read(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))
+}
+
+/// A folder readable by all, as the programs' own checks want their configuration.
+pub(super) fn make_dir(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("creating {}: {e}", path.display()))
+}
+
+/// A file owned by root and writable only by it: ufw refuses anything else.
+pub(super) fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+pub(super) fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEBIAN_DEFAULTS: &str = "# /etc/default/ufw\n#\n\n# Set to yes to apply rules to support IPv6\nIPV6=yes\n\
+        DEFAULT_INPUT_POLICY=\"DROP\"\nMANAGE_BUILTINS=no\nIPT_SYSCTL=/etc/ufw/sysctl.conf\n\
+        # Extra connection tracking modules to load.\nIPT_MODULES=\"\"\n";
+
+    #[test]
+    fn defaults_turn_ipv6_and_modules_off_in_place() {
+        let text = defaults_text(DEBIAN_DEFAULTS);
+        assert!(text.contains("\nIPV6=no\n"), "{text}");
+        assert!(!text.contains("IPV6=yes"), "{text}");
+        assert!(text.contains("\nIPT_MODULES=\"\"\n"), "{text}");
+        assert!(text.contains("\nIPT_SYSCTL=/etc/ufw/sysctl.conf\n"), "{text}");
+        assert!(text.contains("DEFAULT_INPUT_POLICY=\"DROP\"\nMANAGE_BUILTINS=no\n"), "{text}");
+        // In place: IPV6 still comes right after its own comment.
+        assert!(text.contains("# Set to yes to apply rules to support IPv6\n# set for the lab"), "{text}");
+        assert_eq!(text.matches("IPV6=").count(), 1);
+    }
+
+    #[test]
+    fn defaults_missing_settings_are_added_and_others_replaced() {
+        let text = defaults_text("IPT_MODULES=\"nf_conntrack_ftp nf_nat_ftp\"\nIPT_SYSCTL=/etc/sysctl.conf\n");
+        assert!(text.contains("IPT_MODULES=\"\"\n"), "{text}");
+        assert!(!text.contains("nf_conntrack_ftp"), "{text}");
+        assert!(text.contains("IPT_SYSCTL=/etc/ufw/sysctl.conf\n"), "{text}");
+        assert!(text.contains("IPV6=no\n"), "{text}");
+        // A comment that mentions a key is no setting.
+        let text = defaults_text("# IPV6=yes is the default\n");
+        assert!(text.starts_with("# IPV6=yes is the default\n"), "{text}");
+        assert!(text.contains("\nIPV6=no\n"), "{text}");
+    }
+
+    #[test]
+    fn sysctl_keeps_only_network_keys() {
+        let text = sysctl_text(
+            "# comment\n\nnet/ipv4/conf/all/accept_redirects=0\nnet.ipv4.icmp_echo_ignore_all = 0\n\
+             -net/ipv4/tcp_sack=1\nkernel/printk=3 4 1 3\nvm.swappiness=10\n",
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "# comment");
+        assert_eq!(lines[1], "");
+        assert_eq!(lines[2], "net/ipv4/conf/all/accept_redirects=0");
+        assert_eq!(lines[3], "net.ipv4.icmp_echo_ignore_all = 0");
+        assert_eq!(lines[4], "-net/ipv4/tcp_sack=1");
+        assert!(lines[5].starts_with("# left out") && lines[5].ends_with("kernel/printk=3 4 1 3"), "{text}");
+        assert!(lines[6].starts_with("# left out") && lines[6].ends_with("vm.swappiness=10"), "{text}");
+        // "network" is not "net".
+        assert!(sysctl_text("network/x=1\n").starts_with("# left out"));
+    }
+
+    #[test]
+    fn alternatives_names_map_to_the_flavour() {
+        assert_eq!(alternative_target("iptables", IptablesFlavour::Legacy).unwrap(), "iptables-legacy");
+        assert_eq!(alternative_target("iptables-save", IptablesFlavour::Legacy).unwrap(), "iptables-legacy-save");
+        assert_eq!(alternative_target("ip6tables-restore", IptablesFlavour::Nft).unwrap(), "ip6tables-nft-restore");
+        assert_eq!(alternative_target("iptables", IptablesFlavour::System), None);
+    }
+
+    #[test]
+    fn alternatives_script_copies_links_and_mounts() {
+        let links = [("iptables", PathBuf::from("/usr/sbin/iptables-legacy")), ("iptables-save", PathBuf::from("/x y"))];
+        let s = alternatives_script("/run/a", &links);
+        assert_eq!(
+            s,
+            "cp -a /etc/alternatives /run/a/alternatives\n\
+             ln -sfn /usr/sbin/iptables-legacy /run/a/alternatives/iptables\n\
+             ln -sfn '/x y' /run/a/alternatives/iptables-save\n\
+             mount --bind /run/a/alternatives /etc/alternatives\n"
+        );
+        assert_eq!(alternatives_script("/run/a", &[]), "");
+    }
+
+    #[test]
+    fn setup_mounts_every_copy_over_its_original() {
+        let s = setup_script(&[("iptables", PathBuf::from("/usr/sbin/iptables-nft"))]);
+        for (copy, original) in
+            [("etc-ufw", "/etc/ufw"), ("lib-ufw", "/lib/ufw"), ("default-ufw", "/etc/default/ufw")]
+        {
+            assert!(s.contains(&format!("mount --bind \"$S/{copy}\" {original}\n")), "{s}");
+        }
+        assert!(s.contains("mount --bind /run/netconform/ufw/alternatives /etc/alternatives\n"), "{s}");
+        // The copies exist before anything is mounted over the originals.
+        let first_mount = s.find("mount --bind").unwrap();
+        assert!(s.find("cp -a /etc/ufw").unwrap() < first_mount);
+        assert!(s.find("cp \"$S/sysctl.conf\"").unwrap() < first_mount);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("/usr/sbin/iptables"), "/usr/sbin/iptables");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn command_lines_must_run_the_program() {
+        let ok = command_lines(&["  ufw allow 22/tcp ".into(), "ufw deny 9091/tcp".into()], "ufw").unwrap();
+        assert_eq!(ok, ["ufw allow 22/tcp", "ufw deny 9091/tcp"]);
+        let err = command_lines(&["ufw allow 22/tcp".into(), "iptables -F".into()], "ufw").unwrap_err();
+        assert!(err.starts_with("rules.live.commands[1]: expected a `ufw` command line"), "{err}");
+        assert!(command_lines(&["ufwx enable".into()], "ufw").is_err());
+        assert!(command_lines(&["".into()], "ufw").is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! `--junit FILE`: one test case per scenario and back end, as CI systems read JUnit
+//! XML. Failures carry the failing probes; ignored runs are skipped with the reason.
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::matrix::Entry;
+use crate::run::Status;
+use crate::scenario::Scenario;
+
+/// `seed/isolation.yaml` → `seed`: the folder groups test cases in CI views.
+fn classname(scn: &Scenario) -> String {
+    match scn.name.rsplit_once('/') {
+        Some((folder, _)) => folder.replace('/', "."),
+        None => "scenarios".to_string(),
+    }
+}
+
+pub fn report(entries: &[(&Scenario, Entry)], elapsed: std::time::Duration) -> Result<String, String> {
+    let mut suite = TestSuite::new("netconform");
+    for (scn, entry) in entries {
+        let mut case = match entry {
+            Entry::Ignored(why) => {
+                let mut status = TestCaseStatus::skipped();
+                status.set_message(why.as_str());
+                TestCase::new(scn.name.as_str(), status)
+            }
+            Entry::Ran(rep) => {
+                let name = format!("{} [{}]", scn.name, rep.backend);
+                let status = match &rep.status {
+                    Status::Passed => TestCaseStatus::success(),
+                    Status::Error(why) => {
+                        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                        s.set_message(why.lines().next().unwrap_or_default());
+                        s.set_type("error");
+                        s.set_description(why.as_str());
+                        s
+                    }
+                    Status::Failed => {
+                        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                        let first = rep
+                            .probes
+                            .iter()
+                            .find(|p| !p.verdict.pass())
+                            .map(|p| format!("{}: {}", scn.probes[p.probe].name, p.verdict.problems[0]))
+                            .or_else(|| {
+                                rep.counters.iter().find(|c| !c.verdict.pass()).map(|c| {
+                                    let problem = c.verdict.problems[0].lines().next().unwrap_or_default();
+                                    format!("counter {}: {problem}", scn.counters[c.counter].chain)
+                                })
+                            })
+                            .unwrap_or_default();
+                        s.set_message(first);
+                        s.set_type("failure");
+                        s.set_description(super::scenario(scn, rep));
+                        s
+                    }
+                };
+                let mut case = TestCase::new(name, status);
+                case.set_time(rep.elapsed);
+                case
+            }
+        };
+        case.set_classname(classname(scn));
+        suite.add_test_case(case);
+    }
+    suite.set_time(elapsed);
+    let mut report = Report::new("netconform");
+    report.set_time(elapsed);
+    report.add_test_suite(suite);
+    report.to_string().map_err(|e| e.to_string())
+}

@@ -1,0 +1,64 @@
+//! `--format tap`: TAP version 14, one test point per scenario and back end.
+
+use std::fmt::Write;
+
+use crate::matrix::Entry;
+use crate::run::Status;
+use crate::scenario::Scenario;
+
+/// A TAP description may not contain `#` unescaped.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('#', "\\#")
+}
+
+pub fn report(entries: &[(&Scenario, Entry)]) -> String {
+    let mut out = format!("TAP version 14\n1..{}\n", entries.len());
+    for (i, (scn, entry)) in entries.iter().enumerate() {
+        let n = i + 1;
+        match entry {
+            Entry::Ignored(why) => {
+                let _ = writeln!(out, "ok {n} - {} # SKIP {}", escape(&scn.name), escape(why));
+            }
+            Entry::Ran(rep) => {
+                let name = escape(&format!("{} [{}]", scn.name, rep.backend));
+                if rep.status == Status::Passed {
+                    let _ = writeln!(out, "ok {n} - {name}");
+                    continue;
+                }
+                let _ = writeln!(out, "not ok {n} - {name}");
+                out.push_str("  ---\n");
+                let _ = writeln!(out, "  file: {:?}", scn.path.display().to_string());
+                match &rep.status {
+                    Status::Error(why) => {
+                        let _ = writeln!(out, "  message: {:?}", why);
+                    }
+                    _ => {
+                        out.push_str("  failures:\n");
+                        for p in rep.probes.iter().filter(|p| !p.verdict.pass()) {
+                            let probe = &scn.probes[p.probe];
+                            let _ = writeln!(
+                                out,
+                                "    - probe: {:?}\n      line: {}\n      message: {:?}",
+                                probe.name,
+                                probe.location.line,
+                                p.verdict.problems.join("; ")
+                            );
+                        }
+                        for c in rep.counters.iter().filter(|c| !c.verdict.pass()) {
+                            let exp = &scn.counters[c.counter];
+                            let _ = writeln!(
+                                out,
+                                "    - counter: {:?}\n      line: {}\n      message: {:?}",
+                                format!("{} {} {}", exp.table, exp.chain, exp.rule),
+                                exp.location.line,
+                                c.verdict.problems.join("; ")
+                            );
+                        }
+                    }
+                }
+                out.push_str("  ...\n");
+            }
+        }
+    }
+    out
+}

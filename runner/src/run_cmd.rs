@@ -1,0 +1,321 @@
+//! `netconform run`: plan the scenario runs (files × back ends, minus the ignored and
+//! other shards), run them `--jobs` at a time, and report them in plan order in every
+//! format asked for. `--repeat N` runs the plan N times and reports every run whose
+//! verdicts changed between repeats.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use harness::matrix::{self, Entry};
+use harness::partition::{parse_partition, Partition};
+use harness::report::{self, connectivity, evidence, github, Summary};
+use harness::run::{self, ScenarioReport, Status};
+use harness::scenario::{Backend, Scenario};
+
+use crate::cli::{bad_input, load_all, BackendArg, BAD_INPUT, FAILED};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Scenario files or folders (searched recursively).
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// Run only under this back end; scenarios that do not list it are ignored.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Scenario runs at once (default: the number of cores).
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: Option<u16>,
+    /// Run only shard M of N, chosen by a hash of each scenario's name, so a scenario
+    /// stays on its shard when others are added: `hash:M/N`.
+    #[arg(long, value_parser = parse_partition)]
+    partition: Option<Partition>,
+    /// Run everything N times and report the scenarios whose verdicts differ between
+    /// runs (flakes).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
+    /// What to print on standard output.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Also write a JUnit XML report to this file.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// For every run that fails, write a folder that explains it under this folder.
+    #[arg(long, value_name = "DIR")]
+    evidence: Option<PathBuf>,
+    /// Print each scenario's probes as a connectivity table (from × to).
+    #[arg(long)]
+    matrix: bool,
+    /// Write the contract matrix (statement × producer) as Markdown to this file.
+    #[arg(long, value_name = "FILE")]
+    matrix_md: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+    Tap,
+}
+
+/// One unit of work: a scenario under one back end, or why it cannot run.
+struct Planned {
+    scenario: Arc<Scenario>,
+    backend: Backend,
+    ignored: Option<String>,
+}
+
+fn plan(scenarios: &[Arc<Scenario>], only: Option<Backend>) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    for scn in scenarios {
+        for &backend in &scn.rules.backends {
+            if only.is_some_and(|o| o != backend) {
+                continue;
+            }
+            let ignored = match (&scn.not_applicable, &scn.skip) {
+                (Some(why), _) => Some(format!("not applicable: {why}")),
+                (None, Some(why)) => Some(format!("skip: {why}")),
+                (None, None) => harness::producer::unavailable(scn),
+            };
+            planned.push(Planned { scenario: scn.clone(), backend, ignored });
+        }
+        if let Some(o) = only.filter(|o| !scn.rules.backends.contains(o)) {
+            let listed: Vec<&str> = scn.rules.backends.iter().map(|b| b.name()).collect();
+            planned.push(Planned {
+                scenario: scn.clone(),
+                backend: o,
+                ignored: Some(format!("runs under {} only", listed.join(", "))),
+            });
+        }
+    }
+    planned
+}
+
+/// Colours for a terminal; plain text elsewhere.
+fn paint(text: &str) -> String {
+    if !std::io::stdout().is_terminal() {
+        return text.to_string();
+    }
+    let (green, red, yellow) =
+        (console::Style::new().green(), console::Style::new().red().bold(), console::Style::new().yellow());
+    text.lines()
+        .map(|line| {
+            for (prefix, style) in [("PASS", &green), ("FAIL", &red), ("ERROR", &red), ("IGNORED", &yellow)] {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return format!("{}{rest}", style.apply_to(prefix));
+                }
+            }
+            for (prefix, style) in [("  ok  ", &green), ("  FAIL", &red)] {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return format!("{}{rest}", style.apply_to(prefix));
+                }
+            }
+            line.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// What a run's verdicts were, to compare repeats.
+fn signature(entry: &Entry) -> String {
+    match entry {
+        Entry::Ignored(_) => "ignored".into(),
+        Entry::Ran(rep) => {
+            let status = match rep.status {
+                Status::Passed => "pass",
+                Status::Failed => "fail",
+                Status::Error(_) => "error",
+            };
+            let probes: Vec<&str> = rep.probes.iter().map(|p| p.outcome.kind.name()).collect();
+            let counters: Vec<bool> = rep.counters.iter().map(|c| c.verdict.pass()).collect();
+            format!("{status} {probes:?} {counters:?}")
+        }
+    }
+}
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let scenarios = match load_all(&args.paths) {
+        Ok(s) => s,
+        Err(e) => return bad_input(&e),
+    };
+    if scenarios.is_empty() {
+        let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("netconform: no scenario files (*.yaml, *.yml) under {}", shown.join(", "));
+        return ExitCode::from(BAD_INPUT);
+    }
+    let scenarios: Vec<Arc<Scenario>> =
+        scenarios.into_iter().filter(|s| args.partition.is_none_or(|p| p.keeps(&s.name))).map(Arc::new).collect();
+    let planned = plan(&scenarios, args.backend.map(Backend::from));
+    // Check the machine once, before anything is built.
+    for p in planned.iter().filter(|p| p.ignored.is_none()) {
+        if let Err(why) = run::requirements(&p.scenario, p.backend) {
+            eprintln!("netconform: cannot run {} [{}]: {why}", p.scenario.name, p.backend);
+            return ExitCode::from(BAD_INPUT);
+        }
+    }
+    let jobs =
+        args.jobs.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netconform: cannot start the async runtime: {e}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let human = args.format == Format::Human;
+    let start = Instant::now();
+    let mut signatures: Vec<Vec<String>> = vec![Vec::new(); planned.len()];
+    let mut last: Vec<Entry> = Vec::new();
+    for round in 0..args.repeat {
+        if args.repeat > 1 && human {
+            println!("== run {} of {}", round + 1, args.repeat);
+        }
+        last = runtime.block_on(run_plan(&planned, jobs, human, args.matrix));
+        for (sig, entry) in signatures.iter_mut().zip(&last) {
+            sig.push(signature(entry));
+        }
+    }
+    let elapsed = start.elapsed();
+    let entries: Vec<(&Scenario, Entry)> = planned.iter().zip(last).map(|(p, e)| (p.scenario.as_ref(), e)).collect();
+    let mut summary = Summary::default();
+    for (_, e) in &entries {
+        summary.add_entry(e);
+    }
+
+    if github::enabled() {
+        for (scn, entry) in &entries {
+            for line in github::annotations(scn, entry) {
+                println!("{line}");
+            }
+        }
+    }
+    if let Some(dir) = &args.evidence {
+        for (scn, entry) in &entries {
+            if let Entry::Ran(rep) = entry {
+                match evidence::write(dir, scn, rep) {
+                    Ok(Some(folder)) if human => println!("evidence: {}", folder.display()),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("netconform: writing evidence under {}: {e}", dir.display()),
+                }
+            }
+        }
+    }
+    let matrices = matrix::build(&entries);
+    match args.format {
+        Format::Human => {
+            for m in &matrices {
+                println!("\n{}", matrix::render_text(m));
+            }
+        }
+        Format::Json => println!("{}", report::json::document(&entries, elapsed)),
+        Format::Tap => print!("{}", report::tap::report(&entries)),
+    }
+    if let Some(path) = &args.matrix_md {
+        let text: Vec<String> = matrices.iter().map(matrix::render_markdown).collect();
+        if let Err(e) = std::fs::write(path, text.join("\n")) {
+            eprintln!("netconform: cannot write {}: {e}", path.display());
+            return ExitCode::from(BAD_INPUT);
+        }
+    }
+    if let Some(path) = &args.junit {
+        let written = report::junit::report(&entries, elapsed).and_then(|xml| write(path, &xml));
+        if let Err(e) = written {
+            eprintln!("netconform: cannot write {}: {e}", path.display());
+            return ExitCode::from(BAD_INPUT);
+        }
+    }
+    let flaky: Vec<String> = planned
+        .iter()
+        .zip(&signatures)
+        .filter(|(_, sig)| sig.iter().any(|s| *s != sig[0]))
+        .map(|(p, sig)| format!("{} [{}]: {}", p.scenario.name, p.backend, sig.join(" | ")))
+        .collect();
+    if human {
+        if args.repeat > 1 {
+            println!("\n{} flaky of {} runs over {} repeats", flaky.len(), planned.len(), args.repeat);
+            for f in &flaky {
+                println!("  FLAKY {f}");
+            }
+        }
+        println!("\n{summary} in {:.2} s", elapsed.as_secs_f64());
+    }
+    if summary.passed + summary.failed == 0 {
+        eprintln!("netconform: nothing ran: every scenario was ignored (reasons above)");
+        return ExitCode::from(BAD_INPUT);
+    }
+    if summary.failed > 0 || !flaky.is_empty() {
+        ExitCode::from(FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| e.to_string())
+}
+
+/// Runs the plan `jobs` at a time; prints each result in plan order as it is known.
+async fn run_plan(planned: &[Planned], jobs: usize, human: bool, tables: bool) -> Vec<Entry> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let runnable = planned.iter().filter(|p| p.ignored.is_none()).count() as u64;
+    let bar = indicatif::ProgressBar::new(runnable);
+    if !std::io::stderr().is_terminal() || !human || runnable < 4 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let handles: Vec<Option<tokio::task::JoinHandle<ScenarioReport>>> = planned
+        .iter()
+        .map(|p| {
+            p.ignored.is_none().then(|| {
+                let (scn, backend, limit) = (p.scenario.clone(), p.backend, limit.clone());
+                tokio::spawn(async move {
+                    let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
+                    run::run_explained(&scn, backend).await
+                })
+            })
+        })
+        .collect();
+    let mut entries = Vec::with_capacity(planned.len());
+    for (p, handle) in planned.iter().zip(handles) {
+        let entry = match (handle, &p.ignored) {
+            (None, Some(why)) => Entry::Ignored(why.clone()),
+            (None, None) => Entry::Ignored("not planned".into()),
+            (Some(h), _) => Entry::Ran(h.await.unwrap_or_else(|e| {
+                ScenarioReport::new(
+                    &p.scenario.name,
+                    p.backend,
+                    Status::Error(format!("the run ended abnormally: {e}")),
+                )
+            })),
+        };
+        if human {
+            let text = match &entry {
+                Entry::Ignored(why) => format!("IGNORED {} [{}]: {why}\n", p.scenario.name, p.backend),
+                Entry::Ran(rep) => {
+                    let mut text = report::scenario(&p.scenario, rep);
+                    if tables {
+                        if let Some(t) = connectivity::table(&p.scenario, rep) {
+                            text.push_str(&t);
+                        }
+                    }
+                    text
+                }
+            };
+            bar.suspend(|| print!("{}", paint(&text)));
+        }
+        if matches!(entry, Entry::Ran(_)) {
+            bar.inc(1);
+            bar.set_message(p.scenario.name.clone());
+        }
+        entries.push(entry);
+    }
+    bar.finish_and_clear();
+    entries
+}

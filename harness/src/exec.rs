@@ -6,7 +6,7 @@
 //! is killed when its time is up.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -181,21 +181,41 @@ impl Sandbox {
         flavour: IptablesFlavour,
         env: Vec<(String, String)>,
     ) -> Result<Sandbox, ExecError> {
+        Sandbox::start_with_namespaces(netns, flavour, env, &[]).await
+    }
+
+    /// [`Sandbox::start`], with network namespaces of ours made available inside at
+    /// `/run/netns/NAME` (as `ip netns` names them). They are bind mounts in the
+    /// sandbox's own mount namespace, gone with it.
+    ///
+    /// The sandbox has a /proc of its own PID namespace: programs that find their own
+    /// namespaces at `/proc/PID/task/TID/ns/net` (Go's netns library, CNI plugins,
+    /// dockerd) must find theirs, never another process's on the machine.
+    pub async fn start_with_namespaces(
+        netns: BorrowedFd<'_>,
+        flavour: IptablesFlavour,
+        env: Vec<(String, String)>,
+        namespaces: &[(&str, RawFd)],
+    ) -> Result<Sandbox, ExecError> {
         let unshare = which("unshare").ok_or_else(|| ExecError::NotFound { program: "unshare".into() })?;
         let mut cmd = tokio::process::Command::new(unshare);
-        cmd.args(["--fork", "--pid", "--kill-child=SIGKILL", "sleep", "infinity"])
+        cmd.args(["--fork", "--pid", "--mount-proc", "--kill-child=SIGKILL", "sleep", "infinity"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
         let shim = shim_links(flavour);
+        let binds = netns_binds(namespaces)?;
         let fd = netns.as_raw_fd();
         let parent = nix::unistd::getpid();
         // SAFETY: only system calls between fork and exec, on data prepared before.
         unsafe {
             cmd.pre_exec(move || {
                 enter_sandbox(fd, parent)?;
-                mount_cgroup2()?;
+                // Not allowed in a user namespace; only container engines need it,
+                // and they cannot run there anyway.
+                let _ = mount_cgroup2();
+                make_netns_binds(&binds)?;
                 make_shim(&shim)
             });
         }
@@ -281,8 +301,11 @@ impl Drop for Sandbox {
     }
 }
 
-/// Waits for an invocation started by [`Sandbox`] to end, within its timeout.
+/// Waits for an invocation started by [`Sandbox`] to end, within its timeout. Output
+/// is read while it runs; once it has exited, what its background children still
+/// hold open is not waited for.
 async fn finish(child: &mut tokio::process::Child, inv: &Invocation) -> Result<Output, ExecError> {
+    use tokio::io::AsyncReadExt;
     if let Some(input) = &inv.stdin {
         if let Some(mut stdin) = child.stdin.take() {
             let input = input.clone();
@@ -291,26 +314,42 @@ async fn finish(child: &mut tokio::process::Child, inv: &Invocation) -> Result<O
             });
         }
     }
-    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-    let read = async {
-        use tokio::io::AsyncReadExt;
-        let (mut o, mut e) = (Vec::new(), Vec::new());
-        if let Some(out) = out.as_mut() {
-            let _ = out.read_to_end(&mut o).await;
-        }
-        if let Some(err) = err.as_mut() {
-            let _ = err.read_to_end(&mut e).await;
-        }
-        let status = child.wait().await;
-        (o, e, status)
+    let collect = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let task = tokio::spawn(async move {
+            let Some(mut pipe) = pipe else { return };
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&chunk[..n]);
+            }
+        });
+        (buf, task)
     };
-    let (o, e, status) = match tokio::time::timeout(inv.timeout, read).await {
-        Ok(r) => r,
-        Err(_) => return Err(ExecError::Timeout { command: inv.display(), timeout: inv.timeout }),
+    let (out, out_task) = collect(child.stdout.take().map(|p| Box::new(p) as _));
+    let (err, err_task) = collect(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = match tokio::time::timeout(inv.timeout, child.wait()).await {
+        Ok(status) => status.map_err(|source| ExecError::Spawn { program: inv.program.clone(), source })?,
+        Err(_) => {
+            out_task.abort();
+            err_task.abort();
+            return Err(ExecError::Timeout { command: inv.display(), timeout: inv.timeout });
+        }
     };
-    let status = status.map_err(|source| ExecError::Spawn { program: inv.program.clone(), source })?;
-    let stdout = String::from_utf8_lossy(&o).into_owned();
-    let stderr = String::from_utf8_lossy(&e).into_owned();
+    // The rest of the output, unless a child it left behind keeps the pipe open.
+    let grace = Duration::from_millis(200);
+    let _ = tokio::time::timeout(grace, async {
+        let _ = (&mut { out_task }).await;
+        let _ = (&mut { err_task }).await;
+    })
+    .await;
+    let text = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    };
+    let (stdout, stderr) = (text(&out), text(&err));
     if !status.success() {
         return Err(ExecError::Failed { command: inv.display(), status: status.to_string(), stdout, stderr });
     }
@@ -365,6 +404,49 @@ fn make_shim(links: &[(std::ffi::CString, std::ffi::CString)]) -> std::io::Resul
         // SAFETY: valid C strings; symlink is async-signal-safe.
         if unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } != 0 {
             return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// (source, target) C strings for the namespace bind mounts, prepared before fork.
+fn netns_binds(namespaces: &[(&str, RawFd)]) -> Result<Vec<(std::ffi::CString, std::ffi::CString)>, ExecError> {
+    namespaces
+        .iter()
+        .map(|(name, fd)| {
+            let bad = |_| ExecError::Spawn {
+                program: "unshare".into(),
+                source: std::io::Error::other(format!("namespace name {name:?} is not a file name")),
+            };
+            if name.contains('/') || name.is_empty() {
+                return Err(bad(()));
+            }
+            let source = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).map_err(|_| bad(()))?;
+            let target = std::ffi::CString::new(format!("/run/netns/{name}")).map_err(|_| bad(()))?;
+            Ok((source, target))
+        })
+        .collect()
+}
+
+fn make_netns_binds(binds: &[(std::ffi::CString, std::ffi::CString)]) -> std::io::Result<()> {
+    if binds.is_empty() {
+        return Ok(());
+    }
+    let dir = std::ffi::CString::new("/run/netns").expect("no NUL");
+    // SAFETY: valid C strings; mkdir, open, close and mount are async-signal-safe.
+    unsafe {
+        if libc::mkdir(dir.as_ptr(), 0o755) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for (source, target) in binds {
+            let fd = libc::open(target.as_ptr(), libc::O_CREAT | libc::O_RDONLY | libc::O_CLOEXEC, 0o444);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+            if libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
     }
     Ok(())

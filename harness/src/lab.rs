@@ -30,6 +30,9 @@ fn fail<E: std::error::Error + Send + Sync + 'static>(what: impl Into<String>) -
     move |e| LabError { what, source: Box::new(e) }
 }
 
+/// How long an interface may take to come up before the lab counts as broken.
+const LINK_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A netlink route socket opened inside one namespace. It stays bound to that
 /// namespace wherever the task that drives it runs.
 struct Netlink {
@@ -73,6 +76,39 @@ impl Netlink {
             .execute()
             .await
             .map_err(fail(format!("adding {net} to {what}")))
+    }
+
+    /// Waits until every interface named is operationally up. The kernel activates an
+    /// interface's transmit queue only then (in its link-watch work, which a busy
+    /// machine runs late); a packet sent before that is dropped.
+    async fn wait_up(&self, names: &[&str], ns: &str) -> Result<(), LabError> {
+        use netlink_packet_route::link::{LinkAttribute, State};
+        let deadline = tokio::time::Instant::now() + LINK_UP_TIMEOUT;
+        loop {
+            let mut links = self.handle.link().get().execute();
+            let mut up = Vec::new();
+            while let Some(link) = links.try_next().await.map_err(fail(format!("listing links in {ns}")))? {
+                let name = link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                });
+                let oper_up = link.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)));
+                if let (Some(name), true) = (name, oper_up) {
+                    up.push(name);
+                }
+            }
+            let waiting: Vec<&str> = names.iter().copied().filter(|n| !up.iter().any(|u| u == n)).collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(LabError {
+                    what: format!("waiting for {} in {ns} to come up", waiting.join(", ")),
+                    source: format!("still down after {LINK_UP_TIMEOUT:?}").into(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     async fn set_up(&self, index: u32, what: &str) -> Result<(), LabError> {
@@ -192,9 +228,24 @@ impl Lab {
                         .map_err(fail(format!("adding default route via {gw} in {}", node.name)))?;
                 }
             }
+            let names: Vec<&str> = node.interfaces.iter().map(|i| i.name.as_str()).collect();
+            nl.wait_up(&names, &node.name).await?;
             Ok::<(), LabError>(())
         });
         futures::future::try_join_all(nodes).await?;
+        // The host side: every veth end, and every bridge that has a port.
+        let mut names: Vec<&str> = Vec::new();
+        for node in scn.nodes.iter().skip(1) {
+            for iface in &node.interfaces {
+                names.push(&iface.host_side);
+                if let Attach::Bridge(b) = iface.attach {
+                    names.push(&scn.host.bridges[b].name);
+                }
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        host.wait_up(&names, host_name).await?;
         Ok(())
     }
 
@@ -227,8 +278,9 @@ fn prepare_namespace(ns: &NetNs, ipv6: bool) -> Result<(), LabError> {
         // Without IPv6, no router solicitation or DAD packet moves a counter.
         ("net.ipv6.conf.all.disable_ipv6", v6),
         ("net.ipv6.conf.default.disable_ipv6", v6),
-        // Lets probes use ICMP datagram sockets instead of raw ones.
-        ("net.ipv4.ping_group_range", "0 2147483647"),
+        // Lets probes (our own group) use ICMP datagram sockets instead of raw ones;
+        // in a user namespace only mapped groups may be named.
+        ("net.ipv4.ping_group_range", leak(format!("{gid} {gid}", gid = nix::unistd::getegid()))),
         // Probes run at once; a rate limit would turn some "refused" into "dropped".
         ("net.ipv4.icmp_ratemask", "0"),
         ("net.ipv4.icmp_ratelimit", "0"),

@@ -9,8 +9,8 @@
 //! message to the nfnetlink group `NFNLGRP_NFTRACE`, the messages `nft monitor trace`
 //! prints. [`TraceSession`] reads that group over a `NETLINK_NETFILTER` socket created
 //! inside the lab host and decodes the messages itself. The kernel puts the packet's
-//! IP and transport headers into the first event of each chain traversal and a pseudo
-//! id (the same for every event of one packet) into all of them, so every event is tied
+//! IP and transport headers into the first event at each hook and a pseudo id (the
+//! same for every event of one packet) into all of them, so every event is tied
 //! to a probe by the tag in those headers: the source port or echo identifier of a
 //! request, the destination port of a reply. NAT keeps the tag in practice: DNAT
 //! changes the destination, and masquerade keeps a source port that is free.
@@ -306,7 +306,8 @@ pub struct TraceEvent {
 }
 
 impl TraceEvent {
-    /// Our own table's events (the rule that turns tracing on).
+    /// An event of our own table: the rule that turned tracing on, which tells where
+    /// and how the packet entered the host (the only event of ours that is kept).
     pub fn is_ours(&self) -> bool {
         self.family == "ip" && self.table == TABLE
     }
@@ -319,19 +320,29 @@ impl TraceEvent {
 }
 
 /// The event that decided a probe's fate among `events` (one probe's, in order): the
-/// first drop of a packet going towards the target, else the first drop of an answer;
-/// for a probe nothing dropped, the last accept by a rule of the user's, else the last
-/// accepting policy.
+/// first drop of the packet that opens the exchange towards the target, else of the
+/// answer, else any drop; for a probe nothing dropped, the last accept of the opening
+/// request by a rule of the user's (the rule that let it through, not one that accepts
+/// the established packets after it), else its last accepting policy.
 pub fn deciding(events: &[TraceEvent]) -> Option<&TraceEvent> {
     let theirs = || events.iter().filter(|e| !e.is_ours());
     let drop = |dir: Direction| {
         theirs().find(|e| e.direction == dir && e.verdict == Some(RuleVerdict::Drop) && e.packet.opens_exchange())
     };
+    let accept = |opening: bool| {
+        let candidates = || {
+            theirs().filter(move |e| {
+                e.verdict == Some(RuleVerdict::Accept)
+                    && (!opening || (e.direction == Direction::Request && e.packet.opens_exchange()))
+            })
+        };
+        candidates().rev().find(|e| e.kind == EventKind::Rule).or_else(|| candidates().next_back())
+    };
     drop(Direction::Request)
         .or_else(|| drop(Direction::Reply))
-        .or_else(|| theirs().filter(|e| e.verdict == Some(RuleVerdict::Drop)).next())
-        .or_else(|| theirs().filter(|e| e.kind == EventKind::Rule && e.verdict == Some(RuleVerdict::Accept)).last())
-        .or_else(|| theirs().filter(|e| e.verdict == Some(RuleVerdict::Accept)).last())
+        .or_else(|| theirs().find(|e| e.verdict == Some(RuleVerdict::Drop)))
+        .or_else(|| accept(true))
+        .or_else(|| accept(false))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -526,6 +537,11 @@ impl Shared {
             }
             let Some(raw) = decode_trace(payload) else { continue };
             if let Some(event) = self.tie(&mut state, raw, seen) {
+                // Of our own chain only the rule that turned tracing on tells something
+                // (where the packet came in); its end and policy are noise.
+                if event.is_ours() && event.rule_handle.is_none() {
+                    continue;
+                }
                 if event.is_final_drop() {
                     state.drops.entry(event.tag).or_insert_with(|| event.clone());
                 }
@@ -625,7 +641,8 @@ impl TraceSession {
         let sock_err = |source| TraceError::Socket { ns: ns.clone(), source };
         let (sock, interfaces) =
             host.run(|| open_socket().map(|s| (s, interface_names()))).and_then(|r| r).map_err(sock_err)?;
-        let sock = AsyncFd::new(sock).map_err(sock_err)?;
+        // SAFETY: the socket is owned by the AsyncFd and closed only when it drops.
+        let sock = unsafe { AsyncFd::register(sock) }.map_err(|e| sock_err(io::Error::from(e)))?;
         let host = host.try_clone().map_err(sock_err)?;
 
         let table = Invocation { stdin: Some(table_script(tags).into_bytes()), ..Invocation::new("nft", ["-f", "-"]) };
@@ -889,10 +906,6 @@ impl Listing {
             .filter(|c| c.family == family && c.table == table)
             .find_map(|c| c.rules.iter().position(|r| r.handle == handle).map(|i| (c, i + 1, &c.rules[i])))
     }
-
-    fn chain(&self, family: &str, table: &str, chain: &str) -> Option<&ListedChain> {
-        self.chains.iter().find(|c| c.family == family && c.table == table && c.name == chain)
-    }
 }
 
 /// The code of a listing line and its `#` note, split outside quoted strings.
@@ -1122,7 +1135,20 @@ pub fn describe(event: &TraceEvent, dumps: &Dumps) -> String {
         None => "no verdict".into(),
     };
     if event.is_ours() {
-        return format!("{place}: netconform turned tracing on for this packet");
+        let hook = match event.chain.as_str() {
+            "pre" => "prerouting",
+            "out" => "output",
+            other => other,
+        };
+        let iface = |name: &Option<String>, index: Option<u32>| name.clone().or(index.map(|i| format!("#{i}")));
+        let mut line = format!("{} at {hook}", event.packet);
+        if let Some(i) = iface(&event.iif_name, event.iif) {
+            line.push_str(&format!(", in {i}"));
+        }
+        if let Some(o) = iface(&event.oif_name, event.oif) {
+            line.push_str(&format!(", out {o}"));
+        }
+        return line;
     }
     match event.kind {
         EventKind::Policy => {
@@ -1131,6 +1157,11 @@ pub fn describe(event: &TraceEvent, dumps: &Dumps) -> String {
         }
         EventKind::Return if event.rule_handle.is_none() => {
             format!("end of {place}: back to the calling chain")
+        }
+        // Newer kernels report the end of a chain's rules as a rule event without a
+        // handle, before the policy or the return.
+        EventKind::Rule if event.rule_handle.is_none() && event.verdict == Some(RuleVerdict::Continue) => {
+            format!("end of the rules of {place}")
         }
         _ => {
             let mut line = match (locate(event, dumps), event.rule_handle) {
@@ -1206,7 +1237,7 @@ mod tests {
         if let Some(c) = chain {
             v.extend(attr(NFTA_VERDICT_CHAIN, &cstr(c)));
         }
-        attr(NFTA_VERDICT | 0x8000, &v)
+        attr(NFTA_TRACE_VERDICT | 0x8000, &v)
     }
 
     #[test]
@@ -1406,7 +1437,6 @@ table inet lab { # handle 3
         let (_, pos, rule) = l.rule("inet", "lab", 3).unwrap();
         assert_eq!((pos, rule.text.as_str()), (1, r#"tcp dport @ports counter accept comment "the # ports""#));
         assert!(l.rule("inet", "lab", 2).is_none(), "a set is not a rule");
-        assert!(l.chain("inet", "lab", "forward").is_some());
 
         let rejecting: Vec<u64> =
             l.chains.iter().flat_map(|c| &c.rules).filter(|r| rejects(&r.text)).map(|r| r.handle).collect();
@@ -1487,7 +1517,11 @@ table inet lab { # handle 3
         assert_eq!(deciding(&[ours.clone(), jump.clone(), drop.clone()]), Some(&drop));
         assert_eq!(deciding(&[ours.clone(), accept.clone(), policy.clone()]), Some(&accept));
         assert_eq!(deciding(&[ours.clone(), policy.clone()]), Some(&policy));
-        assert_eq!(deciding(&[ours]), None);
+        assert_eq!(deciding(std::slice::from_ref(&ours)), None);
+        // The rule that let the SYN through, not the one that accepts what follows it.
+        let mut established = event("ip", "filter", "FORWARD", Some(3), EventKind::Rule, RuleVerdict::Accept);
+        established.packet.tcp_flags = Some(0x10);
+        assert_eq!(deciding(&[ours, accept.clone(), policy, established]), Some(&accept));
     }
 
     #[test]

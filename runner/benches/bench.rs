@@ -295,7 +295,7 @@ fn rules(b: &mut Bench) {
             let (_, text) =
                 b.rt.block_on(backend::dump(rb.as_ref(), lab.host())).unwrap_or_else(|e| die(&e.to_string()));
             let found =
-                text.lines().filter(|l| l.contains("10.1.") && l.contains("accept") || l.contains("-A BENCH")).count();
+                text.lines().filter(|l| l.contains("-A BENCH ") || l.trim_start().starts_with("ip saddr 10.")).count();
             if found != n {
                 die(&format!("{be}: loaded {n} rules, the dump shows {found}"));
             }

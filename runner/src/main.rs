@@ -2,6 +2,7 @@
 
 mod cli;
 mod mutate;
+mod rootless;
 mod run_cmd;
 
 fn main() -> std::process::ExitCode {
@@ -9,6 +10,13 @@ fn main() -> std::process::ExitCode {
     // SAFETY: setting a signal disposition before any thread starts.
     unsafe {
         let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
+    // Commands that build labs run as root, or as root of a user namespace.
+    let builds_labs = std::env::args().nth(1).is_some_and(|c| ["run", "diff", "mutate"].contains(&c.as_str()));
+    if builds_labs {
+        if let Some(code) = rootless::reexec_if_needed() {
+            return code;
+        }
     }
     cli::main()
 }

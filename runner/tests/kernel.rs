@@ -55,6 +55,9 @@ pub fn trials() -> Vec<Trial> {
         kernel_trial("broken_isolation_rules_fail_and_name_the_probe", broken_isolation),
         kernel_trial("root_namespace_unchanged_by_runs", root_namespace_unchanged),
         kernel_trial("sigkill_leaves_nothing_behind", sigkill_leaves_nothing),
+        kernel_trial("rootless_run_in_a_user_namespace", rootless),
+        kernel_trial("concurrent_runs_agree_with_a_serial_run", concurrent_runs_agree),
+        kernel_trial("no_flakes_over_50_repeats", no_flakes_over_50_repeats),
         kernel_trial("lab_namespaces_have_ipv6_off_and_scenario_sysctls", lab_sysctls),
         kernel_trial("rejected_rule_file_fails_with_the_tools_message", rejected_rules),
         kernel_trial("mutate_scores_the_seed_rules", mutation_score),
@@ -191,6 +194,10 @@ fn root_namespace_unchanged() -> Result<(), Failed> {
     if failing.status.code() != Some(1) {
         return Err("the broken copy did not fail".into());
     }
+    // And runs killed part way, one of them while its live producer runs.
+    let own = std::fs::read_link("/proc/self/ns/net")?.to_string_lossy().into_owned();
+    kill_and_check(&repo().join("runner/tests/data/slow/slow.yaml"), 300, &own)?;
+    kill_and_check(&repo().join("runner/tests/data/slow-live/slow-live.yaml"), 300, &own)?;
     let after = root_snapshot()?;
     if before != after {
         return Err(format!("the root namespace changed:\n{}", line_diff(&before, &after)).into());
@@ -238,48 +245,222 @@ fn holders(inodes: &BTreeSet<String>) -> Vec<(u32, String)> {
     held
 }
 
+/// Kill points for a chaos run: each fixed point moved by up to `jitter` ms, from a
+/// seed printed with any failure so it can be replayed.
+fn kill_points(fixed: &[u64], jitter: u64, seed: u64) -> Vec<u64> {
+    let mut state = seed | 1;
+    fixed
+        .iter()
+        .map(|&ms| {
+            // xorshift64: enough to spread the points, no crate needed.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ms + state % (jitter + 1)
+        })
+        .collect()
+}
+
+/// Starts `netconform run SCENARIO`, kills it with SIGKILL after `delay_ms`, and checks
+/// that no process holds any namespace it had made. Returns how many lab namespaces
+/// were seen.
+fn kill_and_check(scenario: &Path, delay_ms: u64, own: &str) -> Result<usize, String> {
+    let mut child = netconform().arg("run").arg(scenario).stdout(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let mut seen = BTreeSet::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(delay_ms) {
+        seen.extend(netns_of(pid));
+        // The sandbox of a live producer: its processes hold the lab host too.
+        for child_pid in children(pid) {
+            seen.extend(netns_of(child_pid));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    seen.extend(netns_of(pid));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| e.to_string())?;
+    child.wait().map_err(|e| e.to_string())?;
+    seen.remove(own);
+    // Everything that held a lab namespace was ours or a descendant; the kernel ends
+    // them with us, which can take a moment.
+    let mut left = holders(&seen);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        left = holders(&seen);
+    }
+    if !left.is_empty() {
+        return Err(format!("after SIGKILL at {delay_ms} ms, processes still hold lab namespaces: {left:?}"));
+    }
+    Ok(seen.len())
+}
+
+/// Direct children of `pid`, from every thread.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| text.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<u32>>())
+        .collect()
+}
+
 fn sigkill_leaves_nothing() -> Result<(), Failed> {
     let own = std::fs::read_link("/proc/self/ns/net")?.to_string_lossy().into_owned();
     let links_before = read_machine("ip", &["-o", "link", "show"])?;
-    let scenario = repo().join("runner/tests/data/slow/slow.yaml");
-    // Points in a run: lab building, rule loading, probes in flight.
-    for delay_ms in [5u64, 30, 80, 150, 400, 900, 1500] {
-        let mut child = netconform().arg("run").arg(&scenario).stdout(Stdio::null()).spawn()?;
-        let pid = child.id();
-        let mut seen = BTreeSet::new();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(delay_ms) {
-            seen.extend(netns_of(pid));
-            std::thread::sleep(Duration::from_millis(2));
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
+    // Lab build, rule load and probes (slow.yaml waits 2 s on its probes, then tears
+    // down); a live producer running (slow-live.yaml's script takes 0.6 s and leaves a
+    // child behind).
+    let slow = repo().join("runner/tests/data/slow/slow.yaml");
+    let live = repo().join("runner/tests/data/slow-live/slow-live.yaml");
+    let plan: Vec<(&Path, u64)> =
+        kill_points(&[2, 10, 25, 45, 70, 100, 140, 200, 300, 500, 800, 1200, 1700, 2050], 40, seed)
+            .into_iter()
+            .map(|ms| (slow.as_path(), ms))
+            .chain(
+                kill_points(&[10, 60, 150, 300, 450, 700], 40, seed ^ 0x9e37)
+                    .into_iter()
+                    .map(|ms| (live.as_path(), ms)),
+            )
+            .collect();
+    let mut saw_labs = 0;
+    for (scenario, ms) in &plan {
+        let seen = kill_and_check(scenario, *ms, &own).map_err(|e| format!("{e} (seed {seed})"))?;
+        if seen > 0 {
+            saw_labs += 1;
         }
-        seen.extend(netns_of(pid));
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)?;
-        child.wait()?;
-        seen.remove(&own);
-        // A process that was ours has exited; the kernel needs no more than that.
-        let mut left = holders(&seen);
-        for _ in 0..50 {
-            if left.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            left = holders(&seen);
-        }
-        if !left.is_empty() {
-            return Err(format!("after SIGKILL at {delay_ms} ms, processes still hold lab namespaces: {left:?}").into());
-        }
-        if delay_ms >= 400 && seen.is_empty() {
-            return Err(format!("no lab namespace was seen within {delay_ms} ms; the test did not test").into());
-        }
+    }
+    if saw_labs < plan.len() / 2 {
+        return Err(format!(
+            "only {saw_labs} of {} kills caught a lab; the test did not test (seed {seed})",
+            plan.len()
+        )
+        .into());
     }
     let links_after = read_machine("ip", &["-o", "link", "show"])?;
     if links_before != links_after {
         return Err(format!("root namespace links changed:\n{}", line_diff(&links_before, &links_after)).into());
     }
-    // And the next run passes.
-    let again = netconform().arg("run").arg(&scenario).output()?;
-    if !again.status.success() {
-        return Err(format!("the run after the kills failed:\n{}", String::from_utf8_lossy(&again.stdout)).into());
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo")?;
+    if mounts_before != mounts_after {
+        return Err(format!("mounts changed:\n{}", line_diff(&mounts_before, &mounts_after)).into());
+    }
+    // And the next runs pass.
+    for scenario in [&slow, &live] {
+        let again = netconform().arg("run").arg(scenario).output()?;
+        if !again.status.success() {
+            return Err(format!("the run after the kills failed:\n{}", String::from_utf8_lossy(&again.stdout)).into());
+        }
+    }
+    Ok(())
+}
+
+/// The seed scenarios, and a small nft one, as an unprivileged user: netconform
+/// re-runs itself in a user namespace.
+fn rootless() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let copy = Command::new("cp").arg("-r").arg(repo().join("scenarios/seed")).arg(root.join("seed")).status()?;
+    let bin = root.join("netconform");
+    std::fs::copy(env!("CARGO_BIN_EXE_netconform"), &bin)?;
+    std::fs::create_dir(root.join("nft"))?;
+    std::fs::write(
+        root.join("nft/drop.nft"),
+        "table inet f {\n chain fw {\n  type filter hook forward priority 0; policy accept;\n  tcp dport 81 counter drop\n }\n}\n",
+    )?;
+    std::fs::write(
+        root.join("nft/drop.yaml"),
+        "host: { forwarding: true, bridges: { br0: { address: 10.0.0.1/24 } } }\n\
+         nodes:\n  a: { interfaces: [{ bridge: br0, address: 10.0.0.2/24, gateway: 10.0.0.1 }], services: { tcp: [80, 81] } }\n\
+         \x20 b: { interfaces: [{ bridge: br0, address: 10.0.0.3/24, gateway: 10.0.0.1 }] }\n\
+         rules: { backends: [nft], files: [drop.nft] }\n\
+         probes:\n  - { from: b, to: a, port: 80, expect: reached }\n  - { from: b, to: a, port: 81, expect: dropped }\n\
+         counters:\n  - { family: inet, table: f, chain: fw, position: 1, packets: 1 }\n",
+    )?;
+    if !copy.success() {
+        return Err("copying the seed scenarios failed".into());
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&bin)
+        .args(["run", "seed", "nft"])
+        .current_dir(root)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("11 passed, 0 failed") {
+        return Err(format!(
+            "the rootless run did not pass ({:?}):\n{stdout}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Two netconform processes at once, each with parallel jobs, give the results of one
+/// serial run.
+fn concurrent_runs_agree() -> Result<(), Failed> {
+    let outcomes = |stdout: &[u8]| -> Result<Vec<String>, Failed> {
+        let doc: serde_json::Value = serde_json::from_slice(stdout)?;
+        let mut runs: Vec<String> = doc["runs"]
+            .as_array()
+            .ok_or("no runs")?
+            .iter()
+            .map(|r| {
+                let probes: Vec<&str> =
+                    r["probes"].as_array().into_iter().flatten().filter_map(|p| p["outcome"].as_str()).collect();
+                format!("{} {} {} {probes:?}", r["scenario"], r["backend"], r["status"])
+            })
+            .collect();
+        runs.sort();
+        Ok(runs)
+    };
+    let serial = netconform().args(["run", "--jobs", "1", "--format", "json", "scenarios/seed"]).output()?;
+    let spawn = || {
+        netconform().args(["run", "--jobs", "4", "--format", "json", "scenarios/seed"]).stdout(Stdio::piped()).spawn()
+    };
+    let (a, b) = (spawn()?, spawn()?);
+    let (a, b) = (a.wait_with_output()?, b.wait_with_output()?);
+    for (label, out) in [("serial", &serial), ("first parallel", &a), ("second parallel", &b)] {
+        if !out.status.success() {
+            return Err(format!(
+                "the {label} run failed ({:?}):\n{}\n{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+    }
+    let want = outcomes(&serial.stdout)?;
+    for out in [&a, &b] {
+        let got = outcomes(&out.stdout)?;
+        if got != want {
+            return Err(format!("parallel results differ from the serial run:\n{got:#?}\nvs\n{want:#?}").into());
+        }
+    }
+    Ok(())
+}
+
+/// The seed suite fifty times over: every verdict the same each time.
+fn no_flakes_over_50_repeats() -> Result<(), Failed> {
+    let out = netconform().args(["run", "--repeat", "50", "scenarios/seed"]).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("0 flaky of 10 runs over 50 repeats") {
+        let tail: Vec<&str> = stdout.lines().rev().take(30).collect();
+        return Err(format!(
+            "flakes or failures over 50 repeats:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+        .into());
     }
     Ok(())
 }

@@ -154,7 +154,8 @@ struct Attachment {
     netns: String,
     list: Value,
     runtime: Value,
-    /// The last result the list gave: the whole list's once ADD went through.
+    /// The last result the list gave (each plugin's result includes the previous
+    /// one): the whole list's once ADD went through.
     result: Option<Value>,
 }
 
@@ -228,24 +229,31 @@ impl Producer for Cni {
             for id in containers(scn) {
                 let node = scn.node(id);
                 let c = node.container.as_ref().expect("a container");
-                self.attached.push(Attachment {
+                let mut a = Attachment {
                     name: node.name.clone(),
                     container: container_id(&node.name),
                     netns: netns_path(lab, id),
                     list: conflist(scn, c.network),
                     runtime: runtime_config(scn, id),
                     result: None,
-                });
-                let a = self.attached.last().expect("just pushed");
-                let mut prev: Option<Value> = None;
-                for plugin in 0..PLUGINS.len() {
-                    let out = self.call(a, "ADD", plugin, prev.as_ref(), log).await?;
-                    let result: Value = serde_json::from_str(&out).map_err(|e| {
-                        format!("{} ADD for {}: not a CNI result ({e}):\n{out}", PLUGINS[plugin], a.name)
-                    })?;
-                    prev = Some(result);
+                };
+                let mut outcome = Ok(());
+                for (plugin, plugin_name) in PLUGINS.iter().enumerate() {
+                    let added = self.call(&a, "ADD", plugin, a.result.as_ref(), log).await.and_then(|out| {
+                        serde_json::from_str::<Value>(&out)
+                            .map_err(|e| format!("{plugin_name} ADD for {}: not a CNI result ({e}):\n{out}", a.name))
+                    });
+                    match added {
+                        Ok(result) => a.result = Some(result),
+                        Err(e) => {
+                            outcome = Err(e);
+                            break;
+                        }
+                    }
                 }
-                self.attached.last_mut().expect("just pushed").result = prev;
+                // Kept even when a plugin failed: DEL undoes what the others did.
+                self.attached.push(a);
+                outcome?;
             }
             Ok(())
         })

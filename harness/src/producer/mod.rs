@@ -10,7 +10,9 @@ mod cni;
 mod command;
 mod dockerd;
 mod files;
+mod firewalld;
 mod netavark;
+mod ufw;
 
 use std::collections::BTreeMap;
 
@@ -81,28 +83,8 @@ pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
         Some(LiveProgram::Netavark) => Box::new(netavark::Netavark::new(scn)),
         Some(LiveProgram::Cni) => Box::new(cni::Cni::default()),
         Some(LiveProgram::Dockerd) => Box::new(dockerd::Dockerd::default()),
-        Some(other) => Box::new(Unavailable(other)),
-    }
-}
-
-/// A live program this build has no adapter for: the scenario is reported as not
-/// runnable, never as passed.
-struct Unavailable(LiveProgram);
-
-impl Producer for Unavailable {
-    fn programs(&self) -> Vec<&'static str> {
-        vec![]
-    }
-
-    fn produce<'a>(
-        &'a mut self,
-        _: &'a Scenario,
-        _: &'a mut Lab,
-        _: Backend,
-        _: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        let name = self.0.name();
-        Box::pin(async move { Err(format!("no producer for program `{name}` in this build")) })
+        Some(LiveProgram::Ufw) => Box::new(ufw::Ufw::default()),
+        Some(LiveProgram::Firewalld) => Box::new(firewalld::Firewalld::default()),
     }
 }
 
@@ -129,22 +111,21 @@ fn env_name(name: &str) -> String {
 
 /// The lab as environment variables, for programs run in it:
 /// - `NETCONFORM_NODES`: node names, the host first;
-/// - `NETCONFORM_NETNS_<NODE>`: a path that opens the node's network namespace
-///   (`nsenter --net=PATH`, `ip netns exec` does not take paths);
+/// - `NETCONFORM_NETNS_<NODE>`: `/run/netns/<node>`, the node's network namespace
+///   (`nsenter --net=PATH`, or `ip netns exec <node>`), inside the sandbox;
 /// - `NETCONFORM_ADDRESS_<NODE>`: its first address;
 /// - `NETCONFORM_BRIDGES`: the host's bridges; `NETCONFORM_NETWORKS`: container
 ///   networks, with `NETCONFORM_NETWORK_<NAME>_{BRIDGE,SUBNET,GATEWAY}`;
 /// - `NETCONFORM_CONTAINER_<NAME>_{NETWORK,ADDRESS}` for each container;
 /// - `NETCONFORM_BACKEND`, `NETCONFORM_SCENARIO_DIR`.
-pub fn lab_environment(scn: &Scenario, lab: &Lab, backend: Backend) -> Vec<(String, String)> {
+pub fn lab_environment(scn: &Scenario, _lab: &Lab, backend: Backend) -> Vec<(String, String)> {
     let mut env = BTreeMap::new();
-    let pid = std::process::id();
     let names: Vec<&str> = scn.nodes.iter().map(|n| n.name.as_str()).collect();
     env.insert("NETCONFORM_NODES".to_string(), names.join(" "));
     for (i, node) in scn.nodes.iter().enumerate() {
         let id = NodeId(i);
         let key = env_name(&node.name);
-        env.insert(format!("NETCONFORM_NETNS_{key}"), format!("/proc/{pid}/fd/{}", lab.ns(id).raw_fd()));
+        env.insert(format!("NETCONFORM_NETNS_{key}"), format!("/run/netns/{}", node.name));
         if let Some(addr) = scn.addresses_of(id).first() {
             env.insert(format!("NETCONFORM_ADDRESS_{key}"), addr.to_string());
         }
@@ -173,7 +154,14 @@ pub fn lab_environment(scn: &Scenario, lab: &Lab, backend: Backend) -> Vec<(Stri
 /// A sandbox in the lab host for `scn` under `backend`, with the lab's environment.
 pub async fn sandbox(scn: &Scenario, lab: &Lab, backend: Backend) -> Result<Sandbox, String> {
     use std::os::fd::AsFd;
-    Sandbox::start(lab.host().as_fd(), flavour(backend), lab_environment(scn, lab, backend))
-        .await
-        .map_err(|e| format!("starting the sandbox: {e}"))
+    let namespaces: Vec<(&str, std::os::fd::RawFd)> =
+        (0..scn.nodes.len()).map(|i| (scn.nodes[i].name.as_str(), lab.ns(NodeId(i)).raw_fd())).collect();
+    Sandbox::start_with_namespaces(
+        lab.host().as_fd(),
+        flavour(backend),
+        lab_environment(scn, lab, backend),
+        &namespaces,
+    )
+    .await
+    .map_err(|e| format!("starting the sandbox: {e}"))
 }

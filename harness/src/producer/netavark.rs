@@ -4,9 +4,10 @@
 //! runs `netavark --config DIR setup NETNS` in the lab host's sandbox, with the
 //! container's own lab namespace as NETNS. netavark then creates the bridge, the veth
 //! pair, the addresses and routes, and its firewall rules, through the driver the
-//! scenario names in `rules.live.driver` (`NETAVARK_FW`: iptables by default,
-//! nftables, or firewalld, for which a private D-Bus and firewalld are started in the
-//! sandbox first). At the end, `netavark teardown` runs for every container set up.
+//! scenario names in `rules.live.driver` (`NETAVARK_FW`: iptables by default;
+//! nftables, which netavark 1.4.0 refuses as not available and later releases have;
+//! or firewalld, for which a private D-Bus and firewalld are started in the sandbox
+//! first). At the end, `netavark teardown` runs for every container set up.
 
 use std::time::Duration;
 
@@ -63,10 +64,10 @@ struct SetUp {
     options: String,
 }
 
-/// A path other programs can open to enter the lab namespace of `id`, as
-/// [`super::lab_environment`] gives it: our own descriptor, seen through /proc.
+/// The path, inside the sandbox, of the lab namespace of `id`, as
+/// [`super::lab_environment`] gives it (see [`crate::exec::Sandbox::start_with_namespaces`]).
 pub(super) fn netns_path(lab: &Lab, id: NodeId) -> String {
-    format!("/proc/{}/fd/{}", std::process::id(), lab.ns(id).raw_fd())
+    format!("/run/netns/{}", lab.ns(id).name())
 }
 
 /// A container ID as container engines give them: the container's name when it is

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use futures::future::BoxFuture;
 
 use super::{Log, Producer};
-use crate::exec::{ExecError, IptablesFlavour, Invocation, Sandbox};
+use crate::exec::{ExecError, Invocation, IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
 
@@ -144,7 +144,10 @@ pub(super) fn sysctl_text(original: &str) -> String {
     for line in original.lines() {
         let t = line.trim_start();
         let key = t.trim_start_matches('-').split('=').next().unwrap_or("").trim();
-        let keep = t.is_empty() || t.starts_with('#') || t.starts_with(';') || key.starts_with("net/")
+        let keep = t.is_empty()
+            || t.starts_with('#')
+            || t.starts_with(';')
+            || key.starts_with("net/")
             || key.starts_with("net.");
         if keep {
             out.push_str(line);
@@ -349,7 +352,8 @@ mod tests {
 
     #[test]
     fn alternatives_script_copies_links_and_mounts() {
-        let links = [("iptables", PathBuf::from("/usr/sbin/iptables-legacy")), ("iptables-save", PathBuf::from("/x y"))];
+        let links =
+            [("iptables", PathBuf::from("/usr/sbin/iptables-legacy")), ("iptables-save", PathBuf::from("/x y"))];
         let s = alternatives_script("/run/a", &links);
         assert_eq!(
             s,
@@ -364,8 +368,7 @@ mod tests {
     #[test]
     fn setup_mounts_every_copy_over_its_original() {
         let s = setup_script(&[("iptables", PathBuf::from("/usr/sbin/iptables-nft"))]);
-        for (copy, original) in
-            [("etc-ufw", "/etc/ufw"), ("lib-ufw", "/lib/ufw"), ("default-ufw", "/etc/default/ufw")]
+        for (copy, original) in [("etc-ufw", "/etc/ufw"), ("lib-ufw", "/lib/ufw"), ("default-ufw", "/etc/default/ufw")]
         {
             assert!(s.contains(&format!("mount --bind \"$S/{copy}\" {original}\n")), "{s}");
         }

@@ -1035,6 +1035,8 @@ table ip docker-bridges {
             .map(|i| ProbeReport {
                 probe: i,
                 path: None,
+                deciding: None,
+                trace: Vec::new(),
                 outcome: Outcome {
                     kind: OutcomeKind::Reached,
                     detail: "an answer".into(),

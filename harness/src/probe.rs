@@ -61,6 +61,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// An outcome decided by something other than the probe's own socket (a traced
+    /// verdict), after `elapsed`.
+    pub fn decided(kind: OutcomeKind, detail: impl Into<String>, elapsed: Duration) -> Outcome {
+        Outcome { elapsed, ..Outcome::new(kind, detail) }
+    }
+
     fn new(kind: OutcomeKind, detail: impl Into<String>) -> Outcome {
         Outcome {
             kind,

@@ -8,10 +8,13 @@ use crate::backend::{self, RuleBackend};
 use crate::counters::{self, CounterDelta, Dump, LookupError};
 use crate::judge::{self, Verdict};
 use crate::lab::Lab;
+use crate::probe::OutcomeKind;
 use crate::probe::{self, Outcome};
 use crate::producer::{self, Log};
+use crate::scenario::Probe;
 use crate::scenario::{Backend, Proto, Scenario};
 use crate::service::Services;
+use crate::trace::{self, TraceSession};
 
 #[derive(Debug, Clone)]
 pub struct ProbeReport {
@@ -22,6 +25,12 @@ pub struct ProbeReport {
     /// In an explained run: the rules (and chain policies) whose counters this probe
     /// moved, in dump order. Together they are the packets' path.
     pub path: Option<Vec<PathStep>>,
+    /// On nf_tables back ends, when rules were named: the rule whose verdict decided
+    /// this probe, in the syntax the rules were loaded in.
+    pub deciding: Option<String>,
+    /// On nf_tables back ends, when rules were named: every traced step of the probe's
+    /// packets.
+    pub trace: Vec<String>,
 }
 
 /// One rule on a probe's path, as the back end's dump shows it.
@@ -41,6 +50,30 @@ impl std::fmt::Display for PathStep {
         match self.position {
             Some(p) => write!(f, "{} #{p}: {} ({} packets)", self.chain, self.text, self.packets),
             None => write!(f, "{}: {} ({} packets)", self.chain, self.text, self.packets),
+        }
+    }
+}
+
+/// Sends probe `index`; with a trace, a drop verdict on its packets ends it at once
+/// (unless its timeout reaches TCP's first retransmission, which a drop need not stop).
+async fn send(lab: &Lab, scn: &Scenario, p: &Probe, index: usize, trace: Option<&TraceSession>) -> Outcome {
+    let sending = probe::send(lab.ns(p.from), p, index);
+    let Some(trace) = trace.filter(|_| p.timeout < Duration::from_secs(1)) else { return sending.await };
+    let start = Instant::now();
+    tokio::select! {
+        biased;
+        outcome = sending => outcome,
+        event = trace.dropped(probe::tag(index)) => {
+            let mut outcome = Outcome::decided(
+                OutcomeKind::Dropped,
+                format!("dropped in {} {} (traced)", event.table, event.chain),
+                start.elapsed(),
+            );
+            if event.direction == trace::Direction::Reply {
+                // The answer was dropped, so the request arrived: at the answer's source.
+                outcome.delivered_to = scn.owner_of(event.packet.src).map(|id| scn.node(id).name.clone());
+            }
+            outcome
         }
     }
 }
@@ -278,7 +311,21 @@ async fn observe(
         None
     };
 
-    let sends = scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, i));
+    // On nf_tables back ends, trace the probes' packets: a drop ends a probe at once,
+    // and the report names the rule that decided each one.
+    let trace = if trace::supported(rb.backend()) && !scn.probes.is_empty() {
+        let tags: Vec<trace::ProbeTag> = (0..scn.probes.len()).map(probe::tag).collect();
+        match TraceSession::start(lab.host(), &tags).await {
+            Ok(session) => Some(session),
+            Err(e) => {
+                report.producer_log.push(format!("tracing is off for this run: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let sends = scn.probes.iter().enumerate().map(|(i, p)| send(lab, scn, p, i, trace.as_ref()));
     let mut paths: Vec<Option<Vec<PathStep>>> = vec![None; scn.probes.len()];
     let mut outcomes = if explain {
         // One at a time, with the counters read around each probe.
@@ -307,9 +354,11 @@ async fn observe(
             Proto::Tcp(_) => 6,
             Proto::Udp(_) => 17,
         };
+        let traced = outcome.delivered_to.take();
         outcome.delivered_to = services
             .received(i as u64)
-            .or_else(|| arrivals.reached(p.from, proto, probe::tag(i)).map(|id| scn.node(id).name.clone()));
+            .or_else(|| arrivals.reached(p.from, proto, probe::tag(i)).map(|id| scn.node(id).name.clone()))
+            .or(traced);
     }
     report.probes = outcomes
         .into_iter()
@@ -320,8 +369,28 @@ async fn observe(
             verdict: judge::probe(scn, &scn.probes[i], &outcome),
             outcome,
             path,
+            deciding: None,
+            trace: Vec::new(),
         })
         .collect();
+    if let Some(session) = trace {
+        // Naming rules costs a listing: only when someone will read the names.
+        if explain || report.probes.iter().any(|p| !p.verdict.pass()) {
+            match trace::Dumps::read(lab.host(), rb.backend()).await {
+                Ok(dumps) => {
+                    for p in &mut report.probes {
+                        let tag = probe::tag(p.probe);
+                        p.deciding = session.deciding(tag).map(|e| trace::describe(&e, &dumps));
+                        p.trace = session.events(tag).iter().map(|e| trace::describe(e, &dumps)).collect();
+                    }
+                }
+                Err(e) => report.producer_log.push(format!("naming the traced rules: {e}")),
+            }
+        }
+        if let Err(e) = session.close().await {
+            report.producer_log.push(format!("removing the trace table: {e}"));
+        }
+    }
 
     let (after, text) = backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?;
     report.rules_after = Some(text);

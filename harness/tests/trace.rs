@@ -4,9 +4,7 @@
 //! a rejected probe is left to get its reset, and a probe that gets through is never
 //! reported as dropped. Once under iptables-nft, once under nft.
 //!
-//! Every body is a plain `fn() -> Result<(), String>`; [`unavailable`] says why it
-//! cannot run on this machine. The `#[test]` functions print `ignored: ...` and return
-//! when it cannot.
+//! Each is a trial that is reported ignored, with the reason, where it cannot run.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -29,33 +27,20 @@ pub fn unavailable() -> Option<String> {
         .map(|t| format!("{t} is not installed; run ci/install-deps"))
 }
 
-fn run(body: fn() -> Result<(), String>) {
-    if let Some(why) = unavailable() {
-        println!("ignored: {why}");
-        return;
-    }
-    if let Err(e) = body() {
-        panic!("{e}");
-    }
-}
-
-#[test]
-fn iptables_nft_drop_is_named_in_iptables_syntax() {
-    run(iptables_nft);
-}
-
-#[test]
-fn nft_drop_is_named_in_nft_syntax() {
-    run(nft);
-}
-
-/// The median time from sending a dropped SYN to `dropped()` resolving, over 50
-/// probes, per back end. A measurement, not a check: run it with
-/// `cargo test -p netconform-harness --test trace -- --ignored --nocapture`.
-#[test]
-#[ignore = "benchmark: run with --ignored --nocapture"]
-fn drop_latency() {
-    run(latency);
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let trial = |name: &str, body: fn() -> Result<(), String>| {
+        libtest_mimic::Trial::ignorable_test(name, move || match unavailable() {
+            Some(why) => Ok(libtest_mimic::Completion::ignored_with(why)),
+            None => body().map(|()| libtest_mimic::Completion::Completed).map_err(Into::into),
+        })
+        .with_kind("kernel")
+    };
+    let trials = vec![
+        trial("trace::iptables_nft_drop_is_named_in_iptables_syntax", iptables_nft),
+        trial("trace::nft_drop_is_named_in_nft_syntax", nft),
+    ];
+    libtest_mimic::run(&args, trials).exit();
 }
 
 /// Two nodes on uplinks of a forwarding host; `b` serves everything the probes ask for.
@@ -262,48 +247,4 @@ fn check(rules: &str, ext: &str, want: Expected) -> Result<(), String> {
             Err(problems.join("\n"))
         }
     })
-}
-
-fn latency() -> Result<(), String> {
-    const N: usize = 50;
-    let probes: String = std::iter::once("probes:\n".to_string())
-        .chain(
-            (0..N)
-                .map(|i| format!("  - {{ name: drop-{i}, from: a, to: b, proto: tcp, port: 81, expect: dropped }}\n")),
-        )
-        .collect();
-    for (rules, ext, backend) in [(IPTABLES_RULES, "rules", Backend::IptablesNft), (NFT_RULES, "nft", Backend::Nft)] {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let scn = scenario(dir.path(), rules, ext, backend, &probes)?;
-        let rt = runtime()?;
-        let (mut sent, mut seen) = rt.block_on(async {
-            let up = bring_up(scn).await?;
-            let (mut sent, mut seen) = (Vec::with_capacity(N), Vec::with_capacity(N));
-            for i in 0..N {
-                match up.race(i).await {
-                    (t, Ok(_)) => {
-                        let resolved = Instant::now();
-                        sent.push(t);
-                        // The first event of the probe is the SYN entering the host.
-                        if let Some(first) = up.session.events(probe::tag(i)).first() {
-                            seen.push(resolved.duration_since(first.seen));
-                        }
-                    }
-                    (t, Err(o)) => return Err(format!("probe {i} ended first after {t:?}: {}", o.detail)),
-                }
-            }
-            Ok::<_, String>((sent, seen))
-        })?;
-        sent.sort();
-        seen.sort();
-        println!(
-            "{backend}: {N} dropped SYNs: probe::send called -> dropped() resolved: median {:?} (min {:?}, max {:?}); \
-             SYN's first trace event read -> dropped() resolved: median {:?}",
-            sent[N / 2],
-            sent[0],
-            sent[N - 1],
-            seen.get(seen.len() / 2).copied().unwrap_or_default()
-        );
-    }
-    Ok(())
 }

@@ -5,6 +5,10 @@
 //! and each container's own network namespace becomes that node's, so services and
 //! probes run where Docker put the container.
 //!
+//! With `rules.live.commands` (ufw command lines), the real ufw is configured and
+//! enabled first, as the `ufw` producer does it, and dockerd starts after it: a host
+//! where ufw came up at boot and Docker after, the case of moby#22054.
+//!
 //! Docker's containers land in cgroups of the machine's cgroup2 hierarchy, under one
 //! parent per daemon named after this process (`netconform-dockerd.PID.START.N`).
 //! Teardown removes containers, networks, the daemon and that parent. A run killed
@@ -19,13 +23,15 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 
 use super::{Log, Producer};
-use crate::exec::{ExecError, Invocation, Sandbox};
+use crate::exec::{ExecError, Invocation, IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::netns::NetNs;
 use crate::scenario::{Backend, NodeId, Scenario};
 
 /// Where the daemon keeps everything, inside the sandbox's private /run.
 const STATE: &str = "/run/netconform/docker";
+/// ufw's copied configuration, when the scenario has ufw commands.
+const UFW_STATE: &str = "/run/netconform/ufw";
 /// The image every container runs: busybox-static and nothing else.
 const IMAGE: &str = "netconform/busybox:latest";
 /// Where busybox-static installs its program.
@@ -41,6 +47,8 @@ static DAEMONS: AtomicU32 = AtomicU32::new(0);
 
 #[derive(Default)]
 pub struct Dockerd {
+    /// ufw is configured before dockerd starts (the scenario has ufw commands).
+    ufw: bool,
     sandbox: Option<Sandbox>,
     /// The `nsenter` that runs dockerd; it exits when dockerd does.
     daemon: Option<tokio::process::Child>,
@@ -52,9 +60,21 @@ pub struct Dockerd {
     step: Duration,
 }
 
+impl Dockerd {
+    pub fn new(scn: &Scenario) -> Dockerd {
+        let ufw = scn.rules.live.as_ref().is_some_and(|l| !l.commands.is_empty());
+        Dockerd { ufw, ..Dockerd::default() }
+    }
+}
+
 impl Producer for Dockerd {
     fn programs(&self) -> Vec<&'static str> {
-        vec!["dockerd", "docker", "containerd", "containerd-shim-runc-v2", "runc", "busybox", "unshare", "nsenter"]
+        let mut programs =
+            vec!["dockerd", "docker", "containerd", "containerd-shim-runc-v2", "runc", "busybox", "unshare", "nsenter"];
+        if self.ufw {
+            programs.extend(["ufw", "sh", "cp", "ln", "mount"]);
+        }
+        programs
     }
 
     fn produce<'a>(
@@ -80,6 +100,9 @@ impl Producer for Dockerd {
             };
             self.sandbox = Some(sandbox);
             self.prepare(log).await?;
+            if !live.commands.is_empty() {
+                self.ufw_first(&live.commands, backend, log).await?;
+            }
             self.start_daemon(scn, log).await?;
             self.docker(log, &["import", "-", IMAGE], Some(rootfs)).await?;
             self.create_networks(scn, log).await?;
@@ -172,6 +195,41 @@ impl Dockerd {
                 Ok(()) => log.push(format!("removed the cgroup {name} of a dockerd run that is gone")),
                 Err(e) => log.push(format!("could not remove the stale cgroup {name}: {e}")),
             }
+        }
+        Ok(())
+    }
+
+    /// ufw from copies of its configuration, bind-mounted in the sandbox as the `ufw`
+    /// producer mounts them (its helpers do the copies' contents), then the
+    /// scenario's ufw command lines and `ufw --force enable`.
+    async fn ufw_first(&self, commands: &[String], backend: Backend, log: &mut Log) -> Result<(), String> {
+        use super::ufw;
+        let lines = ufw::command_lines(commands, "ufw")?;
+        let flavour = match super::flavour(backend) {
+            IptablesFlavour::System => {
+                return Err("ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into())
+            }
+            f => f,
+        };
+        let links = ufw::alternatives(flavour)?;
+        let state = self.outside(UFW_STATE)?;
+        ufw::make_dir(&state)?;
+        ufw::write_file(&state.join("default-ufw"), &ufw::defaults_text(&ufw::read("/etc/default/ufw")?))?;
+        ufw::write_file(&state.join("sysctl.conf"), &ufw::sysctl_text(&ufw::read("/etc/ufw/sysctl.conf")?))?;
+        let mut script = format!("S={UFW_STATE}\n");
+        script.push_str("cp -a /etc/ufw \"$S/etc-ufw\"\ncp -a /lib/ufw \"$S/lib-ufw\"\n");
+        script.push_str("cp \"$S/sysctl.conf\" \"$S/etc-ufw/sysctl.conf\"\n");
+        script.push_str(&ufw::alternatives_script(UFW_STATE, &links));
+        script.push_str("mount --bind \"$S/etc-ufw\" /etc/ufw\nmount --bind \"$S/lib-ufw\" /lib/ufw\n");
+        script.push_str("mount --bind \"$S/default-ufw\" /etc/default/ufw\n");
+        log.push(format!("ufw's configuration, copied and bind-mounted in the sandbox:\n{}", ufw::indent(&script)));
+        let mut setup = Invocation::new("sh", ["-euc", script.as_str()]);
+        setup.timeout = self.step;
+        ufw::step(self.sandbox()?, &setup, "sh -euc SETUP", log).await?;
+        for line in lines.iter().map(String::as_str).chain(["ufw --force enable"]) {
+            let mut inv = Invocation::new("sh", ["-c", line]);
+            inv.timeout = self.step;
+            ufw::step(self.sandbox()?, &inv, line, log).await?;
         }
         Ok(())
     }

@@ -82,7 +82,7 @@ pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
         Some(LiveProgram::Command) => Box::new(command::Command::default()),
         Some(LiveProgram::Netavark) => Box::new(netavark::Netavark::new(scn)),
         Some(LiveProgram::Cni) => Box::new(cni::Cni::default()),
-        Some(LiveProgram::Dockerd) => Box::new(dockerd::Dockerd::default()),
+        Some(LiveProgram::Dockerd) => Box::new(dockerd::Dockerd::new(scn)),
         Some(LiveProgram::Ufw) => Box::new(ufw::Ufw::default()),
         Some(LiveProgram::Firewalld) => Box::new(firewalld::Firewalld::default()),
     }

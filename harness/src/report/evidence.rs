@@ -98,6 +98,9 @@ pub fn write(dir: &Path, scn: &Scenario, rep: &ScenarioReport) -> std::io::Resul
         for problem in &p.verdict.problems {
             let _ = writeln!(probes, "  {problem}");
         }
+        if let Some(rule) = &p.deciding {
+            let _ = writeln!(probes, "  decided by {rule}");
+        }
         match &p.path {
             Some(steps) => {
                 let _ = writeln!(probes, "  path:");
@@ -111,5 +114,16 @@ pub fn write(dir: &Path, scn: &Scenario, rep: &ScenarioReport) -> std::io::Resul
         }
     }
     fs::write(folder.join("probes.txt"), probes)?;
+    let mut trace = String::new();
+    for p in rep.probes.iter().filter(|p| !p.trace.is_empty()) {
+        let _ = writeln!(trace, "{}:", scn.probes[p.probe].name);
+        for step in &p.trace {
+            let _ = writeln!(trace, "  {step}");
+        }
+    }
+    if trace.is_empty() {
+        trace = "no trace: the back end is not nf_tables-based, or every probe passed\n".into();
+    }
+    fs::write(folder.join("trace.txt"), trace)?;
     Ok(Some(folder))
 }

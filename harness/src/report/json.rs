@@ -70,6 +70,8 @@ fn run(scn: &Scenario, entry: &Entry) -> Value {
                         "elapsed_us": p.outcome.elapsed.as_micros() as u64,
                         "pass": p.verdict.pass(),
                         "problems": p.verdict.problems,
+                        "deciding_rule": p.deciding,
+                        "trace": p.trace,
                         "path": p.path.as_ref().map(|steps| steps.iter().map(|s| json!({
                             "chain": s.chain, "position": s.position, "rule": s.text, "packets": s.packets,
                         })).collect::<Vec<_>>()),

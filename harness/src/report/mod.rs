@@ -72,6 +72,9 @@ pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
             for problem in &p.verdict.problems {
                 let _ = writeln!(out, "       {problem}");
             }
+            if let Some(rule) = &p.deciding {
+                let _ = writeln!(out, "       decided by {rule}");
+            }
             match &p.path {
                 Some(steps) if steps.is_empty() => {
                     let _ = writeln!(out, "       path: no rule counter moved (nothing in the rule set saw it)");

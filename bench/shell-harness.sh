@@ -286,7 +286,7 @@ counter_of() {
     /^\*/ { table = substr($0, 2); next }
     table == t && $2 == "-A" && $3 == c {
       line = $0; sub(/^\[[0-9]+:[0-9]+\] -A [^ ]+ /, "", line); gsub(/[ \t]+/, " ", line)
-      if (line == r) { split($1, pb, /[][:]/); print pb[2]; found = 1; exit }
+      if (line == r) { packets = substr($1, 2); sub(/:.*/, "", packets); print packets; found = 1; exit }
     }
     END { if (!found) print "none" }' "$1"
 }

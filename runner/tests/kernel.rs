@@ -20,7 +20,7 @@ fn repo() -> PathBuf {
 }
 
 /// The programs the kernel tests run or read the machine with.
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 9] = [
     "iptables-nft-restore",
     "iptables-legacy-restore",
     "iptables-nft-save",
@@ -29,6 +29,7 @@ const TOOLS: [&str; 8] = [
     "nft",
     "ip",
     "ipset",
+    "xmllint",
 ];
 
 /// Why a kernel test cannot run here, if it cannot.
@@ -61,6 +62,7 @@ pub fn trials() -> Vec<Trial> {
         kernel_trial("lab_namespaces_have_ipv6_off_and_scenario_sysctls", lab_sysctls),
         kernel_trial("rejected_rule_file_fails_with_the_tools_message", rejected_rules),
         kernel_trial("mutate_scores_the_seed_rules", mutation_score),
+        kernel_trial("a_failing_scenario_explains_itself", failing_fixture_explains_itself),
         Trial::test("cli::bad_input_exits_2_with_position", bad_input).with_kind("cli"),
     ]
 }
@@ -585,6 +587,68 @@ fn rejected_rules() -> Result<(), Failed> {
         if !stdout.contains(needle) {
             return Err(format!("report lacks {needle:?}:\n{stdout}").into());
         }
+    }
+    Ok(())
+}
+
+/// The fixture under runner/tests/data/failing fails on purpose: the report names the
+/// deciding rule, the connectivity table marks the cell, the evidence folder holds
+/// everything, and the JUnit report validates against the schema CI systems read.
+fn failing_fixture_explains_itself() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let (junit, evidence) = (dir.path().join("junit.xml"), dir.path().join("evidence"));
+    let out = netconform()
+        .args(["run", "--matrix", "runner/tests/data/failing", "--junit"])
+        .arg(&junit)
+        .arg("--evidence")
+        .arg(&evidence)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() != Some(1) {
+        return Err(format!("expected exit status 1, got {:?}:\n{stdout}", out.status.code()).into());
+    }
+    for needle in [
+        "FAIL a -> b:81/tcp: expected reached, got dropped",
+        "decided by filter FORWARD rule 1 `-A FORWARD -p tcp -m tcp --dport 81 -m comment --comment \"no web on 81\" -j DROP`: DROP",
+        "filter FORWARD #1: -p tcp -m tcp --dport 81",
+        "ok>drop*",
+        "IGNORED failing/skipped.yaml",
+    ] {
+        if !stdout.contains(needle) {
+            return Err(format!("the report lacks {needle:?}:\n{stdout}").into());
+        }
+    }
+    let folder = evidence.join("failing_wrong-expectation.yaml__iptables-nft");
+    for (file, needle) in [
+        ("scenario.yaml", "expect: reached"),
+        ("rules/01-no-81.rules", "--dport 81"),
+        ("rules-before.txt", "[0:0] -A FORWARD"),
+        ("rules-after.txt", "[1:60] -A FORWARD"),
+        ("trace.txt", "DROP"),
+        ("probes.txt", "path:"),
+        ("lab.txt", "node b"),
+        ("report.txt", "decided by"),
+    ] {
+        let text = std::fs::read_to_string(folder.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        if !text.contains(needle) {
+            return Err(format!("evidence {file} lacks {needle:?}:\n{text}").into());
+        }
+    }
+    let schema = repo().join("ci/junit.xsd");
+    let valid = Command::new("xmllint").arg("--noout").arg("--schema").arg(&schema).arg(&junit).output()?;
+    if !valid.status.success() {
+        return Err(format!("the JUnit report does not validate:\n{}", String::from_utf8_lossy(&valid.stderr)).into());
+    }
+    let xml = std::fs::read_to_string(&junit)?;
+    if !xml.contains("<failure") || !xml.contains("<skipped") {
+        return Err(format!("the JUnit report lacks a failure or a skipped case:\n{xml}").into());
+    }
+    // The validation can fail: a test case without a name is refused.
+    let broken = dir.path().join("broken.xml");
+    std::fs::write(&broken, xml.replacen("<testcase name=", "<testcase label=", 1))?;
+    let invalid = Command::new("xmllint").arg("--noout").arg("--schema").arg(&schema).arg(&broken).output()?;
+    if invalid.status.success() {
+        return Err("xmllint accepted a test case without a name: the check checks nothing".into());
     }
     Ok(())
 }

@@ -212,7 +212,8 @@ measure_rules() {
 serve() {
   case "$2" in
     tcp) ip netns exec "$1" socat "TCP4-LISTEN:$3,fork,reuseaddr" "EXEC:echo netconform $4" & ;;
-    udp) ip netns exec "$1" socat "UDP4-RECVFROM:$3,fork" "EXEC:echo netconform $4" & ;;
+    # Reads the request before answering: an answer before the read loses the race.
+    udp) ip netns exec "$1" socat "UDP4-RECVFROM:$3,fork" "SYSTEM:read -r request; echo netconform $4" & ;;
   esac
   SERVERS+=($!)
   READY+=("$1 $2 $3")

@@ -78,33 +78,40 @@ impl Netlink {
             .map_err(fail(format!("adding {net} to {what}")))
     }
 
-    /// Waits until every interface named is operationally up. The kernel activates an
-    /// interface's transmit queue only then (in its link-watch work, which a busy
-    /// machine runs late); a packet sent before that is dropped.
-    async fn wait_up(&self, names: &[&str], ns: &str) -> Result<(), LabError> {
-        use netlink_packet_route::link::{LinkAttribute, State};
+    /// Waits until every interface named can transmit: the kernel gives a device its
+    /// transmit queue (instead of the "noop" one that drops everything) once it is up
+    /// with a carrier, for a veth in its link-watch work, which a busy machine runs
+    /// late. A packet sent before that is lost.
+    async fn wait_ready(&self, names: &[&str], ns: &str) -> Result<(), LabError> {
+        use netlink_packet_route::link::LinkAttribute;
+        use netlink_packet_route::tc::TcAttribute;
         let deadline = tokio::time::Instant::now() + LINK_UP_TIMEOUT;
         loop {
+            let mut index_of = std::collections::HashMap::new();
             let mut links = self.handle.link().get().execute();
-            let mut up = Vec::new();
             while let Some(link) = links.try_next().await.map_err(fail(format!("listing links in {ns}")))? {
-                let name = link.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::IfName(n) => Some(n.clone()),
-                    _ => None,
-                });
-                let oper_up = link.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)));
-                if let (Some(name), true) = (name, oper_up) {
-                    up.push(name);
+                for a in &link.attributes {
+                    if let LinkAttribute::IfName(n) = a {
+                        index_of.insert(n.clone(), link.header.index as i32);
+                    }
                 }
             }
-            let waiting: Vec<&str> = names.iter().copied().filter(|n| !up.iter().any(|u| u == n)).collect();
+            let mut noop = std::collections::HashSet::new();
+            let mut qdiscs = self.handle.qdisc().get().execute();
+            while let Some(q) = qdiscs.try_next().await.map_err(fail(format!("listing qdiscs in {ns}")))? {
+                if q.attributes.iter().any(|a| matches!(a, TcAttribute::Kind(k) if k == "noop")) {
+                    noop.insert(q.header.index);
+                }
+            }
+            let waiting: Vec<&str> =
+                names.iter().copied().filter(|n| index_of.get(*n).is_none_or(|i| noop.contains(i))).collect();
             if waiting.is_empty() {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(LabError {
                     what: format!("waiting for {} in {ns} to come up", waiting.join(", ")),
-                    source: format!("still down after {LINK_UP_TIMEOUT:?}").into(),
+                    source: format!("still not transmitting after {LINK_UP_TIMEOUT:?}").into(),
                 });
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -174,7 +181,8 @@ impl Lab {
         for bridge in &scn.host.bridges {
             host.handle
                 .link()
-                .add(LinkBridge::new(&bridge.name).up().build())
+                // Up only once its ports are: see below.
+                .add(LinkBridge::new(&bridge.name).build())
                 .execute()
                 .await
                 .map_err(fail(format!("creating bridge {}", bridge.name)))?;
@@ -229,10 +237,17 @@ impl Lab {
                 }
             }
             let names: Vec<&str> = node.interfaces.iter().map(|i| i.name.as_str()).collect();
-            nl.wait_up(&names, &node.name).await?;
+            nl.wait_ready(&names, &node.name).await?;
             Ok::<(), LabError>(())
         });
         futures::future::try_join_all(nodes).await?;
+        // A bridge opened with a port already up has carrier at once, and the kernel
+        // activates its transmit queue right away; opened empty, it waits for the
+        // kernel's link-watch work, which may take up to a second, dropping what the
+        // host sends through it meanwhile.
+        for (bridge, &index) in scn.host.bridges.iter().zip(&bridge_index) {
+            host.set_up(index, &bridge.name).await?;
+        }
         // The host side: every veth end, and every bridge that has a port.
         let mut names: Vec<&str> = Vec::new();
         for node in scn.nodes.iter().skip(1) {
@@ -245,7 +260,7 @@ impl Lab {
         }
         names.sort_unstable();
         names.dedup();
-        host.wait_up(&names, host_name).await?;
+        host.wait_ready(&names, host_name).await?;
         Ok(())
     }
 

@@ -3,8 +3,10 @@
 
 pub mod arrivals;
 pub mod backend;
+pub mod capture;
 pub mod counters;
 pub mod exec;
+pub mod init;
 pub mod judge;
 pub mod lab;
 pub mod matrix;

@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Build each scenario's lab, load its rules, send its probes and judge them.
     Run(crate::run_cmd::RunArgs),
+    /// Write a scenario that rebuilds a running Docker host in a lab, from what the
+    /// Docker CLI and iptables-save show (nothing on the host is changed).
+    Init(crate::init::InitArgs),
     /// Run one scenario's probes against two rule files and list every probe whose
     /// outcome differs. Exit 0 when they behave the same, 1 when they differ.
     Diff {
@@ -53,6 +56,19 @@ enum Command {
     /// Delete each rule of a rule file in turn and flip each verdict and policy, run
     /// the scenarios that load the file against every such mutation, and report how
     /// many some scenario notices. Exit 0 when done, whatever the score.
+    /// Run a scenario's producer (a live program) in a lab and keep what it wrote: the
+    /// rule set, and a scenario without the program that rebuilds the same lab around
+    /// it, with the same probes. Exit 0 when written.
+    Capture {
+        /// The scenario whose producer to run.
+        scenario: PathBuf,
+        /// Folder to write `NAME-BACKEND.yaml` and its rule file into.
+        #[arg(long, short = 'o', value_name = "DIR")]
+        output: PathBuf,
+        /// The back end to capture under (default: the scenario's first).
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
     Mutate {
         /// The rule file to mutate.
         #[arg(long, value_name = "FILE")]
@@ -96,6 +112,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => crate::run_cmd::run(args),
+        Command::Init(args) => crate::init::main(args),
+        Command::Capture { scenario, output, backend } => capture(&scenario, &output, backend.map(Backend::from)),
         Command::Diff { scenario, old, new, backend } => diff(&scenario, &old, &new, backend.map(Backend::from)),
         Command::Check { paths } => check(&paths),
         Command::List { paths } => list(&paths),
@@ -262,4 +280,57 @@ fn list(paths: &[PathBuf]) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+fn capture(path: &Path, output: &Path, only: Option<Backend>) -> ExitCode {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let scn = match scenario::load(path, &name) {
+        Ok(s) => s,
+        Err(e) => return bad_input(&e),
+    };
+    let backend = only.unwrap_or(scn.rules.backends[0]);
+    if !scn.rules.backends.contains(&backend) {
+        eprintln!("netconform: {name} does not run under {backend}");
+        return ExitCode::from(BAD_INPUT);
+    }
+    if let Err(why) = run::requirements(&scn, backend) {
+        eprintln!("netconform: cannot run: {why}");
+        return ExitCode::from(BAD_INPUT);
+    }
+    if let Some(why) = harness::producer::unavailable(&scn) {
+        eprintln!("netconform: cannot run {name}: {why}");
+        return ExitCode::from(BAD_INPUT);
+    }
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let captured = match runtime.block_on(harness::capture::capture(&scn, backend)) {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("netconform: the producer failed:\n{why}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "scenario".into());
+    let ext = if captured.format == harness::scenario::RuleFormat::Nft { "nft" } else { "rules" };
+    let rules_name = format!("{stem}-{backend}.{ext}");
+    let yaml_name = format!("{stem}-{backend}.yaml");
+    let written = std::fs::create_dir_all(output.join("rules"))
+        .and_then(|()| std::fs::write(output.join("rules").join(&rules_name), &captured.rules))
+        .and_then(|()| {
+            let text = harness::capture::static_scenario(&scn, backend, &format!("rules/{rules_name}"), &captured);
+            std::fs::write(output.join(&yaml_name), text)
+        });
+    match written {
+        Ok(()) => {
+            println!("wrote {}", output.join(&yaml_name).display());
+            println!("wrote {}", output.join("rules").join(&rules_name).display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("netconform: writing under {}: {e}", output.display());
+            ExitCode::from(BAD_INPUT)
+        }
+    }
 }

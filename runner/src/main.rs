@@ -1,6 +1,7 @@
 //! The `netconform` command.
 
 mod cli;
+mod init;
 mod mutate;
 mod rootless;
 mod run_cmd;
@@ -12,7 +13,8 @@ fn main() -> std::process::ExitCode {
         let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
     }
     // Commands that build labs run as root, or as root of a user namespace.
-    let builds_labs = std::env::args().nth(1).is_some_and(|c| ["run", "diff", "mutate"].contains(&c.as_str()));
+    let builds_labs =
+        std::env::args().nth(1).is_some_and(|c| ["run", "diff", "mutate", "capture"].contains(&c.as_str()));
     if builds_labs {
         if let Some(code) = rootless::reexec_if_needed() {
             return code;

@@ -1,4 +1,6 @@
-//! The dockerd producer under SIGKILL: the runner is killed while dockerd starts,
+//! The dockerd producer under SIGKILL, and `netconform init --docker` against it.
+//!
+//! Under SIGKILL: the runner is killed while dockerd starts,
 //! while runc creates a container, while probes are in flight and while containers are
 //! removed; each time, nothing the run started may be left: no process in a PID
 //! namespace it made (dockerd, containerd, containerd-shim, runc, docker-proxy, the
@@ -6,6 +8,10 @@
 //! machine, no cgroup with a process in it, and no Docker or containerd state on the
 //! machine. Docker's empty cgroup directories are the one thing a killed run cannot
 //! remove; the next dockerd run removes them, which is checked last.
+//!
+//! `init --docker` reads a private dockerd (run by the producer in a lab, its socket
+//! reached through the sandbox) and the lab host's rules, never this machine's; the
+//! scenario it writes must load and pass, under each iptables back end.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -71,12 +77,19 @@ fn netconform() -> Command {
     cmd
 }
 
-pub fn trials() -> Vec<Trial> {
-    vec![Trial::ignorable_test("kernel::dockerd_sigkill_leaves_nothing_behind", || match unavailable() {
+fn trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
+    Trial::ignorable_test(format!("kernel::{name}"), move || match unavailable() {
         Some(why) => Ok(Completion::ignored_with(why)),
-        None => sigkill_leaves_nothing().map(|()| Completion::Completed),
+        None => f().map(|()| Completion::Completed),
     })
-    .with_kind("kernel")]
+    .with_kind("kernel")
+}
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial("dockerd_sigkill_leaves_nothing_behind", sigkill_leaves_nothing),
+        trial("init_docker_writes_a_scenario_that_passes", init_docker),
+    ]
 }
 
 /// Why the test cannot run here, if it cannot.
@@ -254,8 +267,9 @@ fn sigkill_leaves_nothing() -> Result<(), Failed> {
             if child.try_wait()?.is_some() || start.elapsed() > Duration::from_secs(90) {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{}: the run ended before the point was seen; the test did not test", point.name)
-                    .into());
+                return Err(
+                    format!("{}: the run ended before the point was seen; the test did not test", point.name).into()
+                );
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -288,15 +302,14 @@ fn sigkill_leaves_nothing() -> Result<(), Failed> {
             )
             .into());
         }
-        let docker_seen: BTreeSet<&str> = seen_procs
-            .iter()
-            .filter(|p| DOCKER_PROGRAMS.contains(&p.comm.as_str()))
-            .map(|p| p.comm.as_str())
-            .collect();
+        let docker_seen: BTreeSet<&str> =
+            seen_procs.iter().filter(|p| DOCKER_PROGRAMS.contains(&p.comm.as_str())).map(|p| p.comm.as_str()).collect();
         for p in &seen_procs {
             if let Some(now) = read_proc(p.pid) {
                 if now.comm == p.comm && now.cmdline == p.cmdline && DOCKER_PROGRAMS.contains(&p.comm.as_str()) {
-                    return Err(format!("after SIGKILL at {}, {} ({}) still runs", point.name, p.comm, p.cmdline).into());
+                    return Err(
+                        format!("after SIGKILL at {}, {} ({}) still runs", point.name, p.comm, p.cmdline).into()
+                    );
                 }
             }
         }
@@ -330,4 +343,118 @@ fn sigkill_leaves_nothing() -> Result<(), Failed> {
         }
     }
     Ok(())
+}
+
+/// A Docker host for `init --docker`: the default bridge, a user network with
+/// published ports, and an internal network.
+const HOST_SCENARIO: &str = "\
+description: a Docker host for init --docker to read
+host:
+  uplinks:
+    eno1: { address: 192.0.2.1/24 }
+nodes:
+  lan:
+    interfaces:
+      - { uplink: eno1, address: 192.0.2.2/24, gateway: 192.0.2.1 }
+networks:
+  bridge: { bridge: docker0, subnet: 172.18.0.0/16, gateway: 172.18.0.1 }
+  front: { bridge: br-front, subnet: 10.99.0.0/24, gateway: 10.99.0.1 }
+  back: { bridge: br-back, subnet: 10.98.0.0/24, gateway: 10.98.0.1, internal: true }
+containers:
+  c0: { network: bridge, address: 172.18.0.2 }
+  web: { network: front, address: 10.99.0.2, publish: [\"8080:80\", \"5353:53/udp\"] }
+  db: { network: back, address: 10.98.0.2 }
+rules:
+  backends: [iptables-nft, iptables-legacy]
+  live: { program: dockerd }
+";
+
+fn init_docker() -> Result<(), Failed> {
+    use harness::scenario::Backend;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("host.yaml");
+    std::fs::write(&path, HOST_SCENARIO)?;
+    let scn = harness::scenario::load(&path, "host.yaml")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    for (backend, save) in
+        [(Backend::IptablesNft, "iptables-nft-save"), (Backend::IptablesLegacy, "iptables-legacy-save")]
+    {
+        let out = dir.path().join(backend.name()).join("docker-host.yaml");
+        let written = rt.block_on(async {
+            let mut lab = harness::lab::Lab::build(&scn).await.map_err(|e| e.to_string())?;
+            let mut producer = harness::producer::for_scenario(&scn);
+            let mut log = harness::producer::Log::default();
+            let produced = producer.produce(&scn, &mut lab, backend, &mut log).await;
+            let result = match produced {
+                Ok(()) => read_host(&log, &lab, save, &out, dir.path()),
+                Err(e) => Err(format!("the private dockerd did not come up: {e}\n{log}")),
+            };
+            let problems = producer.teardown(&mut log).await;
+            drop(producer);
+            drop(lab);
+            if !problems.is_empty() {
+                return Err(format!("tearing the private dockerd down: {problems:?}"));
+            }
+            result
+        })?;
+        let text = std::fs::read_to_string(&out)?;
+        let rules = std::fs::read_to_string(out.with_file_name("rules").join("docker-host.rules"))?;
+        for needle in [
+            "    docker0: { address: 172.18.0.1/16 }",
+            "    br-front: { address: 10.99.0.1/24 }",
+            "    eno1: { address: 192.0.2.1/24 }",
+            "      - { uplink: eno1, address: 192.0.2.2/24, gateway: 192.0.2.1 }",
+            "      - { bridge: br-back, address: 10.98.0.2/24, gateway: 10.98.0.1 }",
+            &format!("  backends: [{}]", backend.name()),
+        ] {
+            if !text.contains(needle) {
+                return Err(format!("[{backend}] the scenario lacks {needle:?}:\n{text}").into());
+            }
+        }
+        if !rules.contains("-j DNAT --to-destination 10.99.0.2:80") || !rules.contains("DOCKER-ISOLATION-STAGE-2") {
+            return Err(format!("[{backend}] the rules lack Docker's:\n{rules}").into());
+        }
+        let check = netconform().arg("check").arg(&out).output()?;
+        if !check.status.success() {
+            return Err(format!("[{backend}] check failed:\n{}", String::from_utf8_lossy(&check.stderr)).into());
+        }
+        let run = netconform().arg("run").arg(&out).output()?;
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        if !run.status.success() || !stdout.contains("1 passed, 0 failed") {
+            return Err(format!("[{backend}] the written scenario did not pass:\n{written}\n{stdout}\n{text}").into());
+        }
+        eprintln!("  [{backend}] {written}");
+    }
+    Ok(())
+}
+
+/// Runs `netconform init --docker` against the private dockerd whose log is `log`,
+/// reading the lab host's rules with `save`.
+fn read_host(
+    log: &harness::producer::Log,
+    lab: &harness::lab::Lab,
+    save: &str,
+    out: &Path,
+    config: &Path,
+) -> Result<String, String> {
+    let socket = log
+        .entries
+        .iter()
+        .find_map(|e| e.split("its socket is ").nth(1))
+        .map(|s| s.trim().to_string())
+        .ok_or_else(|| format!("no socket in the producer's log:\n{log}"))?;
+    std::fs::create_dir_all(out.parent().expect("a folder")).map_err(|e| e.to_string())?;
+    let host = format!("/proc/{}/fd/{}", std::process::id(), lab.host().raw_fd());
+    let run = netconform()
+        .args(["init", "--docker", "--iptables-save", save, "--netns", &host, "--output"])
+        .arg(out)
+        .env("DOCKER_HOST", &socket)
+        .env("DOCKER_CONFIG", config)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    if !run.status.success() {
+        return Err(format!("init failed: {}{stdout}", String::from_utf8_lossy(&run.stderr)));
+    }
+    Ok(stdout.lines().next().unwrap_or_default().to_string())
 }

@@ -3,6 +3,7 @@
 //! (kernel::*). Trials that cannot run here (not root, a tool missing) are reported
 //! ignored with the reason; they never pass.
 
+mod corpus;
 mod kernel;
 
 use std::path::PathBuf;
@@ -61,5 +62,6 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = scenario_trials();
     trials.extend(kernel::trials());
+    trials.extend(corpus::trials());
     libtest_mimic::run(&args, trials).exit();
 }

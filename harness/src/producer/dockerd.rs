@@ -176,11 +176,18 @@ impl Dockerd {
         self.run(log, "docker", args, stdin).await
     }
 
-    /// The sandbox's own /proc (Docker hands out PIDs of the sandbox's PID namespace,
-    /// and runc's hooks find dockerd by its PID), an empty /opt (containerd makes
-    /// /opt/containerd), and the daemon's configuration.
+    /// Checks that the sandbox has a /proc of its own, mounts an empty /opt
+    /// (containerd makes /opt/containerd), writes the daemon's configuration, and
+    /// removes the cgroups of earlier runs that were killed.
     async fn prepare(&mut self, log: &mut Log) -> Result<(), String> {
-        self.run(log, "mount", &["-t", "proc", "-o", "nosuid,nodev,noexec", "proc", "/proc"], None).await?;
+        // Docker hands out PIDs of the sandbox's PID namespace, and runc's hooks find
+        // dockerd by its PID: with the machine's /proc they would find other processes.
+        let init = self.sandbox()?.init_pid();
+        let own = std::fs::read_link(format!("/proc/{init}/ns/pid")).map_err(|e| e.to_string())?;
+        let seen = std::fs::read_link(self.outside("/proc/1/ns/pid")?).ok();
+        if seen.as_ref() != Some(&own) {
+            return Err("the sandbox has no /proc of its own PID namespace; dockerd cannot run in it".into());
+        }
         if Path::new("/opt").is_dir() {
             self.run(log, "mount", &["-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/opt"], None).await?;
         }
@@ -257,7 +264,11 @@ impl Dockerd {
                 let mut probe = Invocation::new("docker", ["version", "--format", "{{.Server.Version}}"]);
                 probe.timeout = Duration::from_secs(5);
                 if let Ok(out) = self.sandbox()?.run(&probe).await {
-                    log.push(format!("dockerd {} is up", out.stdout.trim()));
+                    log.push(format!(
+                        "dockerd {} is up; from outside the sandbox its socket is unix://{}",
+                        out.stdout.trim(),
+                        socket.display()
+                    ));
                     break;
                 }
             }

@@ -510,24 +510,35 @@ fn first_line(s: &str) -> String {
     }
 }
 
-/// Whether a run failed because a rule tool rejected one of its rule files.
-fn load_error(scn: &Scenario, rep: &ScenarioReport) -> bool {
-    let Status::Error(why) = &rep.status else { return false };
-    scn.rules.files.iter().any(|f| why.starts_with(&format!("loading {}:", f.path.display())))
+/// The rule file a rule tool rejected, if that is why a run failed.
+fn rejected_file<'a>(scn: &'a Scenario, rep: &ScenarioReport) -> Option<&'a Path> {
+    let Status::Error(why) = &rep.status else { return None };
+    scn.rules.files.iter().map(|f| f.path.as_path()).find(|p| why.starts_with(&format!("loading {}:", p.display())))
 }
 
-/// The fate of a mutation from the reports of its targets (same order). A rule set
-/// that does not load is invalid whatever else happened; otherwise the first failed
-/// target kills the mutation.
-pub fn fate(targets: &[Target], reports: &[ScenarioReport]) -> Fate {
+/// The fate of a mutation of the file `mutated` from the reports of its targets (same
+/// order). A rule set the tool rejects is invalid. A target whose *other* rule file no
+/// longer loads (a patch that deletes the very rule the mutation changed) tells
+/// nothing and is left out; of the rest, the first failed target kills the mutation.
+/// If no target could run, the mutation is invalid.
+pub fn fate(targets: &[Target], reports: &[ScenarioReport], mutated: &Path) -> Fate {
     let runs = || targets.iter().zip(reports);
-    if let Some((t, rep)) = runs().find(|(t, rep)| load_error(&t.scenario, rep)) {
+    fn rejected<'a>(t: &'a Target, rep: &ScenarioReport) -> Option<&'a Path> {
+        rejected_file(&t.scenario, rep)
+    }
+    if let Some((t, rep)) = runs().find(|(t, rep)| rejected(t, rep) == Some(mutated)) {
         return Fate::Invalid { by: t.label(), reason: first_failure(&t.scenario, rep) };
     }
-    if let Some((t, rep)) = runs().find(|(_, rep)| rep.status == Status::Failed) {
+    let ran: Vec<(&Target, &ScenarioReport)> = runs().filter(|(t, rep)| rejected(t, rep).is_none()).collect();
+    if ran.is_empty() {
+        if let Some((t, rep)) = runs().next() {
+            return Fate::Invalid { by: t.label(), reason: first_failure(&t.scenario, rep) };
+        }
+    }
+    if let Some((t, rep)) = ran.iter().find(|(_, rep)| rep.status == Status::Failed) {
         return Fate::Killed { by: t.label(), reason: first_failure(&t.scenario, rep) };
     }
-    if let Some((t, rep)) = runs().find(|(_, rep)| matches!(rep.status, Status::Error(_))) {
+    if let Some((t, rep)) = ran.iter().find(|(_, rep)| matches!(rep.status, Status::Error(_))) {
         return Fate::Error { by: t.label(), reason: first_failure(&t.scenario, rep) };
     }
     Fate::Survived
@@ -558,7 +569,7 @@ pub async fn try_mutation(targets: &[Target], rules: &Path, m: &Mutation) -> Fat
         .map(|t| Target { scenario: with_rules(&t.scenario, rules, &file), backend: t.backend })
         .collect();
     let reports = run_targets(&mutated).await;
-    fate(&mutated, &reports)
+    fate(&mutated, &reports, &file)
 }
 
 /// Tries every mutation, `jobs` at a time (at least one), calling `progress` as each
@@ -1066,15 +1077,16 @@ table ip docker-bridges {
         ];
         let passed = report(&scn, Status::Passed, None);
         let failed = report(&scn, Status::Failed, Some(1));
-        let rules = scn.rules.files[0].path.display();
+        let mutated = scn.rules.files[0].path.clone();
+        let rules = mutated.display();
         let rejected =
             report(&scn, Status::Error(format!("loading {rules}: iptables-nft-restore failed\nline 3")), None);
         let broken = report(&scn, Status::Error("building the lab: no bridge".into()), None);
 
-        assert_eq!(fate(&targets, &[passed.clone(), passed.clone()]), Fate::Survived);
+        assert_eq!(fate(&targets, &[passed.clone(), passed.clone()], &mutated), Fate::Survived);
         let probe = &scn.probes[1];
         assert_eq!(
-            fate(&targets, &[passed.clone(), failed.clone()]),
+            fate(&targets, &[passed.clone(), failed.clone()], &mutated),
             Fate::Killed {
                 by: "seed/isolation.yaml [iptables-nft]".into(),
                 reason: format!(
@@ -1083,15 +1095,15 @@ table ip docker-bridges {
                 ),
             }
         );
-        assert!(matches!(fate(&targets, &[failed.clone(), rejected.clone()]), Fate::Invalid { reason, .. }
+        assert!(matches!(fate(&targets, &[failed.clone(), rejected.clone()], &mutated), Fate::Invalid { reason, .. }
             if reason == format!("loading {rules}: iptables-nft-restore failed")));
         let rejected =
             report(&scn, Status::Error(format!("loading {rules}: restore failed:\n\nline 3: bad\nmore")), None);
-        assert!(matches!(fate(&targets, &[rejected, passed.clone()]), Fate::Invalid { reason, .. }
+        assert!(matches!(fate(&targets, &[rejected, passed.clone()], &mutated), Fate::Invalid { reason, .. }
             if reason == format!("loading {rules}: restore failed: line 3: bad")));
-        assert!(matches!(fate(&targets, &[broken.clone(), failed]), Fate::Killed { .. }));
+        assert!(matches!(fate(&targets, &[broken.clone(), failed], &mutated), Fate::Killed { .. }));
         assert!(
-            matches!(fate(&targets, &[broken, passed]), Fate::Error { reason, .. } if reason == "building the lab: no bridge")
+            matches!(fate(&targets, &[broken, passed], &mutated), Fate::Error { reason, .. } if reason == "building the lab: no bridge")
         );
     }
 

@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 
 use harness::backend;
 use harness::lab::Lab;
+use harness::netns::NetNs;
 use harness::probe::{self, OutcomeKind};
 use harness::run::{self, Status};
-use harness::scenario::{self, Attach, Backend, Count, Expect, NodeId, Proto, RuleFile, RuleSelector, Scenario};
+use harness::scenario::{self, Attach, Backend, Count, Expect, NodeId, Probe, Proto, RuleFile, RuleSelector, Scenario};
 use harness::service::Services;
+use harness::trace::TraceSession;
 
 const MEASURES: [&str; 5] = ["build", "rules", "probe", "matrix", "seed"];
 const LAB_SIZES: [usize; 4] = [1, 10, 50, 200];
@@ -310,52 +312,106 @@ fn rules(b: &mut Bench) {
 
 fn probes(b: &mut Bench) {
     eprintln!("probes");
-    // n1 probes n2: 80 is served, the host drops 81.
+    // n1 probes n2: 80 is served, the host drops 81; the same rule in both formats.
     let rules = format!(
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
          -A FORWARD -d {}/32 -p tcp -m tcp --dport 81 -j DROP\nCOMMIT\n",
         node_addr(2)
     );
+    let nft_rules = format!(
+        "table ip filter {{\n  chain FORWARD {{\n    type filter hook forward priority 0; policy accept;\n    \
+         ip daddr {} tcp dport 81 drop\n  }}\n}}\n",
+        node_addr(2)
+    );
     b.write("probe.rules", &rules);
+    let nft_path = b.write("probe.nft", &nft_rules);
     let mut y = lab_yaml(2, "probe.rules", "{ tcp: [80] }");
     y.push_str("probes:\n  - { from: n1, to: n2, port: 80, expect: reached }\n");
     y.push_str("  - { from: n1, to: n2, port: 81, expect: dropped }\n");
     y.push_str("  - { from: n1, to: n2, proto: icmp, expect: reached }\n");
     let scn = b.scenario("probe.yaml", &y);
-    let lab = b.rt.block_on(Lab::build(&scn)).unwrap_or_else(|e| die(&e.to_string()));
-    let rb = backend::for_backend(Backend::IptablesNft);
-    b.rt.block_on(backend::load(rb.as_ref(), lab.host(), &scn.rules.files)).unwrap_or_else(|e| die(&e.to_string()));
-    let services = {
-        let _guard = b.rt.enter();
-        Services::start(&lab, &scn).unwrap_or_else(|e| die(&e.to_string()))
-    };
-    let from = lab.ns(scn.probes[0].from);
     let mut index = 0;
-    for (i, key, want, reps) in [
-        (0, "probe_tcp_reached", OutcomeKind::Reached, 21),
-        (1, "probe_tcp_dropped", OutcomeKind::Dropped, 5),
-        (2, "probe_icmp_reached", OutcomeKind::Reached, 21),
-    ] {
-        let mut s = Samples::new(key);
-        for r in 0..=b.reps(reps) {
-            // Each send gets its own tag (source port), as the probes of a scenario do.
+    for be in [Backend::IptablesNft, Backend::Nft] {
+        let lab = b.rt.block_on(Lab::build(&scn)).unwrap_or_else(|e| die(&e.to_string()));
+        let files = match be {
+            Backend::Nft => vec![RuleFile { path: nft_path.clone(), format: be.format(), text: None }],
+            _ => scn.rules.files.clone(),
+        };
+        let rb = backend::for_backend(be);
+        b.rt.block_on(backend::load(rb.as_ref(), lab.host(), &files)).unwrap_or_else(|e| die(&e.to_string()));
+        let services = {
+            let _guard = b.rt.enter();
+            Services::start(&lab, &scn).unwrap_or_else(|e| die(&e.to_string()))
+        };
+        let from = lab.ns(scn.probes[0].from);
+        // Without trace: probe::send alone, as on iptables-legacy, where a drop is known
+        // only when the timeout (the scenario's 200 ms) has passed.
+        let plain: &[(usize, &str, OutcomeKind, usize)] = if be == Backend::IptablesNft {
+            &[
+                (0, "probe_tcp_reached", OutcomeKind::Reached, 21),
+                (1, "probe_tcp_dropped", OutcomeKind::Dropped, 5),
+                (2, "probe_icmp_reached", OutcomeKind::Reached, 21),
+            ]
+        } else {
+            &[]
+        };
+        for &(i, key, want, reps) in plain {
+            let mut s = Samples::new(key);
+            for r in 0..=b.reps(reps) {
+                // Each send gets its own tag (source port), as the probes of a scenario do.
+                index += 1;
+                let t = Instant::now();
+                let outcome = b.rt.block_on(probe::send(from, &scn.probes[i], index));
+                let took = t.elapsed();
+                if outcome.kind != want {
+                    die(&format!("{key}: expected {want}, got {} ({})", outcome.kind, outcome.detail));
+                }
+                // The first send is a warm-up (ARP, the first connection's conntrack entry).
+                if r > 0 {
+                    s.push(took);
+                }
+            }
+            b.record(s);
+        }
+        // With trace, as run_scenario sends a probe on nf_tables back ends (run.rs,
+        // `send`): the probe races the drop verdict of its packets.
+        let reps = b.reps(11);
+        let tags: Vec<u16> = (index + 1..=index + 1 + reps).map(probe::tag).collect();
+        let session =
+            b.rt.block_on(TraceSession::start(lab.host(), &tags)).unwrap_or_else(|e| die(&format!("{be}: {e}")));
+        let key = format!("probe_tcp_dropped_traced_{}", be.name());
+        let mut s = Samples::new(&key);
+        for r in 0..=reps {
             index += 1;
             let t = Instant::now();
-            let outcome = b.rt.block_on(probe::send(from, &scn.probes[i], index));
+            let (_, traced) = b.rt.block_on(send(from, &scn.probes[1], index, Some(&session)));
             let took = t.elapsed();
-            if outcome.kind != want {
-                die(&format!("{key}: expected {want}, got {} ({})", outcome.kind, outcome.detail));
+            if !traced {
+                die(&format!("{key}: the drop was not traced"));
             }
-            // The first send is a warm-up (ARP, the first connection's conntrack entry).
             if r > 0 {
                 s.push(took);
             }
         }
         b.record(s);
+        drop(session);
+        drop(services);
+        drop(lab);
+        settle(2);
     }
-    drop(services);
-    drop(lab);
-    settle(2);
+}
+
+/// A probe as run_scenario sends it (run.rs, `send`, which is private): with a trace
+/// session, the probe races the drop verdict of its packets. Returns the outcome and
+/// whether the trace decided it.
+async fn send(ns: &NetNs, p: &Probe, index: usize, session: Option<&TraceSession>) -> (OutcomeKind, bool) {
+    let sending = probe::send(ns, p, index);
+    let Some(session) = session else { return (sending.await.kind, false) };
+    tokio::select! {
+        biased;
+        outcome = sending => (outcome.kind, false),
+        _ = session.dropped(probe::tag(index)) => (OutcomeKind::Dropped, true),
+    }
 }
 
 fn matrix(b: &mut Bench) {
@@ -398,27 +454,40 @@ fn matrix(b: &mut Bench) {
         let _guard = b.rt.enter();
         Services::start(&lab, &scn).unwrap_or_else(|e| die(&e.to_string()))
     };
-    let mut phase = Samples::new("matrix_probes");
-    for r in 0..b.reps(3) {
-        let base = r * scn.probes.len();
-        let t = Instant::now();
-        let outcomes = b.rt.block_on(futures::future::join_all(
-            scn.probes.iter().enumerate().map(|(i, p)| probe::send(lab.ns(p.from), p, base + i)),
-        ));
-        phase.push(t.elapsed());
-        for (p, o) in scn.probes.iter().zip(&outcomes) {
-            let want = match p.expect {
-                Expect::Reached => OutcomeKind::Reached,
-                Expect::Refused => OutcomeKind::Refused,
-                Expect::Dropped => OutcomeKind::Dropped,
+    // Traced, as run_scenario sends them on iptables-nft (run.rs, `send`), and
+    // untraced, as on iptables-legacy: every drop then waits out the 200 ms timeout.
+    let n = scn.probes.len();
+    let mut base = 0;
+    for (key, traced) in [("matrix_probes", true), ("matrix_probes_untraced", false)] {
+        let mut phase = Samples::new(key);
+        for _ in 0..b.reps(3) {
+            base += n;
+            let tags: Vec<u16> = (base..base + n).map(probe::tag).collect();
+            let session = match traced {
+                true => {
+                    Some(b.rt.block_on(TraceSession::start(lab.host(), &tags)).unwrap_or_else(|e| die(&e.to_string())))
+                }
+                false => None,
             };
-            if o.kind != want {
-                eprintln!("  matrix probe {}: expected {want}, got {} ({})", p.name, o.kind, o.detail);
-                phase.note = "wrong verdicts in some runs".into();
+            let t = Instant::now();
+            let outcomes = b.rt.block_on(futures::future::join_all(
+                scn.probes.iter().enumerate().map(|(i, p)| send(lab.ns(p.from), p, base + i, session.as_ref())),
+            ));
+            phase.push(t.elapsed());
+            for (p, (kind, _)) in scn.probes.iter().zip(&outcomes) {
+                let want = match p.expect {
+                    Expect::Reached => OutcomeKind::Reached,
+                    Expect::Refused => OutcomeKind::Refused,
+                    Expect::Dropped => OutcomeKind::Dropped,
+                };
+                if *kind != want {
+                    eprintln!("  matrix probe {}: expected {want}, got {kind}", p.name);
+                    phase.note = "wrong verdicts in some runs".into();
+                }
             }
         }
+        b.record(phase);
     }
-    b.record(phase);
     drop(services);
     drop(lab);
     settle(MATRIX_NODES);

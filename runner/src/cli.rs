@@ -255,6 +255,16 @@ fn check(paths: &[PathBuf]) -> ExitCode {
                 };
                 println!("  [{backend}] runs in the lab host: {command}");
             }
+            if let Some(live) = &scn.rules.live {
+                let program = match live.program {
+                    harness::scenario::LiveProgram::Command => live.run.join(" "),
+                    other => format!("{} (netconform's {} producer)", other.name(), other.name()),
+                };
+                println!("  [{backend}] runs in the lab host's sandbox, as root: {program}");
+                for command in &live.commands {
+                    println!("  [{backend}] runs in the lab host's sandbox, as root: {command}");
+                }
+            }
             println!("  [{backend}] runs in the lab host: {}", rb.dump().display());
         }
     }

@@ -563,10 +563,10 @@ fn check_diag(
         Ok(())
     } else {
         let key = d.key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default();
+        let text = if d.text.is_empty() { String::new() } else { format!("{}...", d.text) };
         Err(format!(
-            "standard error lacks a line `{prefix}{}{key}...{}...` (diag: {})",
+            "standard error lacks a line `{prefix}{}{key}...{text}` (diag: {})",
             if column_any { "C: " } else { "" },
-            d.text,
             d.raw
         ))
     }

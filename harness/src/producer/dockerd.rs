@@ -87,6 +87,11 @@ impl Producer for Dockerd {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             self.step = live.timeout;
+            if in_user_namespace() {
+                return Err("dockerd needs root of the machine: in a user namespace (a rootless run) no cgroup \
+                            file system can be mounted for its containers; run netconform as root"
+                    .into());
+            }
             let rootfs = rootfs_tar(Path::new(BUSYBOX))?;
             let mut env = super::lab_environment(scn, lab, backend);
             env.push(("DOCKER_HOST".into(), format!("unix://{STATE}/docker.sock")));
@@ -182,11 +187,17 @@ impl Dockerd {
     async fn prepare(&mut self, log: &mut Log) -> Result<(), String> {
         // Docker hands out PIDs of the sandbox's PID namespace, and runc's hooks find
         // dockerd by its PID: with the machine's /proc they would find other processes.
+        // The sandbox's first process mounts it before it runs its program, which may
+        // not have happened yet.
         let init = self.sandbox()?.init_pid();
         let own = std::fs::read_link(format!("/proc/{init}/ns/pid")).map_err(|e| e.to_string())?;
-        let seen = std::fs::read_link(self.outside("/proc/1/ns/pid")?).ok();
-        if seen.as_ref() != Some(&own) {
-            return Err("the sandbox has no /proc of its own PID namespace; dockerd cannot run in it".into());
+        let seen = self.outside("/proc/1/ns/pid")?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_link(&seen).ok().as_ref() != Some(&own) {
+            if Instant::now() > deadline {
+                return Err("the sandbox has no /proc of its own PID namespace; dockerd cannot run in it".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if Path::new("/opt").is_dir() {
             self.run(log, "mount", &["-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/opt"], None).await?;
@@ -256,9 +267,9 @@ impl Dockerd {
         let socket = self.outside(&format!("{STATE}/docker.sock"))?;
         loop {
             if let Some(status) = self.daemon.as_mut().and_then(|d| d.try_wait().ok().flatten()) {
-                let tail = self.log_tail(40);
-                log.push(format!("dockerd exited ({status}); the end of its log:\n{tail}"));
-                return Err(format!("dockerd exited ({status}) before it served its socket:\n{tail}"));
+                self.daemon = None;
+                log.push(format!("dockerd exited ({status}) before it served its socket"));
+                return Err(format!("dockerd exited ({status}) before it served its socket:\n{}", self.log_tail(40)));
             }
             if socket.exists() {
                 let mut probe = Invocation::new("docker", ["version", "--format", "{{.Server.Version}}"]);
@@ -273,9 +284,12 @@ impl Dockerd {
                 }
             }
             if Instant::now() > deadline {
-                let tail = self.log_tail(40);
-                log.push(format!("dockerd did not answer within {:?}; the end of its log:\n{tail}", self.step));
-                return Err(format!("dockerd did not answer on its socket within {:?}:\n{tail}", self.step));
+                log.push(format!("dockerd did not answer on its socket within {:?}", self.step));
+                return Err(format!(
+                    "dockerd did not answer on its socket within {:?}:\n{}",
+                    self.step,
+                    self.log_tail(40)
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -480,6 +494,12 @@ fn prepare_container_ns(scn: &Scenario, id: NodeId, ns: &NetNs) -> std::io::Resu
     ];
     items.extend(scn.node(id).sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     ns.write_sysctls(items)
+}
+
+/// Whether this process runs in a user namespace other than the machine's.
+fn in_user_namespace() -> bool {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
 }
 
 /// A name for a new daemon's parent cgroup: this process, its start time (a PID alone

@@ -228,6 +228,22 @@ impl Sandbox {
             program: "unshare".into(),
             source: std::io::Error::other("its PID namespace did not start"),
         })?;
+        // PID 1 mounts the sandbox's /proc just before it becomes `sleep`: until then
+        // programs started in the sandbox would see the machine's.
+        let mut ready = false;
+        for _ in 0..2500 {
+            if std::fs::read_to_string(format!("/proc/{init}/comm")).is_ok_and(|c| c.trim() == "sleep") {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if !ready {
+            return Err(ExecError::Spawn {
+                program: "unshare".into(),
+                source: std::io::Error::other("the sandbox's first process did not start"),
+            });
+        }
         Ok(Sandbox { holder, init, flavour, env })
     }
 

@@ -1,4 +1,4 @@
-//! Command line: `run`, `check`, `list`, `diff` and `mutate`. Exit status 0 when every scenario passed,
+//! Command line: `run`, `check`, `list`, `diff`, `mutate`, `capture` and `init`. Exit status 0 when every scenario passed,
 //! 1 when some failed, 2 for bad input or a missing requirement.
 
 use std::path::{Path, PathBuf};

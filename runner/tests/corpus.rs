@@ -35,14 +35,15 @@
 //! Every command is also checked for what no input may cause: a panic, death by a
 //! signal, a hang. For exit status 2, nothing may have run (standard output empty, no
 //! "cannot run") and, as root, `run` must not have made a network namespace. As root,
-//! after every `run`, no process may still hold a namespace the run used.
+//! after every `run`, nothing of it may be left: no process in its process group, and
+//! no orphan holding a network namespace it used.
 //!
 //! Cases whose `run` builds a lab (exit status other than 2) need root; without it they
 //! are reported ignored, with the reason.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -410,6 +411,7 @@ fn run_command(
     };
     cmd.arg(command)
         .arg(target)
+        .process_group(0)
         .current_dir(tmp)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path)?)
@@ -420,6 +422,7 @@ fn run_command(
     let limit = Duration::from_secs(h.max_seconds);
     let mut child = cmd.spawn()?;
     let pid = child.id();
+    let since = proc_stat(pid).map_or(0, |s| s.start);
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut timed_out = false;
     let status = loop {
@@ -489,7 +492,7 @@ fn run_command(
         }
     }
     if command == "run" && is_root() {
-        p.extend(leftovers(&seen, &h.leftovers));
+        p.extend(leftovers(&seen, &h.leftovers, pid, since));
     }
     if !p.is_empty() {
         let mut msg = format!("`netconform {command} {}` ({} ms):\n", target.display(), elapsed.as_millis());
@@ -593,29 +596,25 @@ fn netns_of(pid: u32) -> BTreeSet<String> {
     found
 }
 
-/// The parent of `pid`, from /proc/PID/stat.
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: fields follow the last ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
+/// What /proc/PID/stat says of a process.
+struct ProcStat {
+    state: char,
+    ppid: u32,
+    pgrp: u32,
+    /// Clock ticks after boot.
+    start: u64,
 }
 
-/// Whether `pid` runs under this test process: the in-process scenario trials start
-/// sandboxes of their own, which are not this case's leftovers.
-fn ours(pid: u32) -> bool {
-    let me = std::process::id();
-    let mut p = pid;
-    for _ in 0..64 {
-        if p == me {
-            return true;
-        }
-        match parent_of(p) {
-            Some(parent) if parent > 1 => p = parent,
-            _ => return false,
-        }
-    }
-    false
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields follow the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
 }
 
 fn processes() -> Vec<u32> {
@@ -634,17 +633,27 @@ fn describe(pid: u32) -> String {
     format!("{pid} `{}`", words.join(" "))
 }
 
-/// What a finished run left behind: processes that hold one of its namespaces, or whose
-/// command line holds one of `markers`. Waits up to 2 s for them to go.
-fn leftovers(namespaces: &BTreeSet<String>, markers: &[String]) -> Vec<String> {
+/// What a finished run left behind. The run was the leader of process group `group`
+/// and started at `since` (clock ticks after boot). Left behind are: a process still in
+/// that group; a process that holds one of the run's `namespaces` and is in that group or
+/// an orphan started since (other programs on the machine make namespaces too, and the
+/// kernel reuses the numbers of freed ones); a process whose command line holds one of
+/// `markers`. Waits up to 2 s for them to go.
+fn leftovers(namespaces: &BTreeSet<String>, markers: &[String], group: u32, since: u64) -> Vec<String> {
     let me = std::process::id();
     let find = || -> Vec<String> {
         let mut found = Vec::new();
         for pid in processes() {
-            if pid == me {
+            let Some(stat) = proc_stat(pid) else { continue };
+            if pid == me || stat.state == 'Z' {
                 continue;
             }
-            if !namespaces.is_empty() && !netns_of(pid).is_disjoint(namespaces) && !ours(pid) {
+            if stat.pgrp == group {
+                found.push(format!("process {} of the run's process group is still running", describe(pid)));
+                continue;
+            }
+            let orphan = stat.ppid == 1 && stat.start >= since;
+            if orphan && !namespaces.is_empty() && !netns_of(pid).is_disjoint(namespaces) {
                 found.push(format!("process {} holds a namespace of the run", describe(pid)));
                 continue;
             }

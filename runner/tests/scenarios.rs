@@ -4,6 +4,7 @@
 //! ignored with the reason; they never pass.
 
 mod corpus;
+mod dockerd_chaos;
 mod kernel;
 
 use std::path::PathBuf;
@@ -63,5 +64,6 @@ fn main() {
     let mut trials = scenario_trials();
     trials.extend(kernel::trials());
     trials.extend(corpus::trials());
+    trials.extend(dockerd_chaos::trials());
     libtest_mimic::run(&args, trials).exit();
 }

@@ -23,15 +23,13 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 
 use super::{Log, Producer};
-use crate::exec::{ExecError, Invocation, IptablesFlavour, Sandbox};
+use crate::exec::{ExecError, Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::netns::NetNs;
 use crate::scenario::{Backend, NodeId, Scenario};
 
 /// Where the daemon keeps everything, inside the sandbox's private /run.
 const STATE: &str = "/run/netconform/docker";
-/// ufw's copied configuration, when the scenario has ufw commands.
-const UFW_STATE: &str = "/run/netconform/ufw";
 /// The image every container runs: busybox-static and nothing else.
 const IMAGE: &str = "netconform/busybox:latest";
 /// Where busybox-static installs its program.
@@ -221,35 +219,7 @@ impl Dockerd {
     /// producer mounts them (its helpers do the copies' contents), then the
     /// scenario's ufw command lines and `ufw --force enable`.
     async fn ufw_first(&self, commands: &[String], backend: Backend, log: &mut Log) -> Result<(), String> {
-        use super::ufw;
-        let lines = ufw::command_lines(commands, "ufw")?;
-        let flavour = match super::flavour(backend) {
-            IptablesFlavour::System => {
-                return Err("ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into())
-            }
-            f => f,
-        };
-        let links = ufw::alternatives(flavour)?;
-        let state = self.outside(UFW_STATE)?;
-        ufw::make_dir(&state)?;
-        ufw::write_file(&state.join("default-ufw"), &ufw::defaults_text(&ufw::read("/etc/default/ufw")?))?;
-        ufw::write_file(&state.join("sysctl.conf"), &ufw::sysctl_text(&ufw::read("/etc/ufw/sysctl.conf")?))?;
-        let mut script = format!("S={UFW_STATE}\n");
-        script.push_str("cp -a /etc/ufw \"$S/etc-ufw\"\ncp -a /lib/ufw \"$S/lib-ufw\"\n");
-        script.push_str("cp \"$S/sysctl.conf\" \"$S/etc-ufw/sysctl.conf\"\n");
-        script.push_str(&ufw::alternatives_script(UFW_STATE, &links));
-        script.push_str("mount --bind \"$S/etc-ufw\" /etc/ufw\nmount --bind \"$S/lib-ufw\" /lib/ufw\n");
-        script.push_str("mount --bind \"$S/default-ufw\" /etc/default/ufw\n");
-        log.push(format!("ufw's configuration, copied and bind-mounted in the sandbox:\n{}", ufw::indent(&script)));
-        let mut setup = Invocation::new("sh", ["-euc", script.as_str()]);
-        setup.timeout = self.step;
-        ufw::step(self.sandbox()?, &setup, "sh -euc SETUP", log).await?;
-        for line in lines.iter().map(String::as_str).chain(["ufw --force enable"]) {
-            let mut inv = Invocation::new("sh", ["-c", line]);
-            inv.timeout = self.step;
-            ufw::step(self.sandbox()?, &inv, line, log).await?;
-        }
-        Ok(())
+        super::ufw::configure(self.sandbox()?, commands, backend, self.step, log).await
     }
 
     async fn start_daemon(&mut self, scn: &Scenario, log: &mut Log) -> Result<(), String> {

@@ -90,9 +90,21 @@ pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
 
 /// Why `scn` cannot run here because its producer's programs are missing, if so.
 pub fn unavailable(scn: &Scenario) -> Option<String> {
+    let program = scn.rules.live.as_ref().map(|l| l.program);
+    if program == Some(LiveProgram::Dockerd) && in_user_namespace() {
+        return Some("dockerd needs real root (cgroups, mounts); this run is in a user namespace".into());
+    }
     let missing: Vec<&str> =
         for_scenario(scn).programs().into_iter().filter(|p| crate::exec::which(p).is_none()).collect();
     (!missing.is_empty()).then(|| format!("{} not installed (ci/install-deps installs it)", missing.join(", ")))
+}
+
+/// Whether this process runs in a user namespace other than the machine's (a
+/// rootless run): its uid map is not the whole range.
+fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        .unwrap_or(false)
 }
 
 /// Which `iptables` a live program should find for `backend`.

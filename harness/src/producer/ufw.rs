@@ -49,35 +49,8 @@ impl Producer for Ufw {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
-            let flavour = match super::flavour(backend) {
-                IptablesFlavour::System => {
-                    return Err("ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into())
-                }
-                f => f,
-            };
-            let commands = command_lines(&live.commands, "ufw")?;
-            let links = alternatives(flavour)?;
-            let defaults = read("/etc/default/ufw")?;
-            let sysctl = read("/etc/ufw/sysctl.conf")?;
-
             let sandbox = self.sandbox.insert(super::sandbox(scn, lab, backend).await?);
-            let state = inside(sandbox, STATE);
-            make_dir(&state)?;
-            write_file(&state.join("default-ufw"), &defaults_text(&defaults))?;
-            write_file(&state.join("sysctl.conf"), &sysctl_text(&sysctl))?;
-
-            let script = setup_script(&links);
-            let mut setup = Invocation::new("sh", ["-euc", script.as_str()]);
-            setup.timeout = live.timeout;
-            log.push(format!("ufw's configuration, copied and bind-mounted in the sandbox:\n{}", indent(&script)));
-            step(sandbox, &setup, "sh -euc SETUP", log).await?;
-
-            for line in commands.iter().map(String::as_str).chain(["ufw --force enable"]) {
-                let mut inv = Invocation::new("sh", ["-c", line]);
-                inv.timeout = live.timeout;
-                step(sandbox, &inv, line, log).await?;
-            }
-            Ok(())
+            configure(sandbox, &live.commands, backend, live.timeout, log).await
         })
     }
 
@@ -86,6 +59,45 @@ impl Producer for Ufw {
         self.sandbox = None;
         Box::pin(async { Vec::new() })
     }
+}
+
+/// Sets up and enables the real ufw in `sandbox`, from copies of its configuration,
+/// with the scenario's ufw command lines; each step may take `step_timeout`. The
+/// `dockerd` producer uses it too, for a host where ufw came up before Docker.
+pub(super) async fn configure(
+    sandbox: &Sandbox,
+    commands: &[String],
+    backend: Backend,
+    step_timeout: std::time::Duration,
+    log: &mut Log,
+) -> Result<(), String> {
+    let flavour = match super::flavour(backend) {
+        IptablesFlavour::System => {
+            return Err("ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into())
+        }
+        f => f,
+    };
+    let commands = command_lines(commands, "ufw")?;
+    let links = alternatives(flavour)?;
+    let defaults = read("/etc/default/ufw")?;
+    let sysctl = read("/etc/ufw/sysctl.conf")?;
+    let state = inside(sandbox, STATE);
+    make_dir(&state)?;
+    write_file(&state.join("default-ufw"), &defaults_text(&defaults))?;
+    write_file(&state.join("sysctl.conf"), &sysctl_text(&sysctl))?;
+
+    let script = setup_script(&links);
+    let mut setup = Invocation::new("sh", ["-euc", script.as_str()]);
+    setup.timeout = step_timeout;
+    log.push(format!("ufw's configuration, copied and bind-mounted in the sandbox:\n{}", indent(&script)));
+    step(sandbox, &setup, "sh -euc SETUP", log).await?;
+
+    for line in commands.iter().map(String::as_str).chain(["ufw --force enable"]) {
+        let mut inv = Invocation::new("sh", ["-c", line]);
+        inv.timeout = step_timeout;
+        step(sandbox, &inv, line, log).await?;
+    }
+    Ok(())
 }
 
 /// The shell script that makes the copies and mounts them over the originals. The

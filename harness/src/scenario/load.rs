@@ -1374,8 +1374,11 @@ fn live(c: &mut Checker, key: &str, f: &super::file::LiveFile) -> Option<Live> {
         }
         _ => {}
     }
-    if f.commands.is_some() && !matches!(program, LiveProgram::Ufw | LiveProgram::Firewalld) {
-        c.key(&join(key, "commands"), "expected `commands` only with program `ufw` or `firewalld`");
+    if f.commands.is_some() && !matches!(program, LiveProgram::Ufw | LiveProgram::Firewalld | LiveProgram::Dockerd) {
+        c.key(
+            &join(key, "commands"),
+            "expected `commands` only with program `ufw`, `firewalld` or `dockerd` (ufw command lines run before dockerd)",
+        );
     }
     let driver = match (&f.driver, program) {
         (None, _) => None,

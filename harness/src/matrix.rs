@@ -117,8 +117,12 @@ fn judge_entry(scn: &Scenario, entry: &Entry) -> (CellStatus, Vec<String>) {
                 (CellStatus::Fail, notes)
             }
             Status::Passed => {
-                let differences: Vec<String> =
-                    rep.probes.iter().filter_map(|p| scn.probes[p.probe].difference.clone()).collect();
+                let mut differences: Vec<String> = Vec::new();
+                for why in rep.probes.iter().filter_map(|p| scn.probes[p.probe].difference.clone()) {
+                    if !differences.contains(&why) {
+                        differences.push(why);
+                    }
+                }
                 if differences.is_empty() {
                     (CellStatus::Pass, Vec::new())
                 } else {

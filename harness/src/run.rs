@@ -11,8 +11,8 @@ use crate::lab::Lab;
 use crate::probe::OutcomeKind;
 use crate::probe::{self, Outcome};
 use crate::producer::{self, Log};
-use crate::scenario::Probe;
 use crate::scenario::{Backend, Proto, Scenario};
+use crate::scenario::{Expect, Probe};
 use crate::service::Services;
 use crate::trace::{self, TraceSession};
 
@@ -54,9 +54,23 @@ impl std::fmt::Display for PathStep {
     }
 }
 
+/// How long a probe that expects an answer waits for it, at least.
+pub const ANSWER_GRACE: Duration = Duration::from_millis(900);
+
 /// Sends probe `index`; with a trace, a drop verdict on its packets ends it at once
 /// (unless its timeout reaches TCP's first retransmission, which a drop need not stop).
 async fn send(lab: &Lab, scn: &Scenario, p: &Probe, index: usize, trace: Option<&TraceSession>) -> Outcome {
+    // The timeout decides when silence means "dropped". A probe that expects an answer
+    // costs nothing more if it waits longer for it, and on a busy machine an answer
+    // can come late; but never as late as TCP's first retransmission at one second,
+    // which a rule that dropped the first SYN may let through.
+    let patient;
+    let p = if p.expect != Expect::Dropped && p.timeout < ANSWER_GRACE {
+        patient = Probe { timeout: ANSWER_GRACE, ..p.clone() };
+        &patient
+    } else {
+        p
+    };
     let sending = probe::send(lab.ns(p.from), p, index);
     let Some(trace) = trace.filter(|_| p.timeout < Duration::from_secs(1)) else { return sending.await };
     let start = Instant::now();

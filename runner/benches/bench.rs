@@ -10,7 +10,8 @@
 //! `--plan` writes the seed scenarios as a plan for the shell harness and exits.
 //! `--only` picks measures: build, rules, probe, matrix, seed.
 //! `--profile build:N:K` builds an N-node lab K times, `--profile matrix:K` runs the
-//! matrix scenario K times: a workload for perf or callgrind, nothing measured.
+//! matrix scenario K times: a workload for perf or callgrind. `--profile parts:N`
+//! times the pieces of a lab build's first phase (namespaces, threads, sysctls).
 //!
 //! Nothing here touches the root namespace: every namespace is the library's own,
 //! held by descriptor and gone when dropped.
@@ -655,7 +656,56 @@ fn profile(b: &mut Bench, what: &str) {
                 settle(MATRIX_NODES);
             }
         }
-        other => die(&format!("unknown profile workload {other:?}: build:N:K or matrix:K")),
+        "parts" => {
+            // What Lab::build's first phase costs, piece by piece, through the public
+            // API: N namespaces created, an empty closure run in each (the thread that
+            // NetNs::run spawns), then the 20 settings prepare_namespace writes.
+            let n = num(1, 200);
+            let t = Instant::now();
+            let spaces: Vec<NetNs> =
+                (0..n).map(|i| NetNs::create(&format!("p{i}")).unwrap_or_else(|e| die(&e.to_string()))).collect();
+            eprintln!("create {n} namespaces: {:?}", t.elapsed());
+            let t = Instant::now();
+            for ns in &spaces {
+                ns.run(|| ()).unwrap_or_else(|e| die(&e.to_string()));
+            }
+            eprintln!("{n} x NetNs::run(|| ()): {:?}", t.elapsed());
+            let mut settings: Vec<(String, String)> = [
+                ("net.ipv6.conf.all.disable_ipv6", "1"),
+                ("net.ipv6.conf.default.disable_ipv6", "1"),
+                ("net.ipv4.ping_group_range", "0 2147483647"),
+                ("net.ipv4.icmp_ratemask", "0"),
+                ("net.ipv4.icmp_ratelimit", "0"),
+                ("net.ipv4.ip_forward", "0"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            for scope in ["all", "default"] {
+                for (k, v) in [
+                    ("rp_filter", "0"),
+                    ("route_localnet", "0"),
+                    ("accept_local", "0"),
+                    ("proxy_arp", "0"),
+                    ("arp_ignore", "0"),
+                    ("arp_announce", "0"),
+                    ("accept_redirects", "1"),
+                ] {
+                    settings.push((format!("net.ipv4.conf.{scope}.{k}"), v.to_string()));
+                }
+            }
+            let t = Instant::now();
+            for ns in &spaces {
+                ns.write_sysctls(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .unwrap_or_else(|e| die(&e.to_string()));
+            }
+            eprintln!("{n} x the 20 baseline sysctls: {:?}", t.elapsed());
+            let t = Instant::now();
+            drop(spaces);
+            eprintln!("drop: {:?}", t.elapsed());
+            settle(n);
+        }
+        other => die(&format!("unknown profile workload {other:?}: build:N:K, matrix:K or parts:N")),
     }
 }
 

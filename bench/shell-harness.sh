@@ -40,6 +40,9 @@ for tool in ip sysctl iptables-nft-restore iptables-legacy-restore iptables-nft-
 done
 
 WORK=$(mktemp -d /tmp/ncbench.XXXXXX)
+# `ip netns add` makes /run/netns a mount point the first time; if we made it, it goes.
+NETNS_DIR_WAS_THERE=0
+[ -e /run/netns ] && NETNS_DIR_WAS_THERE=1
 export XTABLES_LOCKFILE="$WORK/xtables.lock"
 SERVERS=()  # PIDs of the services we started, and only those
 
@@ -60,6 +63,10 @@ cleanup() {
   set +e
   stop_servers
   for ns in $(our_namespaces "$PFX-"); do ip netns del "$ns"; done
+  if [ "$NETNS_DIR_WAS_THERE" -eq 0 ] && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
+    umount /run/netns 2>/dev/null
+    rmdir /run/netns 2>/dev/null
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -22,7 +22,7 @@ pub enum ExecError {
     #[error("could not start {program}: {source}")]
     Spawn { program: String, source: std::io::Error },
     #[error("{command} did not finish within {timeout:?}")]
-    Timeout { command: String, timeout: Duration },
+    Timeout { command: String, timeout: Duration, stdout: String, stderr: String },
     #[error("{command} failed ({status}):\n{stderr}")]
     Failed { command: String, status: String, stdout: String, stderr: String },
 }
@@ -99,7 +99,14 @@ pub async fn run_in(netns: BorrowedFd<'_>, inv: &Invocation) -> Result<Output, E
     let output = match tokio::time::timeout(inv.timeout, child.wait_with_output()).await {
         Ok(result) => result.map_err(|source| ExecError::Spawn { program: inv.program.clone(), source })?,
         // Dropping the future drops the child, and kill_on_drop ends it.
-        Err(_) => return Err(ExecError::Timeout { command: inv.display(), timeout: inv.timeout }),
+        Err(_) => {
+            return Err(ExecError::Timeout {
+                command: inv.display(),
+                timeout: inv.timeout,
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        }
     };
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -352,7 +359,16 @@ async fn finish(child: &mut tokio::process::Child, inv: &Invocation) -> Result<O
         Err(_) => {
             out_task.abort();
             err_task.abort();
-            return Err(ExecError::Timeout { command: inv.display(), timeout: inv.timeout });
+            // What it printed before it hung is often why it hung.
+            let text = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+                String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+            };
+            return Err(ExecError::Timeout {
+                command: inv.display(),
+                timeout: inv.timeout,
+                stdout: text(&out),
+                stderr: text(&err),
+            });
         }
     };
     // The rest of the output, unless a child it left behind keeps the pipe open.

@@ -30,6 +30,12 @@ fn fail<E: std::error::Error + Send + Sync + 'static>(what: impl Into<String>) -
     move |e| LabError { what, source: Box::new(e) }
 }
 
+/// The index a node's interface gets in its namespace: after lo (1), in order.
+fn node_ifindex(node: &crate::scenario::Node, iface: &crate::scenario::Interface) -> u32 {
+    let position = node.interfaces.iter().position(|i| std::ptr::eq(i, iface)).unwrap_or(0);
+    2 + position as u32
+}
+
 /// How long an interface may take to come up before the lab counts as broken.
 const LINK_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -160,11 +166,13 @@ impl Lab {
     /// Build the scenario's topology. On error everything built so far is dropped,
     /// and with it removed.
     pub async fn build(scn: &Scenario) -> Result<Lab, LabError> {
-        let mut namespaces = Vec::with_capacity(scn.nodes.len());
-        for node in &scn.nodes {
-            let ns = NetNs::create(&node.name).map_err(fail(format!("creating namespace for {}", node.name)))?;
-            prepare_namespace(&ns, scn.ipv6)?;
-            namespaces.push(ns);
+        let names: Vec<&str> = scn.nodes.iter().map(|n| n.name.as_str()).collect();
+        let settings = baseline(scn.ipv6);
+        let made =
+            NetNs::create_many(&names, || settings.iter().try_for_each(|(k, v)| crate::netns::write_sysctl(k, v)));
+        let mut namespaces = Vec::with_capacity(made.len());
+        for (ns, name) in made.into_iter().zip(&names) {
+            namespaces.push(ns.map_err(fail(format!("creating and preparing the namespace for {name}")))?);
         }
         let lab = Lab { namespaces };
         lab.build_links(scn).await?;
@@ -195,11 +203,20 @@ impl Lab {
 
         // Every veth is created in the host with its peer born in the node's namespace,
         // so no interface ever exists in a namespace it does not belong to.
-        for (id, node) in scn.nodes.iter().enumerate().skip(1) {
+        // The requests go out together on the one socket: the kernel works through
+        // them while we wait for all the answers, instead of one round trip each.
+        let veths = scn.nodes.iter().enumerate().skip(1).flat_map(|(id, node)| {
             let ns = &self.namespaces[id];
-            for iface in &node.interfaces {
-                let peer =
-                    LinkMessageBuilder::<LinkUnspec>::new().name(iface.name.clone()).setns_by_fd(ns.raw_fd()).build();
+            let host = &host;
+            let bridge_index = &bridge_index;
+            node.interfaces.iter().map(move |iface| async move {
+                // With an index of our choosing (a new namespace has only lo, index 1),
+                // so the node's side needs no lookup.
+                let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                    .name(iface.name.clone())
+                    .index(node_ifindex(node, iface))
+                    .setns_by_fd(ns.raw_fd())
+                    .build();
                 let mut msg = LinkVeth::new(&iface.host_side, &iface.name)
                     .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
                     .up();
@@ -214,27 +231,34 @@ impl Lab {
                     let index = host.index_of(&iface.host_side, host_name).await?;
                     host.add_address(index, scn.host.uplinks[u].address, &iface.host_side).await?;
                 }
-            }
-        }
+                Ok::<(), LabError>(())
+            })
+        });
+        futures::future::try_join_all(veths).await?;
 
         let nodes = scn.nodes.iter().enumerate().skip(1).map(|(id, node)| async move {
             let ns = &self.namespaces[id];
             let nl = Netlink::open(ns).await?;
-            nl.set_up(1, &format!("lo in {}", node.name)).await?;
-            for iface in &node.interfaces {
+            let lo = format!("lo in {}", node.name);
+            let addresses = node.interfaces.iter().map(|iface| {
                 let what = format!("{} in {}", iface.name, node.name);
-                let index = nl.index_of(&iface.name, &node.name).await?;
-                nl.add_address(index, iface.address, &what).await?;
-                nl.set_up(index, &what).await?;
-                if let Some(gw) = iface.gateway {
-                    let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
-                    nl.handle
-                        .route()
-                        .add(route)
-                        .execute()
+                let nl = &nl;
+                async move {
+                    let index = node_ifindex(node, iface);
+                    futures::future::try_join(nl.add_address(index, iface.address, &what), nl.set_up(index, &what))
                         .await
-                        .map_err(fail(format!("adding default route via {gw} in {}", node.name)))?;
                 }
+            });
+            futures::future::try_join(nl.set_up(1, &lo), futures::future::try_join_all(addresses)).await?;
+            for iface in node.interfaces.iter().filter(|i| i.gateway.is_some()) {
+                let gw = iface.gateway.expect("filtered");
+                let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+                nl.handle
+                    .route()
+                    .add(route)
+                    .execute()
+                    .await
+                    .map_err(fail(format!("adding default route via {gw} in {}", node.name)))?;
             }
             let names: Vec<&str> = node.interfaces.iter().map(|i| i.name.as_str()).collect();
             nl.wait_ready(&names, &node.name).await?;
@@ -287,26 +311,30 @@ impl Lab {
 /// namespace copies the IPv4 settings of the machine's own, so the ones that decide
 /// where packets go are set back to the kernel's defaults: a lab behaves the same on
 /// every machine.
-fn prepare_namespace(ns: &NetNs, ipv6: bool) -> Result<(), LabError> {
+fn baseline(ipv6: bool) -> Vec<(String, String)> {
     let v6 = if ipv6 { "0" } else { "1" };
-    let mut settings = vec![
+    let mut settings: Vec<(String, String)> = [
         // Without IPv6, no router solicitation or DAD packet moves a counter.
         ("net.ipv6.conf.all.disable_ipv6", v6),
         ("net.ipv6.conf.default.disable_ipv6", v6),
-        // Lets probes (our own group) use ICMP datagram sockets instead of raw ones;
-        // in a user namespace only mapped groups may be named.
-        ("net.ipv4.ping_group_range", leak(format!("{gid} {gid}", gid = nix::unistd::getegid()))),
         // Probes run at once; a rate limit would turn some "refused" into "dropped".
         ("net.ipv4.icmp_ratemask", "0"),
         ("net.ipv4.icmp_ratelimit", "0"),
         ("net.ipv4.ip_forward", "0"),
-    ];
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // Lets probes (our own group) use ICMP datagram sockets instead of raw ones; in a
+    // user namespace only mapped groups may be named.
+    let gid = nix::unistd::getegid();
+    settings.push(("net.ipv4.ping_group_range".into(), format!("{gid} {gid}")));
     for scope in ["all", "default"] {
         for (key, value) in BASELINE_CONF {
-            settings.push((leak(format!("net.ipv4.conf.{scope}.{key}")), value));
+            settings.push((format!("net.ipv4.conf.{scope}.{key}"), value.to_string()));
         }
     }
-    ns.write_sysctls(settings).map_err(fail(format!("preparing namespace {}", ns.name())))
+    settings
 }
 
 /// Per-interface IPv4 settings at the kernel's defaults.
@@ -319,8 +347,3 @@ const BASELINE_CONF: [(&str, &str); 7] = [
     ("arp_announce", "0"),
     ("accept_redirects", "1"),
 ];
-
-fn leak(s: String) -> &'static str {
-    // A handful of fixed keys, made once per namespace; simpler than owning them.
-    Box::leak(s.into_boxed_str())
-}

@@ -36,6 +36,37 @@ impl NetNs {
         Ok(NetNs { name: name.to_string(), fd })
     }
 
+    /// Many new namespaces at once, each made on a thread of its own that first runs
+    /// `init` inside it (sysctls that must be in place before any interface exists),
+    /// then ends. Up to `PARALLEL` threads at a time.
+    pub fn create_many<F>(names: &[&str], init: F) -> Vec<io::Result<NetNs>>
+    where
+        F: Fn() -> io::Result<()> + Sync,
+    {
+        const PARALLEL: usize = 16;
+        let mut made = Vec::with_capacity(names.len());
+        for chunk in names.chunks(PARALLEL) {
+            std::thread::scope(|s| {
+                let threads: Vec<_> = chunk
+                    .iter()
+                    .map(|name| {
+                        let init = &init;
+                        s.spawn(move || -> io::Result<NetNs> {
+                            unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                            let fd: OwnedFd = File::open("/proc/thread-self/ns/net")?.into();
+                            init()?;
+                            Ok(NetNs { name: name.to_string(), fd })
+                        })
+                    })
+                    .collect();
+                for t in threads {
+                    made.push(t.join().unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked"))));
+                }
+            });
+        }
+        made
+    }
+
     /// A namespace some program made, opened by a path such as `/proc/PID/ns/net`.
     /// Held by our descriptor from here on, like one we created.
     pub fn open(name: &str, path: &std::path::Path) -> io::Result<NetNs> {

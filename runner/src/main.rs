@@ -20,5 +20,17 @@ fn main() -> std::process::ExitCode {
             return code;
         }
     }
+    raise_open_file_limit();
     cli::main()
+}
+
+/// Probes are sent all at once, a few descriptors each; the soft limit of a login
+/// shell (often 1024) is far below what the hard limit allows.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }

@@ -52,6 +52,10 @@ impl Producer for Command {
                     log.command(&command, &stdout, &stderr);
                     Err(format!("{command} failed ({status}):\n{stdout}{stderr}"))
                 }
+                Err(ExecError::Timeout { command, timeout, stdout, stderr }) => {
+                    log.command(&command, &stdout, &stderr);
+                    Err(format!("{command} did not finish within {timeout:?}; it printed:\n{stdout}{stderr}"))
+                }
                 Err(e) => {
                     log.push(format!("$ {}\n  {e}", inv.display()));
                     Err(e.to_string())

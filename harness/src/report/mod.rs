@@ -38,11 +38,20 @@ pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
         for line in why.lines() {
             let _ = writeln!(out, "      {line}");
         }
-        if !rep.producer_log.entries.is_empty() {
-            let _ = writeln!(out, "      what the producer ran:");
-            for line in rep.producer_log.to_string().lines() {
-                let _ = writeln!(out, "        {line}");
-            }
+    }
+    // A live producer's words are evidence whether its rules made the scenario fail or
+    // kept it from running.
+    let live = scn.rules.live.is_some();
+    let shown = matches!(rep.status, Status::Error(_)) || (live && rep.status == Status::Failed);
+    if shown && !rep.producer_log.entries.is_empty() {
+        let _ = writeln!(out, "      what the producer ran:");
+        for line in rep.producer_log.to_string().lines() {
+            // No control characters from a program reach the terminal.
+            let line: String = line
+                .chars()
+                .map(|c| if c.is_control() && c != '\t' { char::REPLACEMENT_CHARACTER } else { c })
+                .collect();
+            let _ = writeln!(out, "        {line}");
         }
     }
     for problem in &rep.teardown_problems {

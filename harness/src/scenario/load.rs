@@ -106,8 +106,7 @@ pub fn load(path: &Path, name: &str) -> Result<Scenario, InputError> {
 /// one per producer, named `NAME @PRODUCER`, with the producer's variables put in for
 /// each `${var}` and its rules in place of `rules`.
 pub fn load_file(path: &Path, name: &str) -> Result<Vec<Scenario>, InputError> {
-    let text =
-        fs::read_to_string(path).map_err(|e| Diagnostic::new(path, format!("cannot read the scenario file: {e}")))?;
+    let text = read_text(path, "scenario file")?;
     let Some((line, producers_path)) = producers_key(&text) else {
         return Ok(vec![load_text(path, name, &text, None)?]);
     };
@@ -148,6 +147,42 @@ pub fn load_file(path: &Path, name: &str) -> Result<Vec<Scenario>, InputError> {
     }
 }
 
+/// The largest scenario or producers file read.
+const MAX_FILE: u64 = 16 << 20;
+
+/// The text of a regular file of at most [`MAX_FILE`] bytes; a byte that is not UTF-8
+/// is reported at its line and column.
+fn read_text(path: &Path, what: &str) -> Result<String, Diagnostic> {
+    use std::io::Read;
+    let meta = fs::metadata(path).map_err(|e| Diagnostic::new(path, format!("cannot read the {what}: {e}")))?;
+    if !meta.is_file() {
+        return Err(Diagnostic::new(
+            path,
+            format!("expected a {what}, but this is not a regular file (a fifo, a device or a socket)"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| Diagnostic::new(path, format!("cannot read the {what}: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(Diagnostic::new(path, format!("expected a {what} of at most {} MiB, found more", MAX_FILE >> 20)));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[start..]).chars().count() + 1;
+        let bad = e.as_bytes()[valid.len()];
+        Diagnostic {
+            path: path.to_path_buf(),
+            location: Some(Location { line, column }),
+            key: None,
+            message: format!("expected UTF-8 text, found the byte 0x{bad:02x}, which is not UTF-8 here"),
+        }
+    })
+}
+
 /// A top-level `producers: FILE` line: its line number and the file. Found in the text
 /// because the rest of the file may not be YAML before its variables are put in.
 fn producers_key(text: &str) -> Option<(usize, String)> {
@@ -170,13 +205,27 @@ struct ProducerDef {
 }
 
 fn load_producers(path: &Path) -> Result<Vec<ProducerDef>, InputError> {
-    let text =
-        fs::read_to_string(path).map_err(|e| Diagnostic::new(path, format!("cannot read the producers file: {e}")))?;
+    let text = read_text(path, "producers file")?;
     let (file, positions) = parse::<ProducersFile>(path, &text)?;
     let mut c = Checker { path, pos: &positions, diagnostics: Vec::new(), forward_targets: Vec::new() };
     let folder = path.parent().unwrap_or(Path::new(""));
     let defaults: indexmap::IndexMap<String, String> =
         file.vars.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    // Values go into the scenario's text as they are: a line break would move every
+    // later line, and with it every position reported.
+    let mut one_line = |key: String, value: &str| {
+        if value.contains(['\n', '\r']) {
+            c.value(&key, "expected a value of one line (it is put into the scenario's text), found a line break");
+        }
+    };
+    for (k, v) in file.vars.iter().flatten() {
+        one_line(join("vars", k), &v.0);
+    }
+    for (name, p) in file.producers.iter().flatten() {
+        for (k, v) in p.as_ref().and_then(|p| p.vars.as_ref()).into_iter().flatten() {
+            one_line(join(&join(&join("producers", name), "vars"), k), &v.0);
+        }
+    }
     let mut out = Vec::new();
     match &file.producers {
         None => c.missing("producers", "a mapping of producer names to their rules and variables"),
@@ -357,21 +406,44 @@ fn walk(root: &Path, rel: &Path, prefix: &Path, found: &mut Vec<(PathBuf, String
 
 /// The three parsing passes; any failure here ends the file's checks.
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<(T, Positions), InputError> {
+    // Positions first: it refuses deep nesting early, before serde_yaml's scanner
+    // spends quadratic time on it.
+    let indexed = Positions::parse(text);
+    let syntax = |e: position::SyntaxError| Diagnostic {
+        path: path.to_path_buf(),
+        location: Some(e.location),
+        key: None,
+        message: e.message,
+    };
+    let indexed = match indexed {
+        Err(e) if e.too_deep => return Err(syntax(e).into()),
+        other => other,
+    };
     if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) {
-        let positions = Positions::parse(text).unwrap_or_default();
+        let positions = indexed.unwrap_or_default();
         if !positions.duplicates().is_empty() {
             return Err(duplicates(path, &positions).into());
         }
         return Err(serde_error(path, &positions, e).into());
     }
-    let positions = Positions::parse(text).map_err(|e| Diagnostic {
-        path: path.to_path_buf(),
-        location: Some(e.location),
-        key: None,
-        message: e.message,
-    })?;
+    let positions = indexed.map_err(syntax)?;
     if !positions.duplicates().is_empty() {
         return Err(duplicates(path, &positions).into());
+    }
+    if !positions.tagged().is_empty() {
+        let diagnostics: Vec<Diagnostic> = positions
+            .tagged()
+            .iter()
+            .map(|(key, at)| Diagnostic {
+                path: path.to_path_buf(),
+                location: Some(*at),
+                key: (!key.is_empty()).then(|| key.clone()),
+                message: "a value that starts with `!` is a YAML tag, and the `!` would be dropped; \
+                          quote the value: '! -i ...'"
+                    .to_string(),
+            })
+            .collect();
+        return Err(diagnostics.into());
     }
     let file = serde_yaml::from_str(text).map_err(|e| serde_error(path, &positions, e))?;
     Ok((file, positions))
@@ -404,8 +476,10 @@ fn serde_error(path: &Path, positions: &Positions, e: serde_yaml::Error) -> Diag
             message.replace_range(i..i + suffix.len(), "");
         }
     }
+    let mut location = location;
     if message.starts_with("deserializing from YAML containing more than one document") {
         message = "expected one YAML document, found more than one".to_string();
+        location = location.or(positions.second_document());
     }
     let mut key = None;
     if let Some(i) = message.match_indices(": ").map(|(i, _)| i).find(|&i| positions.contains(&message[..i])) {
@@ -725,6 +799,11 @@ impl Checker<'_> {
             }
             Err(e) => Some(format!("cannot read `{}`: {e}", resolved.display())),
             Ok(m) if m.is_dir() => Some(format!("expected a {what}, but `{}` is a folder", resolved.display())),
+            // Opening a fifo blocks until a writer comes; a device may never end.
+            Ok(m) if !m.is_file() => Some(format!(
+                "expected a {what}, but `{}` is not a regular file (a fifo, a device or a socket)",
+                resolved.display()
+            )),
             Ok(_) => fs::File::open(&resolved).err().map(|e| format!("cannot read `{}`: {e}", resolved.display())),
         };
         match problem {
@@ -867,6 +946,14 @@ fn convert(c: &mut Checker, path: &Path, name: &str, mut file: ScenarioFile, ctx
              (rules.live.program: netavark, cni, dockerd or command); give other nodes `interfaces`",
         );
     }
+    if let (None, Some(live)) = (ctx, &scenario.rules.live) {
+        if live.program == LiveProgram::Command {
+            if let Some(program) = live.run.first() {
+                let folder = path.parent().unwrap_or(Path::new(""));
+                live_program(c, "rules.live.run[0]", folder, program);
+            }
+        }
+    }
     if ctx.is_none() && file.producers.is_some() {
         c.key("producers", "write `producers: FILE` as a line of its own at the start of a line");
     }
@@ -882,6 +969,22 @@ fn convert(c: &mut Checker, path: &Path, name: &str, mut file: ScenarioFile, ctx
     scenario.probes = probes(c, &scenario, &lab, file.probes.as_deref().unwrap_or_default(), ctx);
     scenario.counters = counters(c, format, file.counters.as_deref().unwrap_or_default(), ctx);
     scenario
+}
+
+/// The program of a `command` producer: a path (with a '/') is the scenario's own and
+/// must be an executable file; a bare name is looked up on PATH when the scenario runs.
+fn live_program(c: &mut Checker, key: &str, folder: &Path, program: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if program.is_empty() {
+        c.value(key, "expected a program, found an empty string");
+    } else if program.contains('/') {
+        if let Some(p) = c.existing_file(key, folder, program, "program") {
+            let executable = fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+            if !executable {
+                c.value(key, format!("expected an executable program, but `{}` is not executable", p.display()));
+            }
+        }
+    }
 }
 
 /// Rule files the scenario adds after the producer's, with the producer's variables
@@ -1017,6 +1120,30 @@ fn build_lab(
             address: address.unwrap_or(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 32).unwrap()),
             peer: NodeId::HOST,
         });
+    }
+
+    // The host routes a subnet through one interface: two with the same one contradict.
+    let mut subnets: Vec<(Ipv4Net, String)> = Vec::new();
+    let host_nets = bridges
+        .iter()
+        .filter_map(|b| {
+            b.address.map(|a| (a, format!("bridge `{}`", b.name), join(&join("host.bridges", &b.name), "address")))
+        })
+        .chain(uplinks.iter().zip(&uplink_nets).filter_map(|(u, n)| {
+            n.map(|a| (a, format!("uplink `{}`", u.name), join(&join("host.uplinks", &u.name), "address")))
+        }))
+        .collect::<Vec<_>>();
+    for (net, what, key) in host_nets {
+        match subnets.iter().find(|(n, _)| *n == net.trunc()) {
+            Some((_, first)) => c.value(
+                &key,
+                format!(
+                    "{what} has the subnet {}, as {first} does; the host would route it through only one of them",
+                    net.trunc()
+                ),
+            ),
+            None => subnets.push((net.trunc(), what)),
+        }
     }
 
     let mut nodes = vec![Node {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::model::Location;
@@ -33,11 +33,21 @@ pub struct Duplicate {
     pub second: Location,
 }
 
+/// How deep mappings and lists may nest. A scenario needs a handful of levels;
+/// serde_yaml gives up at 128, but only after its scanner has read the whole text, in
+/// time quadratic in the depth of flow collections (`[[[[...]]]]`).
+pub const MAX_DEPTH: usize = 64;
+
 /// Key path → position, for the first document of a YAML text.
 #[derive(Debug, Default)]
 pub struct Positions {
     spans: HashMap<String, Span>,
     duplicates: Vec<Duplicate>,
+    /// Where a second document starts, if the text has one.
+    second_document: Option<Location>,
+    /// Values written with YAML's non-specific tag `!` (`rule: ! -i br0`), which
+    /// serde_yaml drops without a word: their paths and positions.
+    tagged: Vec<(String, Location)>,
 }
 
 /// A YAML syntax error found while indexing.
@@ -45,16 +55,61 @@ pub struct Positions {
 pub struct SyntaxError {
     pub location: Location,
     pub message: String,
+    /// The text nests deeper than [`MAX_DEPTH`]; nothing else should read it.
+    pub too_deep: bool,
 }
 
 impl Positions {
     /// Index `text`. Fails only on YAML syntax errors.
     pub fn parse(text: &str) -> Result<Positions, SyntaxError> {
         let mut builder = Builder::default();
-        Parser::new_from_str(text)
-            .load(&mut builder, false)
-            .map_err(|e| SyntaxError { location: location(*e.marker()), message: e.info().to_string() })?;
-        Ok(Positions { spans: builder.spans, duplicates: builder.duplicates })
+        let mut parser = Parser::new_from_str(text);
+        // Events one by one: Parser::load recurses once per level and overflows the
+        // stack on deep input.
+        let mut depth = 0usize;
+        loop {
+            let (event, mark) = parser.next_token().map_err(|e| {
+                // The scanner reads ahead, and gives up at 256 open flow collections.
+                let too_deep = e.info() == "recursion limit exceeded";
+                SyntaxError {
+                    location: location(*e.marker()),
+                    message: if too_deep { too_deep_message() } else { e.info().to_string() },
+                    too_deep,
+                }
+            })?;
+            match event {
+                Event::StreamEnd => break,
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(SyntaxError {
+                            location: location(mark),
+                            message: too_deep_message(),
+                            too_deep: true,
+                        });
+                    }
+                }
+                Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            builder.on_event(event, mark);
+        }
+        Ok(Positions {
+            spans: builder.spans,
+            duplicates: builder.duplicates,
+            second_document: builder.second_document,
+            tagged: builder.tagged,
+        })
+    }
+
+    /// Where a second document starts, if the text has one.
+    pub fn second_document(&self) -> Option<Location> {
+        self.second_document
+    }
+
+    /// Values written with the non-specific tag `!`, in document order.
+    pub fn tagged(&self) -> &[(String, Location)] {
+        &self.tagged
     }
 
     pub fn get(&self, path: &str) -> Option<Span> {
@@ -120,6 +175,10 @@ pub fn parent(path: &str) -> Option<&str> {
     Some(&path[..cut])
 }
 
+fn too_deep_message() -> String {
+    format!("expected mappings and lists nested at most {MAX_DEPTH} levels deep, found more")
+}
+
 fn location(mark: Marker) -> Location {
     Location {
         line: mark.line(),
@@ -158,6 +217,8 @@ struct Builder {
     /// The first document is over; later ones are not indexed.
     done: bool,
     started: bool,
+    second_document: Option<Location>,
+    tagged: Vec<(String, Location)>,
 }
 
 impl Builder {
@@ -228,15 +289,22 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        let loc = location(mark);
         if self.done {
+            if matches!(ev, Event::DocumentStart) && self.second_document.is_none() {
+                self.second_document = Some(loc);
+            }
             return;
         }
-        let loc = location(mark);
         match ev {
             Event::DocumentEnd if self.started => self.done = true,
-            Event::Scalar(text, style, _, _) => {
+            Event::Scalar(text, style, _, tag) => {
                 let empty = text.is_empty() && style == TScalarStyle::Plain;
-                self.node(loc, empty, Some(&text), false);
+                let path = self.node(loc, empty, Some(&text), false);
+                let non_specific = matches!(&tag, Some(Tag { handle, suffix }) if handle.is_empty() && suffix == "!");
+                if let (Some(path), true) = (path, non_specific) {
+                    self.tagged.push((path, loc));
+                }
             }
             Event::Alias(_) => {
                 self.node(loc, false, None, false);

@@ -47,20 +47,6 @@ struct Netlink {
 }
 
 impl Netlink {
-    async fn open(ns: &NetNs) -> Result<Netlink, LabError> {
-        let rt = tokio::runtime::Handle::current();
-        let (connection, handle, _) = ns
-            .run(|| {
-                // The socket is registered with the reactor here, on the thread that
-                // sits in the namespace.
-                let _guard = rt.enter();
-                rtnetlink::new_connection()
-            })
-            .and_then(|r| r)
-            .map_err(fail(format!("opening netlink in {}", ns.name())))?;
-        Ok(Netlink { handle, task: tokio::spawn(connection) })
-    }
-
     async fn index_of(&self, name: &str, ns: &str) -> Result<u32, LabError> {
         let link = self
             .handle
@@ -168,20 +154,33 @@ impl Lab {
     pub async fn build(scn: &Scenario) -> Result<Lab, LabError> {
         let names: Vec<&str> = scn.nodes.iter().map(|n| n.name.as_str()).collect();
         let settings = baseline(scn.ipv6);
-        let made =
-            NetNs::create_many(&names, || settings.iter().try_for_each(|(k, v)| crate::netns::write_sysctl(k, v)));
+        let rt = tokio::runtime::Handle::current();
+        // Each namespace gets its sysctls and its netlink socket on the thread that
+        // made it; the socket is registered with the reactor there, and stays bound to
+        // the namespace wherever it is used.
+        let made = NetNs::create_many(&names, || {
+            settings.iter().try_for_each(|(k, v)| crate::netns::write_sysctl(k, v))?;
+            let _guard = rt.enter();
+            let (connection, handle, _) = rtnetlink::new_connection()?;
+            Ok((connection, handle))
+        });
         let mut namespaces = Vec::with_capacity(made.len());
-        for (ns, name) in made.into_iter().zip(&names) {
-            namespaces.push(ns.map_err(fail(format!("creating and preparing the namespace for {name}")))?);
+        let mut netlinks = Vec::with_capacity(made.len());
+        for (made, name) in made.into_iter().zip(&names) {
+            let (ns, (connection, handle)) =
+                made.map_err(fail(format!("creating and preparing the namespace for {name}")))?;
+            namespaces.push(ns);
+            netlinks.push(Netlink { handle, task: tokio::spawn(connection) });
         }
         let lab = Lab { namespaces };
-        lab.build_links(scn).await?;
+        lab.build_links(scn, &netlinks).await?;
+        drop(netlinks);
         lab.apply_sysctls(scn)?;
         Ok(lab)
     }
 
-    async fn build_links(&self, scn: &Scenario) -> Result<(), LabError> {
-        let host = Netlink::open(self.host()).await?;
+    async fn build_links(&self, scn: &Scenario, netlinks: &[Netlink]) -> Result<(), LabError> {
+        let host = &netlinks[NodeId::HOST.0];
         let host_name = &scn.host().name;
         host.set_up(1, "lo in host").await?;
 
@@ -237,8 +236,7 @@ impl Lab {
         futures::future::try_join_all(veths).await?;
 
         let nodes = scn.nodes.iter().enumerate().skip(1).map(|(id, node)| async move {
-            let ns = &self.namespaces[id];
-            let nl = Netlink::open(ns).await?;
+            let nl = &netlinks[id];
             let lo = format!("lo in {}", node.name);
             let addresses = node.interfaces.iter().map(|iface| {
                 let what = format!("{} in {}", iface.name, node.name);

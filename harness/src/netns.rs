@@ -37,11 +37,13 @@ impl NetNs {
     }
 
     /// Many new namespaces at once, each made on a thread of its own that first runs
-    /// `init` inside it (sysctls that must be in place before any interface exists),
-    /// then ends. Up to `PARALLEL` threads at a time.
-    pub fn create_many<F>(names: &[&str], init: F) -> Vec<io::Result<NetNs>>
+    /// `init` inside it (sysctls that must be in place before any interface exists,
+    /// a netlink socket that stays bound to it), then ends. Up to `PARALLEL` threads
+    /// at a time.
+    pub fn create_many<T, F>(names: &[&str], init: F) -> Vec<io::Result<(NetNs, T)>>
     where
-        F: Fn() -> io::Result<()> + Sync,
+        T: Send,
+        F: Fn() -> io::Result<T> + Sync,
     {
         const PARALLEL: usize = 16;
         let mut made = Vec::with_capacity(names.len());
@@ -51,11 +53,11 @@ impl NetNs {
                     .iter()
                     .map(|name| {
                         let init = &init;
-                        s.spawn(move || -> io::Result<NetNs> {
+                        s.spawn(move || -> io::Result<(NetNs, T)> {
                             unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
                             let fd: OwnedFd = File::open("/proc/thread-self/ns/net")?.into();
-                            init()?;
-                            Ok(NetNs { name: name.to_string(), fd })
+                            let made = init()?;
+                            Ok((NetNs { name: name.to_string(), fd }, made))
                         })
                     })
                     .collect();

@@ -64,6 +64,7 @@ pub fn trials() -> Vec<Trial> {
         kernel_trial("mutate_scores_the_seed_rules", mutation_score),
         kernel_trial("a_failing_scenario_explains_itself", failing_fixture_explains_itself),
         kernel_trial("capture_writes_a_static_fixture_that_replays", capture_replays),
+        kernel_trial("diff_lists_the_probes_two_rule_sets_disagree_on", diff_rule_sets),
         Trial::test("cli::bad_input_exits_2_with_position", bad_input).with_kind("cli"),
     ]
 }
@@ -675,6 +676,41 @@ fn capture_replays() -> Result<(), Failed> {
         if !replay.status.success() {
             return Err(format!("the captured scenario fails:\n{}", String::from_utf8_lossy(&replay.stdout)).into());
         }
+    }
+    Ok(())
+}
+
+/// `diff` runs one scenario's probes against two rule files: green when they behave
+/// the same, whatever their text; the differing probes listed otherwise.
+fn diff_rule_sets() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let scenario = repo().join("runner/tests/data/failing/wrong-expectation.yaml");
+    let old = repo().join("runner/tests/data/failing/rules/no-81.rules");
+    // The same behaviour in other words: a chain of its own, and a comment.
+    let same = dir.path().join("same.rules");
+    std::fs::write(
+        &same,
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:WEB - [0:0]\n\
+         -A FORWARD -j WEB\n-A WEB -p tcp -m tcp --dport 81 -j DROP\nCOMMIT\n",
+    )?;
+    let open = dir.path().join("open.rules");
+    std::fs::write(&open, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n")?;
+    let run = |new: &Path| netconform().arg("diff").arg(&scenario).arg(&old).arg(new).output();
+    let agree = run(&same)?;
+    let stdout = String::from_utf8_lossy(&agree.stdout);
+    if agree.status.code() != Some(0) || !stdout.contains("0 of 2 probes differ") {
+        return Err(
+            format!("rule sets that behave the same were told apart ({:?}):\n{stdout}", agree.status.code()).into()
+        );
+    }
+    let differ = run(&open)?;
+    let stdout = String::from_utf8_lossy(&differ.stdout);
+    if differ.status.code() != Some(1)
+        || !stdout.contains("DIFFERS a -> b:81/tcp: old dropped")
+        || !stdout.contains("new reached by b")
+        || !stdout.contains("1 of 2 probes differ")
+    {
+        return Err(format!("the differing probe was not listed ({:?}):\n{stdout}", differ.status.code()).into());
     }
     Ok(())
 }

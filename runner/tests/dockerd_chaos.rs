@@ -15,10 +15,10 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Completion, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 
 /// A dockerd scenario that stays in each phase long enough to be killed in it: the
 /// dropped probe waits three seconds with the containers up.
@@ -71,18 +71,10 @@ const POINTS: [Point; 5] = [
 const DOCKER_PROGRAMS: [&str; 7] =
     ["dockerd", "containerd", "containerd-shim", "runc", "docker-proxy", "docker", "busybox"];
 
-fn netconform() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netconform"));
-    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-    cmd
-}
+use crate::kernel::netconform;
 
 fn trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
-    Trial::ignorable_test(format!("kernel::{name}"), move || match unavailable() {
-        Some(why) => Ok(Completion::ignored_with(why)),
-        None => f().map(|()| Completion::Completed),
-    })
-    .with_kind("kernel")
+    crate::kernel::trial_unless(name, unavailable, f)
 }
 
 pub fn trials() -> Vec<Trial> {

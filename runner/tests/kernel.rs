@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Completion, Failed, Trial};
 
-fn netconform() -> Command {
+pub fn netconform() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_netconform"));
     cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
     cmd
@@ -44,6 +44,11 @@ fn unavailable() -> Option<String> {
 }
 
 fn kernel_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
+    trial_unless(name, unavailable, f)
+}
+
+/// A kernel trial, reported ignored with the reason `unavailable` gives, if any.
+pub fn trial_unless(name: &str, unavailable: fn() -> Option<String>, f: fn() -> Result<(), Failed>) -> Trial {
     Trial::ignorable_test(format!("kernel::{name}"), move || match unavailable() {
         Some(why) => Ok(Completion::ignored_with(why)),
         None => f().map(|()| Completion::Completed),

@@ -266,28 +266,8 @@ mod daemons {
     const DIR: &str = "/run/netconform/firewalld";
     const BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 
-    /// A system bus that runs as root, activates nothing (no polkit, no service
-    /// files) and applies the policies installed for firewalld.
-    const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=/run/dbus/system_bus_socket</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-  </policy>
-</busconfig>
-"#;
+    // The bus of the firewalld producer, whose configuration is the same.
+    use super::super::firewalld::BUS_CONFIG;
 
     /// The running daemons' output, shown in the log when they are done.
     pub struct Daemons {

@@ -172,8 +172,9 @@ pub enum IptablesFlavour {
 /// is killed and the kernel kills everything else in it.
 #[derive(Debug)]
 pub struct Sandbox {
-    /// `unshare ... sleep infinity`: its child is PID 1 of the sandbox.
-    holder: tokio::process::Child,
+    /// `unshare ... sleep infinity`: its child is PID 1 of the sandbox. Kept so that
+    /// tokio reaps it once it exits.
+    _holder: tokio::process::Child,
     /// PID 1 of the sandbox, as seen from here.
     init: u32,
     flavour: IptablesFlavour,
@@ -210,7 +211,8 @@ impl Sandbox {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .kill_on_drop(true);
+            // Ended through its PID 1 (see Drop), so that it reaps it first.
+            .kill_on_drop(false);
         let shim = shim_links(flavour);
         let binds = netns_binds(namespaces)?;
         let fd = netns.as_raw_fd();
@@ -251,7 +253,7 @@ impl Sandbox {
                 source: std::io::Error::other("the sandbox's first process did not start"),
             });
         }
-        Ok(Sandbox { holder, init, flavour, env })
+        Ok(Sandbox { _holder: holder, init, flavour, env })
     }
 
     /// PID 1 of the sandbox; /proc/PID/ns/* are its namespaces.
@@ -316,11 +318,12 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // unshare dies, its --kill-child takes PID 1, and the kernel the rest.
-        let _ = self.holder.start_kill();
+        // PID 1 first: the kernel kills the rest of its namespace, and unshare, its
+        // parent, reaps it and exits, so no orphan is left for the machine to reap.
         if let Ok(pid) = i32::try_from(self.init) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
+        // unshare then exits by itself; tokio reaps the dropped child in the background.
     }
 }
 

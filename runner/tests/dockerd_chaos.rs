@@ -155,7 +155,7 @@ fn holders(namespaces: &BTreeSet<String>) -> Vec<Proc> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let mut refs = ns_fds(pid);
         refs.extend(["net", "mnt", "pid"].iter().filter_map(|k| ns_of(pid, k)));
-        if !refs.is_disjoint(namespaces) {
+        if !refs.is_disjoint(namespaces) && !crate::kernel::zombie(pid) {
             held.extend(read_proc(pid));
         }
     }

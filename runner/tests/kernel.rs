@@ -246,12 +246,22 @@ fn holders(inodes: &BTreeSet<String>) -> Vec<(u32, String)> {
     let mut held = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().filter_map(|e| e.ok()) {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        if !netns_of(pid).is_disjoint(inodes) {
+        if !netns_of(pid).is_disjoint(inodes) && !zombie(pid) {
             let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             held.push((pid, name.trim().to_string()));
         }
     }
     held
+}
+
+/// Whether `pid` has exited and only waits to be reaped: it holds no namespace any
+/// more, and reaping it is the business of the machine's init, which an orphan of a
+/// killed run is handed to.
+pub fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// Kill points for a chaos run: each fixed point moved by up to `jitter` ms, from a

@@ -152,6 +152,16 @@ impl Lab {
     /// Build the scenario's topology. On error everything built so far is dropped,
     /// and with it removed.
     pub async fn build(scn: &Scenario) -> Result<Lab, LabError> {
+        Ok(Lab::build_with(scn, |_| async {}).await?.0)
+    }
+
+    /// [`Lab::build`], running `meanwhile` with a handle on the host namespace as soon
+    /// as it exists, while the links are made (loading rule files, which need no
+    /// interface).
+    pub async fn build_with<T, F: std::future::Future<Output = T>>(
+        scn: &Scenario,
+        meanwhile: impl FnOnce(NetNs) -> F,
+    ) -> Result<(Lab, T), LabError> {
         let names: Vec<&str> = scn.nodes.iter().map(|n| n.name.as_str()).collect();
         let settings = baseline(scn.ipv6);
         let rt = tokio::runtime::Handle::current();
@@ -173,10 +183,12 @@ impl Lab {
             netlinks.push(Netlink { handle, task: tokio::spawn(connection) });
         }
         let lab = Lab { namespaces };
-        lab.build_links(scn, &netlinks).await?;
+        let host = lab.host().try_clone().map_err(fail("holding the host namespace"))?;
+        let (links, done) = futures::future::join(lab.build_links(scn, &netlinks), meanwhile(host)).await;
+        links?;
         drop(netlinks);
         lab.apply_sysctls(scn)?;
-        Ok(lab)
+        Ok((lab, done))
     }
 
     async fn build_links(&self, scn: &Scenario, netlinks: &[Netlink]) -> Result<(), LabError> {

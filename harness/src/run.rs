@@ -290,9 +290,18 @@ pub async fn run_scenario_with(scn: &Scenario, backend: Backend, explain: bool) 
 
 async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport, explain: bool) -> Result<(), String> {
     let rb: Box<dyn RuleBackend> = backend::for_backend(backend);
-    let mut lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
     let mut producer = producer::for_scenario(scn);
-    let produced = producer.produce(scn, &mut lab, backend, &mut report.producer_log).await;
+    let (lab, produced) = if scn.rules.live.is_none() {
+        // Rule files need only the host namespace: they load while the links are made.
+        let log = &mut report.producer_log;
+        Lab::build_with(scn, |host| async move { producer::files::load(scn, &host, backend, log).await })
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        let mut lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
+        let produced = producer.produce(scn, &mut lab, backend, &mut report.producer_log).await;
+        (lab, produced)
+    };
     let outcome = match produced {
         Ok(()) => observe(scn, rb.as_ref(), &lab, report, explain).await,
         Err(why) => Err(why),

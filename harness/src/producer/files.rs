@@ -25,23 +25,23 @@ impl Producer for Files {
         backend: Backend,
         log: &'a mut Log,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            for set in &scn.rules.ipsets {
-                let inv = Invocation::new(
-                    "ipset",
-                    [std::ffi::OsStr::new("restore"), std::ffi::OsStr::new("-f"), set.as_os_str()],
-                );
-                exec::run_in(lab.host().as_fd(), &inv)
-                    .await
-                    .map_err(|e| format!("loading ipsets from {}: {e}", set.display()))?;
-                log.push(format!("$ {}", inv.display()));
-            }
-            let rb = backend::for_backend(backend);
-            backend::load(rb.as_ref(), lab.host(), &scn.rules.files).await.map_err(|e| e.to_string())?;
-            for (i, f) in scn.rules.files.iter().enumerate() {
-                log.push(format!("$ {}", rb.load(Some(&f.path), i == 0).display()));
-            }
-            Ok(())
-        })
+        Box::pin(load(scn, lab.host(), backend, log))
     }
+}
+
+/// Loads `scn`'s ipsets and rule files into `host`. Needs no interface of the lab, so
+/// it can run while the lab's links are made.
+pub async fn load(scn: &Scenario, host: &crate::netns::NetNs, backend: Backend, log: &mut Log) -> Result<(), String> {
+    for set in &scn.rules.ipsets {
+        let inv =
+            Invocation::new("ipset", [std::ffi::OsStr::new("restore"), std::ffi::OsStr::new("-f"), set.as_os_str()]);
+        exec::run_in(host.as_fd(), &inv).await.map_err(|e| format!("loading ipsets from {}: {e}", set.display()))?;
+        log.push(format!("$ {}", inv.display()));
+    }
+    let rb = backend::for_backend(backend);
+    backend::load(rb.as_ref(), host, &scn.rules.files).await.map_err(|e| e.to_string())?;
+    for (i, f) in scn.rules.files.iter().enumerate() {
+        log.push(format!("$ {}", rb.load(Some(&f.path), i == 0).display()));
+    }
+    Ok(())
 }

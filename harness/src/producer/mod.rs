@@ -9,7 +9,7 @@
 mod cni;
 mod command;
 mod dockerd;
-mod files;
+pub mod files;
 mod firewalld;
 mod netavark;
 mod ufw;

@@ -301,7 +301,24 @@ impl Lab {
     fn apply_sysctls(&self, scn: &Scenario) -> Result<(), LabError> {
         let forwarding = if scn.host.forwarding { "1" } else { "0" };
         for (id, node) in scn.nodes.iter().enumerate() {
-            let mut items: Vec<(&str, &str)> = Vec::new();
+            // Probes to one next hop share its neighbour entry: should the first ARP
+            // request go unanswered (a link still settling on a busy machine), the
+            // kernel asks again after 100 ms instead of a second, within a probe's
+            // wait. Per interface: a new namespace has no `neigh.default`.
+            let ifnames: Vec<&str> = if id == NodeId::HOST.0 {
+                let bridges = scn.host.bridges.iter().map(|b| b.name.as_str());
+                bridges.chain(scn.host.uplinks.iter().map(|u| u.name.as_str())).collect()
+            } else {
+                node.interfaces.iter().map(|i| i.name.as_str()).collect()
+            };
+            // A dotted name cannot be written as a dotted key; such an interface keeps
+            // the kernel's interval.
+            let neigh: Vec<String> = ifnames
+                .iter()
+                .filter(|i| !i.contains('.'))
+                .map(|i| format!("net.ipv4.neigh.{i}.retrans_time_ms"))
+                .collect();
+            let mut items: Vec<(&str, &str)> = neigh.iter().map(|k| (k.as_str(), "100")).collect();
             if id == NodeId::HOST.0 {
                 items.push(("net.ipv4.ip_forward", forwarding));
                 if !scn.host.bridges.is_empty() {

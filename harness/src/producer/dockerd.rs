@@ -91,7 +91,7 @@ impl Producer for Dockerd {
                     .into());
             }
             let rootfs = rootfs_tar(Path::new(BUSYBOX))?;
-            let mut env = super::lab_environment(scn, lab, backend);
+            let mut env = super::lab_environment(scn, backend);
             env.push(("DOCKER_HOST".into(), format!("unix://{STATE}/docker.sock")));
             env.push(("DOCKER_CONFIG".into(), format!("{STATE}/cli")));
             env.push(("DOCKER_TLS_VERIFY".into(), String::new()));

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use super::ufw::{alternatives, alternatives_script, command_lines, indent, inside, make_dir, read, step, write_file};
-use super::{Log, Producer};
+use super::ufw::{alternatives, alternatives_script, command_lines, indent, inside, make_dir, read, write_file};
+use super::{run_logged, Log, Producer};
 use crate::exec::{Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
@@ -142,7 +142,7 @@ impl Producer for Firewalld {
             let links = alternatives(flavour)?;
             let conf = read("/etc/firewalld/firewalld.conf")?;
 
-            let mut env = super::lab_environment(scn, lab, backend);
+            let mut env = super::lab_environment(scn, backend);
             env.push(("DBUS_SYSTEM_BUS_ADDRESS".into(), format!("unix:path={BUS_SOCKET}")));
             let sandbox = Sandbox::start(lab.host().as_fd(), flavour, env)
                 .await
@@ -160,7 +160,7 @@ impl Producer for Firewalld {
                 "firewalld's configuration, copied and bind-mounted in the sandbox:\n{}",
                 indent(&script)
             ));
-            step(sandbox, &setup, "sh -euc SETUP", log).await?;
+            run_logged(sandbox, &setup, "sh -euc SETUP", log).await?;
 
             let deadline = Instant::now() + live.timeout;
             let bus_conf = format!("--config-file={STATE}/bus.conf");
@@ -207,7 +207,7 @@ impl Producer for Firewalld {
             for line in &commands {
                 let mut inv = Invocation::new("sh", ["-c", line.as_str()]);
                 inv.timeout = live.timeout;
-                step(sandbox, &inv, line, log).await?;
+                run_logged(sandbox, &inv, line, log).await?;
             }
             Ok(())
         })

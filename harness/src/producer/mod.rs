@@ -75,6 +75,30 @@ pub trait Producer: Send {
     }
 }
 
+/// Run `inv` in the sandbox, logged as `shown` with its output; on failure the error
+/// carries the program's own words.
+pub(super) async fn run_logged(
+    sandbox: &Sandbox,
+    inv: &crate::exec::Invocation,
+    shown: &str,
+    log: &mut Log,
+) -> Result<String, String> {
+    match sandbox.run(inv).await {
+        Ok(out) => {
+            log.command(shown, &out.stdout, &out.stderr);
+            Ok(out.stdout)
+        }
+        Err(crate::exec::ExecError::Failed { status, stdout, stderr, .. }) => {
+            log.command(shown, &stdout, &stderr);
+            Err(format!("{shown} failed ({status}):\n{stdout}{stderr}"))
+        }
+        Err(e) => {
+            log.push(format!("$ {shown}\n  {e}"));
+            Err(format!("{shown}: {e}"))
+        }
+    }
+}
+
 /// The producer of `scn`'s rules.
 pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
     match scn.rules.live.as_ref().map(|l| l.program) {
@@ -130,7 +154,7 @@ fn env_name(name: &str) -> String {
 ///   networks, with `NETCONFORM_NETWORK_<NAME>_{BRIDGE,SUBNET,GATEWAY}`;
 /// - `NETCONFORM_CONTAINER_<NAME>_{NETWORK,ADDRESS}` for each container;
 /// - `NETCONFORM_BACKEND`, `NETCONFORM_SCENARIO_DIR`.
-pub fn lab_environment(scn: &Scenario, _lab: &Lab, backend: Backend) -> Vec<(String, String)> {
+pub fn lab_environment(scn: &Scenario, backend: Backend) -> Vec<(String, String)> {
     let mut env = BTreeMap::new();
     let names: Vec<&str> = scn.nodes.iter().map(|n| n.name.as_str()).collect();
     env.insert("NETCONFORM_NODES".to_string(), names.join(" "));
@@ -168,12 +192,7 @@ pub async fn sandbox(scn: &Scenario, lab: &Lab, backend: Backend) -> Result<Sand
     use std::os::fd::AsFd;
     let namespaces: Vec<(&str, std::os::fd::RawFd)> =
         (0..scn.nodes.len()).map(|i| (scn.nodes[i].name.as_str(), lab.ns(NodeId(i)).raw_fd())).collect();
-    Sandbox::start_with_namespaces(
-        lab.host().as_fd(),
-        flavour(backend),
-        lab_environment(scn, lab, backend),
-        &namespaces,
-    )
-    .await
-    .map_err(|e| format!("starting the sandbox: {e}"))
+    Sandbox::start_with_namespaces(lab.host().as_fd(), flavour(backend), lab_environment(scn, backend), &namespaces)
+        .await
+        .map_err(|e| format!("starting the sandbox: {e}"))
 }

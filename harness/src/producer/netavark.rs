@@ -14,8 +14,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::{Log, Producer};
-use crate::exec::{ExecError, Invocation, Sandbox};
+use super::{run_logged, Log, Producer};
+use crate::exec::{Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{NodeId, Scenario};
 
@@ -169,29 +169,6 @@ fn shown(inv: &Invocation, what: &str) -> String {
     format!("{} < options({what})", inv.display().trim_start_matches("env "))
 }
 
-/// Run `inv`, logging it; on failure the error carries the program's own words.
-pub(super) async fn run_logged(
-    sandbox: &Sandbox,
-    inv: &Invocation,
-    shown: &str,
-    log: &mut Log,
-) -> Result<String, String> {
-    match sandbox.run(inv).await {
-        Ok(out) => {
-            log.command(shown, &out.stdout, &out.stderr);
-            Ok(out.stdout)
-        }
-        Err(ExecError::Failed { status, stdout, stderr, .. }) => {
-            log.command(shown, &stdout, &stderr);
-            Err(format!("{shown} failed ({status}):\n{stdout}{stderr}"))
-        }
-        Err(e) => {
-            log.push(format!("$ {shown}\n  {e}"));
-            Err(format!("{shown}: {e}"))
-        }
-    }
-}
-
 impl Producer for Netavark {
     fn programs(&self) -> Vec<&'static str> {
         let mut programs = vec!["unshare", "nsenter", "env", program()];
@@ -259,8 +236,8 @@ mod daemons {
     use std::io::{Read, Seek};
     use std::time::{Duration, Instant};
 
-    use super::run_logged;
     use crate::exec::{Invocation, Sandbox};
+    use crate::producer::run_logged;
     use crate::producer::Log;
 
     const DIR: &str = "/run/netconform/firewalld";

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
 
-use super::{Log, Producer};
-use crate::exec::{ExecError, Invocation, IptablesFlavour, Sandbox};
+use super::{run_logged, Log, Producer};
+use crate::exec::{Invocation, IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
 
@@ -90,12 +90,12 @@ pub(super) async fn configure(
     let mut setup = Invocation::new("sh", ["-euc", script.as_str()]);
     setup.timeout = step_timeout;
     log.push(format!("ufw's configuration, copied and bind-mounted in the sandbox:\n{}", indent(&script)));
-    step(sandbox, &setup, "sh -euc SETUP", log).await?;
+    run_logged(sandbox, &setup, "sh -euc SETUP", log).await?;
 
     for line in commands.iter().map(String::as_str).chain(["ufw --force enable"]) {
         let mut inv = Invocation::new("sh", ["-c", line]);
         inv.timeout = step_timeout;
-        step(sandbox, &inv, line, log).await?;
+        run_logged(sandbox, &inv, line, log).await?;
     }
     Ok(())
 }
@@ -252,25 +252,6 @@ pub(super) fn command_lines(lines: &[String], program: &str) -> Result<Vec<Strin
             Ok(line.to_string())
         })
         .collect()
-}
-
-/// Run `inv` in the sandbox, logged as `shown` with its output; on failure the error
-/// carries the program's own words.
-pub(super) async fn step(sandbox: &Sandbox, inv: &Invocation, shown: &str, log: &mut Log) -> Result<String, String> {
-    match sandbox.run(inv).await {
-        Ok(out) => {
-            log.command(shown, &out.stdout, &out.stderr);
-            Ok(out.stdout)
-        }
-        Err(ExecError::Failed { status, stdout, stderr, .. }) => {
-            log.command(shown, &stdout, &stderr);
-            Err(format!("{shown} failed ({status}):\n{stdout}{stderr}"))
-        }
-        Err(e) => {
-            log.push(format!("$ {shown}\n  {e}"));
-            Err(format!("{shown}: {e}"))
-        }
-    }
 }
 
 /// `path` inside the sandbox, as this process reaches it.

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use netlink_packet_route::link::{InfoData, InfoVeth};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 
@@ -35,6 +35,9 @@ fn node_ifindex(node: &crate::scenario::Node, iface: &crate::scenario::Interface
     let position = node.interfaces.iter().position(|i| std::ptr::eq(i, iface)).unwrap_or(0);
     2 + position as u32
 }
+
+/// How soon an unanswered ARP request is repeated on every lab interface.
+const RETRANS_TIME_MS: u64 = 100;
 
 /// How long an interface may take to come up before the lab counts as broken.
 const LINK_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -73,30 +76,29 @@ impl Netlink {
     /// Waits until every interface named can transmit: the kernel gives a device its
     /// transmit queue (instead of the "noop" one that drops everything) once it is up
     /// with a carrier, for a veth in its link-watch work, which a busy machine runs
-    /// late. A packet sent before that is lost.
+    /// late. A packet sent before that is lost. The link dump names each device's
+    /// queue discipline (IFLA_QDISC), so one dump answers for all of them.
     async fn wait_ready(&self, names: &[&str], ns: &str) -> Result<(), LabError> {
-        use netlink_packet_route::link::LinkAttribute;
-        use netlink_packet_route::tc::TcAttribute;
         let deadline = tokio::time::Instant::now() + LINK_UP_TIMEOUT;
         loop {
-            let mut index_of = std::collections::HashMap::new();
+            let mut ready = std::collections::HashSet::new();
             let mut links = self.handle.link().get().execute();
             while let Some(link) = links.try_next().await.map_err(fail(format!("listing links in {ns}")))? {
-                for a in &link.attributes {
-                    if let LinkAttribute::IfName(n) = a {
-                        index_of.insert(n.clone(), link.header.index as i32);
+                let name = link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.as_str()),
+                    _ => None,
+                });
+                let qdisc = link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Qdisc(q) => Some(q.as_str()),
+                    _ => None,
+                });
+                if let (Some(name), Some(qdisc)) = (name, qdisc) {
+                    if qdisc != "noop" {
+                        ready.insert(name.to_string());
                     }
                 }
             }
-            let mut noop = std::collections::HashSet::new();
-            let mut qdiscs = self.handle.qdisc().get().execute();
-            while let Some(q) = qdiscs.try_next().await.map_err(fail(format!("listing qdiscs in {ns}")))? {
-                if q.attributes.iter().any(|a| matches!(a, TcAttribute::Kind(k) if k == "noop")) {
-                    noop.insert(q.header.index);
-                }
-            }
-            let waiting: Vec<&str> =
-                names.iter().copied().filter(|n| index_of.get(*n).is_none_or(|i| noop.contains(i))).collect();
+            let waiting: Vec<&str> = names.iter().copied().filter(|n| !ready.contains(*n)).collect();
             if waiting.is_empty() {
                 return Ok(());
             }
@@ -108,6 +110,38 @@ impl Netlink {
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+    }
+
+    /// Probes to one next hop share its neighbour entry: should the first ARP
+    /// request go unanswered (a link still settling on a busy machine), the kernel
+    /// asks again after [`RETRANS_TIME_MS`] instead of a second, within a probe's
+    /// wait. Per interface, over netlink: a new namespace has no defaults of its own
+    /// for the neighbour table (its interfaces copy the machine's).
+    async fn set_retrans_time(&self, index: u32, what: &str) -> Result<(), LabError> {
+        use futures::StreamExt;
+        use netlink_packet_route::neighbour_table::{
+            NeighbourTableAttribute, NeighbourTableMessage, NeighbourTableParameter,
+        };
+        use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+        let what = || format!("setting the ARP retransmit time of {what}");
+        let mut msg = NeighbourTableMessage::default();
+        msg.header.family = netlink_packet_route::AddressFamily::Inet;
+        msg.attributes = vec![
+            NeighbourTableAttribute::Name("arp_cache".into()),
+            NeighbourTableAttribute::Parms(vec![
+                NeighbourTableParameter::Ifindex(index),
+                NeighbourTableParameter::RetransTime(RETRANS_TIME_MS),
+            ]),
+        ];
+        let mut req = NetlinkMessage::from(netlink_packet_route::RouteNetlinkMessage::SetNeighbourTable(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let mut answers = self.handle.clone().request(req).map_err(fail(what()))?;
+        while let Some(answer) = answers.next().await {
+            if let NetlinkPayload::Error(e) = answer.payload {
+                return Err(fail(what())(rtnetlink::Error::NetlinkError(e)));
+            }
+        }
+        Ok(())
     }
 
     async fn set_up(&self, index: u32, what: &str) -> Result<(), LabError> {
@@ -158,180 +192,238 @@ impl Lab {
     /// [`Lab::build`], running `meanwhile` with a handle on the host namespace as soon
     /// as it exists, while the links are made (loading rule files, which need no
     /// interface).
+    ///
+    /// The build is a pipeline: a node is wired up as soon as its namespace exists,
+    /// while the namespaces after it are still being made, so the kernel's work
+    /// that can run beside the rtnl lock (namespace setup, sysfs, /proc/sys) does.
     pub async fn build_with<T, F: std::future::Future<Output = T>>(
         scn: &Scenario,
         meanwhile: impl FnOnce(NetNs) -> F,
     ) -> Result<(Lab, T), LabError> {
-        let names: Vec<&str> = scn.nodes.iter().map(|n| n.name.as_str()).collect();
-        let settings = baseline(scn.ipv6);
-        let rt = tokio::runtime::Handle::current();
+        // The host first, on its own: it learns which baseline settings the nodes
+        // must write, and the bridges must exist before any veth can join one.
         // Each namespace gets its sysctls and its netlink socket on the thread that
-        // made it; the socket is registered with the reactor there, and stays bound to
-        // the namespace wherever it is used.
-        let made = NetNs::create_many(&names, || {
-            settings.iter().try_for_each(|(k, v)| crate::netns::write_sysctl(k, v))?;
+        // made it; the socket is registered with the reactor there, and stays bound
+        // to the namespace wherever it is used.
+        let rt = tokio::runtime::Handle::current();
+        let connect = move || {
             let _guard = rt.enter();
-            let (connection, handle, _) = rtnetlink::new_connection()?;
-            Ok((connection, handle))
+            rtnetlink::new_connection().map(|(connection, handle, _)| (connection, handle))
+        };
+        let settings = BuildSettings { ipv6: scn.ipv6, forwarding: scn.host.forwarding };
+        let mut host_made = NetNs::create_streamed(vec![scn.host().name.clone()], {
+            let connect = connect.clone();
+            move |_| Ok((settings.prepare_host()?, connect()?))
         });
-        let mut namespaces = Vec::with_capacity(made.len());
-        let mut netlinks = Vec::with_capacity(made.len());
-        for (made, name) in made.into_iter().zip(&names) {
-            let (ns, (connection, handle)) =
-                made.map_err(fail(format!("creating and preparing the namespace for {name}")))?;
-            namespaces.push(ns);
-            netlinks.push(Netlink { handle, task: tokio::spawn(connection) });
-        }
-        let lab = Lab { namespaces };
-        let host = lab.host().try_clone().map_err(fail("holding the host namespace"))?;
-        let (links, done) = futures::future::join(lab.build_links(scn, &netlinks), meanwhile(host)).await;
-        links?;
-        drop(netlinks);
+        let (_, differ, host_ns, host_nl) = arrived(host_made.recv().await, NodeId::HOST.0, scn)?;
+        // Then the nodes, each wired up as soon as its namespace exists.
+        let names: Vec<String> = scn.nodes.iter().skip(1).map(|n| n.name.clone()).collect();
+        let made = NetNs::create_streamed(names, move |_| {
+            differ.iter().try_for_each(|(k, v)| crate::netns::write_sysctl(k, v))?;
+            Ok(((), connect()?))
+        });
+        let host = host_ns.try_clone().map_err(fail("holding the host namespace"))?;
+        let (links, done) = futures::future::join(build_links(scn, host_ns, host_nl, made), meanwhile(host)).await;
+        let lab = Lab { namespaces: links? };
         lab.apply_sysctls(scn)?;
         Ok((lab, done))
     }
 
-    async fn build_links(&self, scn: &Scenario, netlinks: &[Netlink]) -> Result<(), LabError> {
-        let host = &netlinks[NodeId::HOST.0];
-        let host_name = &scn.host().name;
-        host.set_up(1, "lo in host").await?;
-
-        let mut bridge_index = Vec::with_capacity(scn.host.bridges.len());
-        for bridge in &scn.host.bridges {
-            host.handle
-                .link()
-                // Up only once its ports are: see below.
-                .add(LinkBridge::new(&bridge.name).build())
-                .execute()
-                .await
-                .map_err(fail(format!("creating bridge {}", bridge.name)))?;
-            let index = host.index_of(&bridge.name, host_name).await?;
-            if let Some(addr) = bridge.address {
-                host.add_address(index, addr, &bridge.name).await?;
-            }
-            bridge_index.push(index);
-        }
-
-        // Every veth is created in the host with its peer born in the node's namespace,
-        // so no interface ever exists in a namespace it does not belong to.
-        // The requests go out together on the one socket: the kernel works through
-        // them while we wait for all the answers, instead of one round trip each.
-        let veths = scn.nodes.iter().enumerate().skip(1).flat_map(|(id, node)| {
-            let ns = &self.namespaces[id];
-            let host = &host;
-            let bridge_index = &bridge_index;
-            node.interfaces.iter().map(move |iface| async move {
-                // With an index of our choosing (a new namespace has only lo, index 1),
-                // so the node's side needs no lookup.
-                let peer = LinkMessageBuilder::<LinkUnspec>::new()
-                    .name(iface.name.clone())
-                    .index(node_ifindex(node, iface))
-                    .setns_by_fd(ns.raw_fd())
-                    .build();
-                let mut msg = LinkVeth::new(&iface.host_side, &iface.name)
-                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-                    .up();
-                if let Attach::Bridge(b) = iface.attach {
-                    msg = msg.controller(bridge_index[b]);
-                }
-                host.handle.link().add(msg.build()).execute().await.map_err(fail(format!(
-                    "creating veth {} in {} with peer {} in {}",
-                    iface.host_side, host_name, iface.name, node.name
-                )))?;
-                if let Attach::Uplink(u) = iface.attach {
-                    let index = host.index_of(&iface.host_side, host_name).await?;
-                    host.add_address(index, scn.host.uplinks[u].address, &iface.host_side).await?;
-                }
-                Ok::<(), LabError>(())
-            })
-        });
-        futures::future::try_join_all(veths).await?;
-
-        let nodes = scn.nodes.iter().enumerate().skip(1).map(|(id, node)| async move {
-            let nl = &netlinks[id];
-            let lo = format!("lo in {}", node.name);
-            let addresses = node.interfaces.iter().map(|iface| {
-                let what = format!("{} in {}", iface.name, node.name);
-                let nl = &nl;
-                async move {
-                    let index = node_ifindex(node, iface);
-                    futures::future::try_join(nl.add_address(index, iface.address, &what), nl.set_up(index, &what))
-                        .await
-                }
-            });
-            futures::future::try_join(nl.set_up(1, &lo), futures::future::try_join_all(addresses)).await?;
-            for iface in node.interfaces.iter().filter(|i| i.gateway.is_some()) {
-                let gw = iface.gateway.expect("filtered");
-                let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
-                nl.handle
-                    .route()
-                    .add(route)
-                    .execute()
-                    .await
-                    .map_err(fail(format!("adding default route via {gw} in {}", node.name)))?;
-            }
-            let names: Vec<&str> = node.interfaces.iter().map(|i| i.name.as_str()).collect();
-            nl.wait_ready(&names, &node.name).await?;
-            Ok::<(), LabError>(())
-        });
-        futures::future::try_join_all(nodes).await?;
-        // A bridge opened with a port already up has carrier at once, and the kernel
-        // activates its transmit queue right away; opened empty, it waits for the
-        // kernel's link-watch work, which may take up to a second, dropping what the
-        // host sends through it meanwhile.
-        for (bridge, &index) in scn.host.bridges.iter().zip(&bridge_index) {
-            host.set_up(index, &bridge.name).await?;
-        }
-        // The host side: every veth end, and every bridge that has a port.
-        let mut names: Vec<&str> = Vec::new();
-        for node in scn.nodes.iter().skip(1) {
-            for iface in &node.interfaces {
-                names.push(&iface.host_side);
-                if let Attach::Bridge(b) = iface.attach {
-                    names.push(&scn.host.bridges[b].name);
-                }
-            }
-        }
-        names.sort_unstable();
-        names.dedup();
-        host.wait_ready(&names, host_name).await?;
-        Ok(())
-    }
-
+    /// The sysctls left once the links exist: the host's bridge netfilter switch and
+    /// every node's own `sysctls`, in file order (after the baseline, so they win).
     fn apply_sysctls(&self, scn: &Scenario) -> Result<(), LabError> {
-        let forwarding = if scn.host.forwarding { "1" } else { "0" };
         for (id, node) in scn.nodes.iter().enumerate() {
-            // Probes to one next hop share its neighbour entry: should the first ARP
-            // request go unanswered (a link still settling on a busy machine), the
-            // kernel asks again after 100 ms instead of a second, within a probe's
-            // wait. Per interface: a new namespace has no `neigh.default`.
-            let ifnames: Vec<&str> = if id == NodeId::HOST.0 {
-                let bridges = scn.host.bridges.iter().map(|b| b.name.as_str());
-                bridges.chain(scn.host.uplinks.iter().map(|u| u.name.as_str())).collect()
-            } else {
-                node.interfaces.iter().map(|i| i.name.as_str()).collect()
-            };
-            // A dotted name cannot be written as a dotted key; such an interface keeps
-            // the kernel's interval.
-            let neigh: Vec<String> = ifnames
-                .iter()
-                .filter(|i| !i.contains('.'))
-                .map(|i| format!("net.ipv4.neigh.{i}.retrans_time_ms"))
-                .collect();
-            let mut items: Vec<(&str, &str)> = neigh.iter().map(|k| (k.as_str(), "100")).collect();
-            if id == NodeId::HOST.0 {
-                items.push(("net.ipv4.ip_forward", forwarding));
-                if !scn.host.bridges.is_empty() {
-                    // Bridged packets pass iptables, as on a host with br_netfilter
-                    // loaded (Docker loads it); a scenario may turn it off.
-                    items.push(("net.bridge.bridge-nf-call-iptables", "1"));
-                }
+            let mut items: Vec<(&str, &str)> = Vec::new();
+            if id == NodeId::HOST.0 && !scn.host.bridges.is_empty() {
+                // Bridged packets pass iptables, as on a host with br_netfilter
+                // loaded (Docker loads it); a scenario may turn it off.
+                items.push(("net.bridge.bridge-nf-call-iptables", "1"));
             }
             items.extend(node.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            self.namespaces[id].write_sysctls(items).map_err(fail(format!("writing sysctls in {}", node.name)))?;
+            if !items.is_empty() {
+                self.namespaces[id].write_sysctls(items).map_err(fail(format!("writing sysctls in {}", node.name)))?;
+            }
         }
         Ok(())
     }
+}
+
+/// A new namespace's netlink socket, before anything drives it.
+type Connection = (rtnetlink::proto::Connection<netlink_packet_route::RouteNetlinkMessage>, Handle);
+
+/// A namespace handed over by [`NetNs::create_streamed`], with what its thread
+/// prepared, and its netlink socket driven from here on. `first` is the node id of
+/// the first name given.
+fn arrived<X>(
+    made: Option<crate::netns::Arrival<(X, Connection)>>,
+    first: usize,
+    scn: &Scenario,
+) -> Result<(usize, X, NetNs, Netlink), LabError> {
+    let (position, made) = made.ok_or_else(|| LabError {
+        what: "creating the namespaces".into(),
+        source: "the threads making them ended early".into(),
+    })?;
+    let id = first + position;
+    let (ns, (prepared, (connection, handle))) =
+        made.map_err(fail(format!("creating and preparing the namespace for {}", scn.nodes[id].name)))?;
+    Ok((id, prepared, ns, Netlink { handle, task: tokio::spawn(connection) }))
+}
+
+/// Everything with a link: the host's bridges, then each node as its namespace
+/// arrives (its veths, addresses, routes), then the bridges opened. Returns every
+/// namespace, in node order.
+async fn build_links(
+    scn: &Scenario,
+    host_ns: NetNs,
+    host: Netlink,
+    mut made: crate::netns::Made<((), Connection)>,
+) -> Result<Vec<NetNs>, LabError> {
+    use futures::StreamExt;
+    let host_name = &scn.host().name;
+    host.set_up(1, "lo in host").await?;
+
+    let mut bridge_index = Vec::with_capacity(scn.host.bridges.len());
+    for bridge in &scn.host.bridges {
+        host.handle
+            .link()
+            // Up only once its ports are: see below.
+            .add(LinkBridge::new(&bridge.name).build())
+            .execute()
+            .await
+            .map_err(fail(format!("creating bridge {}", bridge.name)))?;
+        let index = host.index_of(&bridge.name, host_name).await?;
+        if let Some(addr) = bridge.address {
+            host.add_address(index, addr, &bridge.name).await?;
+        }
+        host.set_retrans_time(index, &bridge.name).await?;
+        bridge_index.push(index);
+    }
+
+    let mut slots: Vec<Option<NetNs>> = (0..scn.nodes.len()).map(|_| None).collect();
+    slots[NodeId::HOST.0] = Some(host_ns);
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut netlinks = Vec::with_capacity(scn.nodes.len());
+    let mut awaited = scn.nodes.len() - 1;
+    while awaited > 0 || !running.is_empty() {
+        tokio::select! {
+            m = made.recv(), if awaited > 0 => {
+                let (id, (), ns, nl) = arrived(m, 1, scn)?;
+                awaited -= 1;
+                running.push(wire_node(scn, id, ns, nl, &host, &bridge_index));
+            }
+            Some(wired) = running.next() => {
+                let (id, ns, nl) = wired?;
+                slots[id] = Some(ns);
+                netlinks.push((id, nl));
+            }
+        }
+    }
+
+    // A bridge opened with a port already up has carrier at once, and the kernel
+    // activates its transmit queue right away; opened empty, it waits for the
+    // kernel's link-watch work, which may take up to a second, dropping what the
+    // host sends through it meanwhile.
+    for (bridge, &index) in scn.host.bridges.iter().zip(&bridge_index) {
+        host.set_up(index, &bridge.name).await?;
+    }
+    // The host side: every veth end, and every bridge that has a port.
+    let mut names: Vec<&str> = Vec::new();
+    for node in scn.nodes.iter().skip(1) {
+        for iface in &node.interfaces {
+            names.push(&iface.host_side);
+            if let Attach::Bridge(b) = iface.attach {
+                names.push(&scn.host.bridges[b].name);
+            }
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    let nodes = netlinks.iter().map(|(id, nl)| {
+        let node = &scn.nodes[*id];
+        let names: Vec<&str> = node.interfaces.iter().map(|i| i.name.as_str()).collect();
+        async move { nl.wait_ready(&names, &node.name).await }
+    });
+    futures::future::try_join(host.wait_ready(&names, host_name), futures::future::try_join_all(nodes)).await?;
+    Ok(slots.into_iter().map(|ns| ns.expect("every node was wired")).collect())
+}
+
+/// One node: its veths, created in the host with the peer born in the node's
+/// namespace (so no interface ever exists in a namespace it does not belong to),
+/// then its side of them: addresses, links up, default routes. Done once every
+/// interface can transmit.
+async fn wire_node(
+    scn: &Scenario,
+    id: usize,
+    ns: NetNs,
+    nl: Netlink,
+    host: &Netlink,
+    bridge_index: &[u32],
+) -> Result<(usize, NetNs, Netlink), LabError> {
+    let node = &scn.nodes[id];
+    let host_name = &scn.host().name;
+    let veths = node.interfaces.iter().map(|iface| {
+        let ns = &ns;
+        async move {
+            // With an index of our choosing (a new namespace has only lo, index 1),
+            // so the node's side needs no lookup.
+            // One queue each way: a veth gets one per CPU otherwise, each with its
+            // own sysfs entries, which on a large machine costs more than the rest
+            // of the link.
+            let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                .name(iface.name.clone())
+                .index(node_ifindex(node, iface))
+                .setns_by_fd(ns.raw_fd())
+                .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+                .append_extra_attribute(LinkAttribute::NumRxQueues(1))
+                .build();
+            let mut msg = LinkVeth::new(&iface.host_side, &iface.name)
+                .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+                .append_extra_attribute(LinkAttribute::NumRxQueues(1))
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                .up();
+            if let Attach::Bridge(b) = iface.attach {
+                msg = msg.controller(bridge_index[b]);
+            }
+            host.handle.link().add(msg.build()).execute().await.map_err(fail(format!(
+                "creating veth {} in {} with peer {} in {}",
+                iface.host_side, host_name, iface.name, node.name
+            )))?;
+            if let Attach::Uplink(u) = iface.attach {
+                let index = host.index_of(&iface.host_side, host_name).await?;
+                host.add_address(index, scn.host.uplinks[u].address, &iface.host_side).await?;
+                host.set_retrans_time(index, &iface.host_side).await?;
+            }
+            Ok::<(), LabError>(())
+        }
+    });
+    futures::future::try_join_all(veths).await?;
+
+    let lo = format!("lo in {}", node.name);
+    let addresses = node.interfaces.iter().map(|iface| {
+        let what = format!("{} in {}", iface.name, node.name);
+        let nl = &nl;
+        async move {
+            let index = node_ifindex(node, iface);
+            futures::future::try_join3(
+                nl.add_address(index, iface.address, &what),
+                nl.set_up(index, &what),
+                nl.set_retrans_time(index, &what),
+            )
+            .await
+        }
+    });
+    futures::future::try_join(nl.set_up(1, &lo), futures::future::try_join_all(addresses)).await?;
+    for iface in node.interfaces.iter().filter(|i| i.gateway.is_some()) {
+        let gw = iface.gateway.expect("filtered");
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+        nl.handle
+            .route()
+            .add(route)
+            .execute()
+            .await
+            .map_err(fail(format!("adding default route via {gw} in {}", node.name)))?;
+    }
+    Ok((id, ns, nl))
 }
 
 /// Settings every lab namespace gets before any interface exists in it. A new
@@ -341,8 +433,10 @@ impl Lab {
 fn baseline(ipv6: bool) -> Vec<(String, String)> {
     let v6 = if ipv6 { "0" } else { "1" };
     let mut settings: Vec<(String, String)> = [
-        // Without IPv6, no router solicitation or DAD packet moves a counter.
-        ("net.ipv6.conf.all.disable_ipv6", v6),
+        // Without IPv6, no router solicitation or DAD packet moves a counter. Every
+        // interface made from here on copies `default`; `all` would also reach lo,
+        // at the price of the kernel's rtnl lock, which the host pays alone (see
+        // [`BuildSettings`]).
         ("net.ipv6.conf.default.disable_ipv6", v6),
         // Probes run at once; a rate limit would turn some "refused" into "dropped".
         ("net.ipv4.icmp_ratemask", "0"),
@@ -362,6 +456,37 @@ fn baseline(ipv6: bool) -> Vec<(String, String)> {
         }
     }
     settings
+}
+
+/// The baseline as a build writes it. Every namespace the kernel makes starts from
+/// the same values (the kernel's defaults, or the machine's IPv4 settings as they
+/// are), so the host, made first, reads them all and writes those that differ; the
+/// nodes then write only those, a few instead of twenty (each write is a walk
+/// through /proc/sys, and the nodes are many).
+struct BuildSettings {
+    ipv6: bool,
+    forwarding: bool,
+}
+
+impl BuildSettings {
+    /// In the host's new namespace: the baseline, its forwarding switch, and IPv6
+    /// off on lo too. Returns what every node must write.
+    fn prepare_host(&self) -> std::io::Result<Vec<(String, String)>> {
+        use crate::netns::{read_sysctl, write_sysctl};
+        let mut differ = Vec::new();
+        for (key, value) in baseline(self.ipv6) {
+            let now = read_sysctl(&key)?;
+            if now.split_whitespace().ne(value.split_whitespace()) {
+                write_sysctl(&key, &value)?;
+                differ.push((key, value));
+            }
+        }
+        if !self.ipv6 {
+            write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+        }
+        write_sysctl("net.ipv4.ip_forward", if self.forwarding { "1" } else { "0" })?;
+        Ok(differ)
+    }
 }
 
 /// Per-interface IPv4 settings at the kernel's defaults.

@@ -15,6 +15,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::sched::{setns, unshare, CloneFlags};
 
+/// Namespaces as [`NetNs::create_streamed`] hands them over: position and result.
+pub type Made<T> = tokio::sync::mpsc::UnboundedReceiver<Arrival<T>>;
+
+/// One namespace from [`NetNs::create_streamed`]: its position, and it with what
+/// `init` made in it.
+pub type Arrival<T> = (usize, io::Result<(NetNs, T)>);
+
 #[derive(Debug)]
 pub struct NetNs {
     name: String,
@@ -36,37 +43,50 @@ impl NetNs {
         Ok(NetNs { name: name.to_string(), fd })
     }
 
-    /// Many new namespaces at once, each made on a thread of its own that first runs
-    /// `init` inside it (sysctls that must be in place before any interface exists,
-    /// a netlink socket that stays bound to it), then ends. Up to `PARALLEL` threads
-    /// at a time.
-    pub fn create_many<T, F>(names: &[&str], init: F) -> Vec<io::Result<(NetNs, T)>>
+    /// New namespaces for `names`, made on a few threads of their own. Each thread
+    /// makes one namespace after another: it moves itself into a new one, opens it,
+    /// runs `init(position)` inside it (sysctls that must be in place before any
+    /// interface exists, a netlink socket that stays bound to it), and hands it over
+    /// on the returned channel with its position in `names`, in whatever order they
+    /// get ready. Making stops early once the receiver is dropped; namespaces not yet
+    /// handed over are then freed with their descriptors.
+    pub fn create_streamed<T, F>(names: Vec<String>, init: F) -> Made<T>
     where
-        T: Send,
-        F: Fn() -> io::Result<T> + Sync,
+        T: Send + 'static,
+        F: Fn(usize) -> io::Result<T> + Send + Sync + 'static,
     {
-        const PARALLEL: usize = 16;
-        let mut made = Vec::with_capacity(names.len());
-        for chunk in names.chunks(PARALLEL) {
-            std::thread::scope(|s| {
-                let threads: Vec<_> = chunk
-                    .iter()
-                    .map(|name| {
-                        let init = &init;
-                        s.spawn(move || -> io::Result<(NetNs, T)> {
-                            unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-                            let fd: OwnedFd = File::open("/proc/thread-self/ns/net")?.into();
-                            let made = init()?;
-                            Ok((NetNs { name: name.to_string(), fd }, made))
-                        })
-                    })
-                    .collect();
-                for t in threads {
-                    made.push(t.join().unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked"))));
+        // Much of a namespace's making holds the kernel's one rtnl lock, and so does
+        // wiring up the namespaces already made: more threads than half the cores
+        // only spin on that lock, taking CPU time from whoever holds it.
+        let parallel = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let names = std::sync::Arc::new(names);
+        let init = std::sync::Arc::new(init);
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..parallel.min(names.len()) {
+            let (tx, names, init, next) = (tx.clone(), names.clone(), init.clone(), next.clone());
+            // Should no thread start, the channel closes at once: the receiver learns
+            // it from a `None`.
+            let spawned = std::thread::Builder::new().name("netns".into()).spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= names.len() || tx.is_closed() {
+                    return;
+                }
+                let made = (|| {
+                    unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                    let fd: OwnedFd = File::open("/proc/thread-self/ns/net")?.into();
+                    let ns = NetNs { name: names[i].clone(), fd };
+                    Ok((ns, init(i)?))
+                })();
+                if tx.send((i, made)).is_err() {
+                    return;
                 }
             });
+            if spawned.is_err() {
+                break;
+            }
         }
-        made
+        rx
     }
 
     /// A namespace some program made, opened by a path such as `/proc/PID/ns/net`.

@@ -527,26 +527,37 @@ fn lab_sysctls() -> Result<(), Failed> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let lab = rt.block_on(Lab::build(&scn))?;
     let (host, a) = (lab.host(), lab.ns(NodeId(1)));
-    let expect = |ns: &harness::netns::NetNs, key: &str, want: &str| -> Result<(), Failed> {
+    let gid = nix::unistd::getegid();
+    let ping_group = format!("{gid}\t{gid}");
+    let mut expected: Vec<(&harness::netns::NetNs, &str, &str)> = Vec::new();
+    for ns in [host, a] {
+        expected.push((ns, "net.ipv6.conf.default.disable_ipv6", "1"));
+        expected.push((ns, "net.ipv4.conf.all.rp_filter", "0"));
+        expected.push((ns, "net.ipv4.icmp_ratemask", "0"));
+        expected.push((ns, "net.ipv4.icmp_ratelimit", "0"));
+        expected.push((ns, "net.ipv4.ping_group_range", &ping_group));
+    }
+    expected.extend([
+        (host, "net.ipv6.conf.all.disable_ipv6", "1"),
+        (host, "net.ipv6.conf.br0.disable_ipv6", "1"),
+        (a, "net.ipv6.conf.eth0.disable_ipv6", "1"),
+        // Unanswered ARP is repeated after 100 ms on every lab interface.
+        (host, "net.ipv4.neigh.br0.retrans_time_ms", "100"),
+        (a, "net.ipv4.neigh.eth0.retrans_time_ms", "100"),
+        (host, "net.ipv4.ip_forward", "1"),
+        (host, "net.ipv4.conf.all.route_localnet", "1"),
+        (host, "net.bridge.bridge-nf-call-iptables", "1"),
+        // Whatever the machine's own settings are, a node starts from the kernel's.
+        (a, "net.ipv4.ip_forward", "0"),
+        (a, "net.ipv4.conf.all.route_localnet", "0"),
+        (a, "net.ipv4.conf.eth0.arp_ignore", "2"),
+    ]);
+    for (ns, key, want) in expected {
         let got = ns.read_sysctl(key)?;
         if got != want {
             return Err(format!("{key} is {got} in {}, expected {want}", ns.name()).into());
         }
-        Ok(())
-    };
-    for ns in [host, a] {
-        expect(ns, "net.ipv6.conf.all.disable_ipv6", "1")?;
-        expect(ns, "net.ipv6.conf.default.disable_ipv6", "1")?;
-        expect(ns, "net.ipv4.conf.all.rp_filter", "0")?;
-        expect(ns, "net.ipv4.icmp_ratemask", "0")?;
     }
-    expect(host, "net.ipv4.ip_forward", "1")?;
-    expect(host, "net.ipv4.conf.all.route_localnet", "1")?;
-    expect(host, "net.bridge.bridge-nf-call-iptables", "1")?;
-    // Whatever the machine's own settings are, a node starts from the kernel's.
-    expect(a, "net.ipv4.ip_forward", "0")?;
-    expect(a, "net.ipv4.conf.all.route_localnet", "0")?;
-    expect(a, "net.ipv4.conf.eth0.arp_ignore", "2")?;
     // The test thread itself is back in its own namespace.
     if std::fs::read_link("/proc/self/ns/net")? != std::fs::read_link("/proc/thread-self/ns/net")? {
         return Err("the test thread was left in another namespace".into());

@@ -30,10 +30,29 @@ fn fail<E: std::error::Error + Send + Sync + 'static>(what: impl Into<String>) -
     move |e| LabError { what, source: Box::new(e) }
 }
 
-/// The index a node's interface gets in its namespace: after lo (1), in order.
+/// Every interface the lab makes gets an index of its choosing, so that none has to
+/// be looked up. The indexes start well above the few devices a kernel may put into
+/// every new namespace by itself (lo, and the fallback devices of tunnel modules such
+/// as tunl0, sit0 or gre0).
+const FIRST_IFINDEX: u32 = 1000;
+
+/// The index of a node's interface in the node's namespace: in order.
 fn node_ifindex(node: &crate::scenario::Node, iface: &crate::scenario::Interface) -> u32 {
     let position = node.interfaces.iter().position(|i| std::ptr::eq(i, iface)).unwrap_or(0);
-    2 + position as u32
+    FIRST_IFINDEX + position as u32
+}
+
+/// The index of bridge `b` in the host namespace.
+fn bridge_ifindex(b: usize) -> u32 {
+    FIRST_IFINDEX + b as u32
+}
+
+/// The index of the host's end of a node interface's veth: after the bridges, in
+/// node order, then interface order.
+fn host_side_ifindex(scn: &Scenario, id: usize, iface: &crate::scenario::Interface) -> u32 {
+    let before: usize = scn.nodes[1..id].iter().map(|n| n.interfaces.len()).sum();
+    let position = scn.nodes[id].interfaces.iter().position(|i| std::ptr::eq(i, iface)).unwrap_or(0);
+    FIRST_IFINDEX + (scn.host.bridges.len() + before + position) as u32
 }
 
 /// How soon an unanswered ARP request is repeated on every lab interface.
@@ -47,23 +66,13 @@ const LINK_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 struct Netlink {
     handle: Handle,
     task: JoinHandle<()>,
+    /// A second socket in the namespace that joins the link group only while
+    /// [`Netlink::wait_ready`] waits, so that the wait ends when the kernel says a
+    /// link changed, not after a guessed interval.
+    events: netlink_sys::TokioSocket,
 }
 
 impl Netlink {
-    async fn index_of(&self, name: &str, ns: &str) -> Result<u32, LabError> {
-        let link = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute()
-            .try_next()
-            .await
-            .map_err(fail(format!("looking up {name} in {ns}")))?;
-        link.map(|l| l.header.index)
-            .ok_or_else(|| LabError { what: format!("looking up {name} in {ns}"), source: "no such interface".into() })
-    }
-
     async fn add_address(&self, index: u32, net: Ipv4Net, what: &str) -> Result<(), LabError> {
         self.handle
             .address()
@@ -77,9 +86,17 @@ impl Netlink {
     /// transmit queue (instead of the "noop" one that drops everything) once it is up
     /// with a carrier, for a veth in its link-watch work, which a busy machine runs
     /// late. A packet sent before that is lost. The link dump names each device's
-    /// queue discipline (IFLA_QDISC), so one dump answers for all of them.
+    /// queue discipline (IFLA_QDISC), so one dump answers for all of them; between
+    /// dumps the wait is for the kernel's next link message, which follows every
+    /// such change. The socket joins the group before the first dump, so no change
+    /// falls between a dump and the wait.
     async fn wait_ready(&self, names: &[&str], ns: &str) -> Result<(), LabError> {
+        use netlink_sys::{AsyncSocket, AsyncSocketExt};
         let deadline = tokio::time::Instant::now() + LINK_UP_TIMEOUT;
+        self.events
+            .socket_ref()
+            .add_membership(libc::RTNLGRP_LINK)
+            .map_err(fail(format!("listening for link changes in {ns}")))?;
         loop {
             let mut ready = std::collections::HashSet::new();
             let mut links = self.handle.link().get().execute();
@@ -100,15 +117,24 @@ impl Netlink {
             }
             let waiting: Vec<&str> = names.iter().copied().filter(|n| !ready.contains(*n)).collect();
             if waiting.is_empty() {
+                // Out of the group again: nothing more is queued for nobody to read.
+                let _ = self.events.socket_ref().drop_membership(libc::RTNLGRP_LINK);
                 return Ok(());
             }
-            if tokio::time::Instant::now() > deadline {
+            let now = tokio::time::Instant::now();
+            if now > deadline {
                 return Err(LabError {
                     what: format!("waiting for {} in {ns} to come up", waiting.join(", ")),
                     source: format!("still not transmitting after {LINK_UP_TIMEOUT:?}").into(),
                 });
             }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            // Any message, or an error such as a full queue (ENOBUFS), means
+            // something changed: dump again. A message missed for any other reason
+            // costs at most the cap.
+            let cap = now + std::time::Duration::from_millis(50);
+            if let Ok(Err(_)) = tokio::time::timeout_at(cap.min(deadline), self.events.recv_from_full()).await {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
         }
     }
 
@@ -207,8 +233,11 @@ impl Lab {
         // to the namespace wherever it is used.
         let rt = tokio::runtime::Handle::current();
         let connect = move || {
+            use netlink_sys::AsyncSocket;
             let _guard = rt.enter();
-            rtnetlink::new_connection().map(|(connection, handle, _)| (connection, handle))
+            let (connection, handle, _) = rtnetlink::new_connection()?;
+            let events = netlink_sys::TokioSocket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+            Ok::<_, std::io::Error>((connection, handle, events))
         };
         let settings = BuildSettings { ipv6: scn.ipv6, forwarding: scn.host.forwarding };
         let mut host_made = NetNs::create_streamed(vec![scn.host().name.clone()], {
@@ -248,8 +277,9 @@ impl Lab {
     }
 }
 
-/// A new namespace's netlink socket, before anything drives it.
-type Connection = (rtnetlink::proto::Connection<netlink_packet_route::RouteNetlinkMessage>, Handle);
+/// A new namespace's netlink sockets, before anything drives them.
+type Connection =
+    (rtnetlink::proto::Connection<netlink_packet_route::RouteNetlinkMessage>, Handle, netlink_sys::TokioSocket);
 
 /// A namespace handed over by [`NetNs::create_streamed`], with what its thread
 /// prepared, and its netlink socket driven from here on. `first` is the node id of
@@ -264,9 +294,9 @@ fn arrived<X>(
         source: "the threads making them ended early".into(),
     })?;
     let id = first + position;
-    let (ns, (prepared, (connection, handle))) =
+    let (ns, (prepared, (connection, handle, events))) =
         made.map_err(fail(format!("creating and preparing the namespace for {}", scn.nodes[id].name)))?;
-    Ok((id, prepared, ns, Netlink { handle, task: tokio::spawn(connection) }))
+    Ok((id, prepared, ns, Netlink { handle, task: tokio::spawn(connection), events }))
 }
 
 /// Everything with a link: the host's bridges, then each node as its namespace
@@ -283,15 +313,15 @@ async fn build_links(
     host.set_up(1, "lo in host").await?;
 
     let mut bridge_index = Vec::with_capacity(scn.host.bridges.len());
-    for bridge in &scn.host.bridges {
+    for (b, bridge) in scn.host.bridges.iter().enumerate() {
+        let index = bridge_ifindex(b);
         host.handle
             .link()
             // Up only once its ports are: see below.
-            .add(LinkBridge::new(&bridge.name).build())
+            .add(LinkBridge::new(&bridge.name).index(index).build())
             .execute()
             .await
             .map_err(fail(format!("creating bridge {}", bridge.name)))?;
-        let index = host.index_of(&bridge.name, host_name).await?;
         if let Some(addr) = bridge.address {
             host.add_address(index, addr, &bridge.name).await?;
         }
@@ -364,8 +394,7 @@ async fn wire_node(
     let veths = node.interfaces.iter().map(|iface| {
         let ns = &ns;
         async move {
-            // With an index of our choosing (a new namespace has only lo, index 1),
-            // so the node's side needs no lookup.
+            // Both ends with indexes of our choosing, so neither needs a lookup.
             // One queue each way: a veth gets one per CPU otherwise, each with its
             // own sysfs entries, which on a large machine costs more than the rest
             // of the link.
@@ -376,7 +405,9 @@ async fn wire_node(
                 .append_extra_attribute(LinkAttribute::NumTxQueues(1))
                 .append_extra_attribute(LinkAttribute::NumRxQueues(1))
                 .build();
+            let host_index = host_side_ifindex(scn, id, iface);
             let mut msg = LinkVeth::new(&iface.host_side, &iface.name)
+                .index(host_index)
                 .append_extra_attribute(LinkAttribute::NumTxQueues(1))
                 .append_extra_attribute(LinkAttribute::NumRxQueues(1))
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
@@ -389,9 +420,8 @@ async fn wire_node(
                 iface.host_side, host_name, iface.name, node.name
             )))?;
             if let Attach::Uplink(u) = iface.attach {
-                let index = host.index_of(&iface.host_side, host_name).await?;
-                host.add_address(index, scn.host.uplinks[u].address, &iface.host_side).await?;
-                host.set_retrans_time(index, &iface.host_side).await?;
+                host.add_address(host_index, scn.host.uplinks[u].address, &iface.host_side).await?;
+                host.set_retrans_time(host_index, &iface.host_side).await?;
             }
             Ok::<(), LabError>(())
         }

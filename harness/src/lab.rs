@@ -226,11 +226,14 @@ impl Lab {
         scn: &Scenario,
         meanwhile: impl FnOnce(NetNs) -> F,
     ) -> Result<(Lab, T), LabError> {
-        // The host first, on its own: it learns which baseline settings the nodes
-        // must write, and the bridges must exist before any veth can join one.
-        // Each namespace gets its sysctls and its netlink socket on the thread that
-        // made it; the socket is registered with the reactor there, and stays bound
-        // to the namespace wherever it is used.
+        // The host and the nodes' namespaces are made at once. The host's thread
+        // learns which baseline settings differ from a new namespace's; each node's
+        // thread waits for that answer once its namespace exists, and writes only
+        // those. The bridges must exist before any veth can join one, so the nodes
+        // are wired up once the host is ready.
+        // Each namespace gets its sysctls and its netlink sockets on the thread that
+        // made it; a socket is registered with the reactor there, and stays bound to
+        // the namespace wherever it is used.
         let rt = tokio::runtime::Handle::current();
         let connect = move || {
             use netlink_sys::AsyncSocket;
@@ -239,18 +242,31 @@ impl Lab {
             let events = netlink_sys::TokioSocket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
             Ok::<_, std::io::Error>((connection, handle, events))
         };
-        let settings = BuildSettings { ipv6: scn.ipv6, forwarding: scn.host.forwarding };
+        let settings =
+            BuildSettings { ipv6: scn.ipv6, forwarding: scn.host.forwarding, bridges: !scn.host.bridges.is_empty() };
+        let differ = Differ::default();
         let mut host_made = NetNs::create_streamed(vec![scn.host().name.clone()], {
-            let connect = connect.clone();
-            move |_| Ok((settings.prepare_host()?, connect()?))
+            let (connect, differ) = (connect.clone(), differ.clone());
+            move |_| {
+                let prepared = settings.prepare_host();
+                differ.answer(prepared.as_ref().map(Vec::clone).map_err(|e| e.to_string()));
+                prepared?;
+                Ok(((), connect()?))
+            }
         });
-        let (_, differ, host_ns, host_nl) = arrived(host_made.recv().await, NodeId::HOST.0, scn)?;
-        // Then the nodes, each wired up as soon as its namespace exists.
         let names: Vec<String> = scn.nodes.iter().skip(1).map(|n| n.name.clone()).collect();
-        let made = NetNs::create_streamed(names, move |_| {
-            differ.iter().try_for_each(|(k, v)| crate::netns::write_sysctl(k, v))?;
-            Ok(((), connect()?))
+        let made = NetNs::create_streamed(names, {
+            let differ = differ.clone();
+            move |_| {
+                differ.wait()?.iter().try_for_each(|(k, v)| crate::netns::write_sysctl(k, v))?;
+                Ok(((), connect()?))
+            }
         });
+        let host_arrival = host_made.recv().await;
+        // Should the host's thread never have answered (its namespace failed), the
+        // nodes' threads learn it here rather than wait for ever.
+        differ.answer(Err("the host namespace could not be made".into()));
+        let (_, (), host_ns, host_nl) = arrived(host_arrival, NodeId::HOST.0, scn)?;
         let host = host_ns.try_clone().map_err(fail("holding the host namespace"))?;
         let (links, done) = futures::future::join(build_links(scn, host_ns, host_nl, made), meanwhile(host)).await;
         let lab = Lab { namespaces: links? };
@@ -258,17 +274,11 @@ impl Lab {
         Ok((lab, done))
     }
 
-    /// The sysctls left once the links exist: the host's bridge netfilter switch and
-    /// every node's own `sysctls`, in file order (after the baseline, so they win).
+    /// The scenario's own `sysctls`, once the links exist, in file order (after the
+    /// baseline, so they win).
     fn apply_sysctls(&self, scn: &Scenario) -> Result<(), LabError> {
         for (id, node) in scn.nodes.iter().enumerate() {
-            let mut items: Vec<(&str, &str)> = Vec::new();
-            if id == NodeId::HOST.0 && !scn.host.bridges.is_empty() {
-                // Bridged packets pass iptables, as on a host with br_netfilter
-                // loaded (Docker loads it); a scenario may turn it off.
-                items.push(("net.bridge.bridge-nf-call-iptables", "1"));
-            }
-            items.extend(node.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let items: Vec<(&str, &str)> = node.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             if !items.is_empty() {
                 self.namespaces[id].write_sysctls(items).map_err(fail(format!("writing sysctls in {}", node.name)))?;
             }
@@ -332,7 +342,6 @@ async fn build_links(
     let mut slots: Vec<Option<NetNs>> = (0..scn.nodes.len()).map(|_| None).collect();
     slots[NodeId::HOST.0] = Some(host_ns);
     let mut running = futures::stream::FuturesUnordered::new();
-    let mut netlinks = Vec::with_capacity(scn.nodes.len());
     let mut awaited = scn.nodes.len() - 1;
     while awaited > 0 || !running.is_empty() {
         tokio::select! {
@@ -342,9 +351,8 @@ async fn build_links(
                 running.push(wire_node(scn, id, ns, nl, &host, &bridge_index));
             }
             Some(wired) = running.next() => {
-                let (id, ns, nl) = wired?;
+                let (id, ns) = wired?;
                 slots[id] = Some(ns);
-                netlinks.push((id, nl));
             }
         }
     }
@@ -368,12 +376,7 @@ async fn build_links(
     }
     names.sort_unstable();
     names.dedup();
-    let nodes = netlinks.iter().map(|(id, nl)| {
-        let node = &scn.nodes[*id];
-        let names: Vec<&str> = node.interfaces.iter().map(|i| i.name.as_str()).collect();
-        async move { nl.wait_ready(&names, &node.name).await }
-    });
-    futures::future::try_join(host.wait_ready(&names, host_name), futures::future::try_join_all(nodes)).await?;
+    host.wait_ready(&names, host_name).await?;
     Ok(slots.into_iter().map(|ns| ns.expect("every node was wired")).collect())
 }
 
@@ -388,7 +391,7 @@ async fn wire_node(
     nl: Netlink,
     host: &Netlink,
     bridge_index: &[u32],
-) -> Result<(usize, NetNs, Netlink), LabError> {
+) -> Result<(usize, NetNs), LabError> {
     let node = &scn.nodes[id];
     let host_name = &scn.host().name;
     let veths = node.interfaces.iter().map(|iface| {
@@ -453,7 +456,10 @@ async fn wire_node(
             .await
             .map_err(fail(format!("adding default route via {gw} in {}", node.name)))?;
     }
-    Ok((id, ns, nl))
+    // Waiting costs nothing but a dump or two: the wait is for the kernel's word.
+    let names: Vec<&str> = node.interfaces.iter().map(|i| i.name.as_str()).collect();
+    nl.wait_ready(&names, &node.name).await?;
+    Ok((id, ns))
 }
 
 /// Settings every lab namespace gets before any interface exists in it. A new
@@ -496,6 +502,37 @@ fn baseline(ipv6: bool) -> Vec<(String, String)> {
 struct BuildSettings {
     ipv6: bool,
     forwarding: bool,
+    bridges: bool,
+}
+
+/// The baseline settings the nodes must write, as the host's thread finds them; or
+/// why it could not.
+type Answer = Result<Vec<(String, String)>, String>;
+
+/// Where the host's thread leaves its [`Answer`] and the nodes' threads wait for it.
+/// The first answer stands.
+#[derive(Clone, Default)]
+struct Differ(std::sync::Arc<(std::sync::Mutex<Option<Answer>>, std::sync::Condvar)>);
+
+impl Differ {
+    fn answer(&self, answer: Answer) {
+        let (slot, ready) = &*self.0;
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(answer);
+            ready.notify_all();
+        }
+    }
+
+    fn wait(&self) -> std::io::Result<Vec<(String, String)>> {
+        let (slot, ready) = &*self.0;
+        let slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = ready.wait_while(slot, |a| a.is_none()).unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref().expect("waited for") {
+            Ok(differ) => Ok(differ.clone()),
+            Err(e) => Err(std::io::Error::other(format!("preparing the host first: {e}"))),
+        }
+    }
 }
 
 impl BuildSettings {
@@ -515,6 +552,11 @@ impl BuildSettings {
             write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
         }
         write_sysctl("net.ipv4.ip_forward", if self.forwarding { "1" } else { "0" })?;
+        if self.bridges {
+            // Bridged packets pass iptables, as on a host with br_netfilter loaded
+            // (Docker loads it); a scenario may turn it off.
+            write_sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
+        }
         Ok(differ)
     }
 }

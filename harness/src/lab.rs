@@ -262,11 +262,11 @@ impl Lab {
                 Ok(((), connect()?))
             }
         });
-        let host_arrival = host_made.recv().await;
-        // Should the host's thread never have answered (its namespace failed), the
-        // nodes' threads learn it here rather than wait for ever.
-        differ.answer(Err("the host namespace could not be made".into()));
-        let (_, (), host_ns, host_nl) = arrived(host_arrival, NodeId::HOST.0, scn)?;
+        // Should the host's thread never answer (its namespace could not be made,
+        // or this build is dropped before it is), the nodes' threads learn it when
+        // this guard goes, rather than wait for ever.
+        let _unblock = Unblock(differ);
+        let (_, (), host_ns, host_nl) = arrived(host_made.recv().await, NodeId::HOST.0, scn)?;
         let host = host_ns.try_clone().map_err(fail("holding the host namespace"))?;
         let (links, done) = futures::future::join(build_links(scn, host_ns, host_nl, made), meanwhile(host)).await;
         let lab = Lab { namespaces: links? };
@@ -535,6 +535,15 @@ impl Differ {
     }
 }
 
+/// Answers a [`Differ`] with an error when dropped, unless it was answered before.
+struct Unblock(Differ);
+
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        self.0.answer(Err("the host namespace could not be made".into()));
+    }
+}
+
 impl BuildSettings {
     /// In the host's new namespace: the baseline, its forwarding switch, and IPv6
     /// off on lo too. Returns what every node must write.
@@ -571,3 +580,58 @@ const BASELINE_CONF: [(&str, &str); 7] = [
     ("arp_announce", "0"),
     ("accept_redirects", "1"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_waiting_for_the_host_get_its_first_answer() {
+        let differ = Differ::default();
+        let waiter = {
+            let differ = differ.clone();
+            std::thread::spawn(move || differ.wait().map_err(|e| e.to_string()))
+        };
+        differ.answer(Ok(vec![("net.ipv4.icmp_ratelimit".into(), "0".into())]));
+        differ.answer(Err("too late".into()));
+        let got = waiter.join().expect("no panic");
+        assert_eq!(got, Ok(vec![("net.ipv4.icmp_ratelimit".to_string(), "0".to_string())]));
+    }
+
+    #[test]
+    fn a_dropped_build_unblocks_the_nodes() {
+        let differ = Differ::default();
+        let waiter = {
+            let differ = differ.clone();
+            std::thread::spawn(move || differ.wait().map_err(|e| e.to_string()))
+        };
+        drop(Unblock(differ));
+        let got = waiter.join().expect("no panic");
+        assert_eq!(got, Err("preparing the host first: the host namespace could not be made".to_string()));
+    }
+
+    #[test]
+    fn chosen_indexes_never_collide_in_the_host() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.yaml");
+        std::fs::write(dir.path().join("r.nft"), "flush ruleset\n").expect("rules");
+        std::fs::write(
+            &path,
+            "host:\n  bridges: { br0: { address: 10.0.0.1/24 }, br1: { address: 10.0.1.1/24 } }\n\
+             nodes:\n  a:\n    interfaces: [{ bridge: br0, address: 10.0.0.2/24 }, { bridge: br1, address: 10.0.1.2/24 }]\n  \
+             b:\n    interfaces: [{ bridge: br0, address: 10.0.0.3/24 }]\n\
+             rules: { backends: [nft], files: [r.nft] }\n",
+        )
+        .expect("scenario");
+        let scn = crate::scenario::load(&path, "s.yaml").expect("valid");
+        let mut seen: Vec<u32> = (0..scn.host.bridges.len()).map(bridge_ifindex).collect();
+        for (id, node) in scn.nodes.iter().enumerate().skip(1) {
+            seen.extend(node.interfaces.iter().map(|i| host_side_ifindex(&scn, id, i)));
+        }
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "{seen:?}");
+        assert!(seen.iter().all(|&i| i >= FIRST_IFINDEX));
+    }
+}

@@ -585,13 +585,16 @@ const BASELINE_CONF: [(&str, &str); 7] = [
 mod tests {
     use super::*;
 
+    /// A node's thread waiting for the host's answer.
+    fn waiter(differ: &Differ) -> std::thread::JoinHandle<Result<Vec<(String, String)>, String>> {
+        let differ = differ.clone();
+        std::thread::spawn(move || differ.wait().map_err(|e| e.to_string()))
+    }
+
     #[test]
     fn nodes_waiting_for_the_host_get_its_first_answer() {
         let differ = Differ::default();
-        let waiter = {
-            let differ = differ.clone();
-            std::thread::spawn(move || differ.wait().map_err(|e| e.to_string()))
-        };
+        let waiter = waiter(&differ);
         differ.answer(Ok(vec![("net.ipv4.icmp_ratelimit".into(), "0".into())]));
         differ.answer(Err("too late".into()));
         let got = waiter.join().expect("no panic");
@@ -601,10 +604,7 @@ mod tests {
     #[test]
     fn a_dropped_build_unblocks_the_nodes() {
         let differ = Differ::default();
-        let waiter = {
-            let differ = differ.clone();
-            std::thread::spawn(move || differ.wait().map_err(|e| e.to_string()))
-        };
+        let waiter = waiter(&differ);
         drop(Unblock(differ));
         let got = waiter.join().expect("no panic");
         assert_eq!(got, Err("preparing the host first: the host namespace could not be made".to_string()));

@@ -261,6 +261,9 @@ fn check(paths: &[PathBuf]) -> ExitCode {
                     other => format!("{} (netconform's {} producer)", other.name(), other.name()),
                 };
                 println!("  [{backend}] runs in the lab host's sandbox, as root: {program}");
+                for (key, value) in &live.daemon {
+                    println!("  [{backend}]   with daemon.json: \"{key}\": {value}");
+                }
                 for command in &live.commands {
                     println!("  [{backend}] runs in the lab host's sandbox, as root: {command}");
                 }

@@ -102,7 +102,7 @@ impl Producer for Dockerd {
                     .map_err(|e| format!("starting the sandbox: {e}"))?
             };
             self.sandbox = Some(sandbox);
-            self.prepare(log).await?;
+            self.prepare(&live.daemon, log).await?;
             if !live.commands.is_empty() {
                 self.ufw_first(&live.commands, backend, log).await?;
             }
@@ -182,7 +182,7 @@ impl Dockerd {
     /// Checks that the sandbox has a /proc of its own, mounts an empty /opt
     /// (containerd makes /opt/containerd), writes the daemon's configuration, and
     /// removes the cgroups of earlier runs that were killed.
-    async fn prepare(&mut self, log: &mut Log) -> Result<(), String> {
+    async fn prepare(&mut self, options: &[(String, serde_json::Value)], log: &mut Log) -> Result<(), String> {
         // Docker hands out PIDs of the sandbox's PID namespace, and runc's hooks find
         // dockerd by its PID: with the machine's /proc they would find other processes.
         // The sandbox's first process mounts it before it runs its program, which may
@@ -202,9 +202,9 @@ impl Dockerd {
         }
         let state = self.outside(STATE)?;
         std::fs::create_dir_all(&state).map_err(|e| format!("creating {STATE}: {e}"))?;
-        // The trust key would otherwise go to /etc/docker/key.json on the machine.
-        let config = format!("{{\"deprecated-key-path\": \"{STATE}/key.json\"}}\n");
-        std::fs::write(state.join("daemon.json"), config).map_err(|e| format!("writing {STATE}/daemon.json: {e}"))?;
+        let config = daemon_config(options);
+        std::fs::write(state.join("daemon.json"), &config).map_err(|e| format!("writing {STATE}/daemon.json: {e}"))?;
+        log.push(format!("{STATE}/daemon.json: {}", config.trim_end()));
         let cgroups = self.outside("/sys/fs/cgroup")?;
         for (name, result) in remove_stale_cgroups(&cgroups) {
             match result {
@@ -412,8 +412,6 @@ fn daemon_args(scn: &Scenario, cgroup: &str) -> Vec<String> {
         format!("--exec-root={STATE}/exec"),
         format!("--pidfile={STATE}/dockerd.pid"),
         format!("--host=unix://{STATE}/docker.sock"),
-        "--iptables=true".into(),
-        "--ip-forward=true".into(),
         // Containers copy the image's files; no overlay mounts to manage.
         "--storage-driver=vfs".into(),
         "--exec-opt=native.cgroupdriver=cgroupfs".into(),
@@ -422,7 +420,29 @@ fn daemon_args(scn: &Scenario, cgroup: &str) -> Vec<String> {
     if let Some(n) = scn.networks.iter().find(|n| n.bridge == DEFAULT_BRIDGE) {
         args.push(format!("--bip={}/{}", n.gateway, n.subnet.prefix_len()));
     }
+    args.extend(switched_on(scn.rules.live.as_ref().map(|l| l.daemon.as_slice()).unwrap_or_default()));
     args
+}
+
+/// Docker's own rules and forwarding, unless the scenario's daemon.json settings say
+/// otherwise: dockerd refuses a setting given both as a flag and in its file.
+fn switched_on(options: &[(String, serde_json::Value)]) -> Vec<String> {
+    ["iptables", "ip-forward"]
+        .into_iter()
+        .filter(|flag| !options.iter().any(|(k, _)| k == flag))
+        .map(|flag| format!("--{flag}=true"))
+        .collect()
+}
+
+/// dockerd's configuration file: the scenario's `daemon` settings, and the trust
+/// key's path, which would otherwise be /etc/docker/key.json on the machine.
+fn daemon_config(options: &[(String, serde_json::Value)]) -> String {
+    let mut config = serde_json::Map::new();
+    config.insert("deprecated-key-path".into(), format!("{STATE}/key.json").into());
+    for (k, v) in options {
+        config.insert(k.clone(), v.clone());
+    }
+    format!("{}\n", serde_json::Value::Object(config))
 }
 
 /// `-p` as Docker reads it.
@@ -600,6 +620,17 @@ fn is_static_elf(elf: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn daemon_settings_go_to_the_file_and_replace_the_flags() {
+        let options = vec![("icc".to_string(), serde_json::Value::Bool(false)), ("iptables".into(), false.into())];
+        assert_eq!(switched_on(&options), vec!["--ip-forward=true".to_string()]);
+        assert_eq!(switched_on(&[]), vec!["--iptables=true".to_string(), "--ip-forward=true".to_string()]);
+        let config: serde_json::Value = serde_json::from_str(&daemon_config(&options)).expect("JSON");
+        assert_eq!(config["icc"], serde_json::Value::Bool(false));
+        assert_eq!(config["iptables"], serde_json::Value::Bool(false));
+        assert_eq!(config["deprecated-key-path"], format!("{STATE}/key.json").as_str());
+    }
 
     #[test]
     fn tar_headers_have_valid_checksums_and_sizes() {

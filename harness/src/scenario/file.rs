@@ -58,6 +58,7 @@ pub struct LiveFile {
     pub run: Option<Vec<String>>,
     pub commands: Option<Vec<String>>,
     pub driver: Option<String>,
+    pub daemon: Option<IndexMap<String, serde_json::Value>>,
     pub timeout: Option<DurationText>,
 }
 

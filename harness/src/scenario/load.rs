@@ -1521,6 +1521,23 @@ fn live(c: &mut Checker, key: &str, f: &super::file::LiveFile) -> Option<Live> {
             None
         }
     };
+    let mut daemon = Vec::new();
+    match (&f.daemon, program) {
+        (None, _) => {}
+        (Some(options), LiveProgram::Dockerd) => {
+            for (name, value) in options {
+                let at = join(&join(key, "daemon"), name);
+                if let Some(why) = reserved_daemon_option(name) {
+                    c.key(&at, format!("`{name}` is netconform's to set: {why}; expected any other daemon.json key"));
+                } else if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-.".contains(ch)) {
+                    c.key(&at, "expected a daemon.json key: letters, digits, `-` and `.`");
+                } else {
+                    daemon.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        (Some(_), _) => c.key(&join(key, "daemon"), "expected `daemon` only with program `dockerd`"),
+    }
     let timeout = match &f.timeout {
         None => DEFAULT_LIVE_TIMEOUT,
         Some(t) => match humantime::parse_duration(t.0.trim()) {
@@ -1534,7 +1551,21 @@ fn live(c: &mut Checker, key: &str, f: &super::file::LiveFile) -> Option<Live> {
             }
         },
     };
-    Some(Live { program, run, commands, driver, timeout })
+    Some(Live { program, run, commands, driver, daemon, timeout })
+}
+
+/// Why a daemon.json key is not the scenario's to set, if it is not.
+fn reserved_daemon_option(name: &str) -> Option<&'static str> {
+    match name {
+        "data-root" | "exec-root" | "pidfile" | "hosts" | "deprecated-key-path" => {
+            Some("the private daemon keeps everything under the sandbox's /run")
+        }
+        "storage-driver" | "exec-opts" | "cgroup-parent" => {
+            Some("the private daemon's containers run on vfs, under a cgroup that netconform removes")
+        }
+        "bip" => Some("docker0's address comes from the network whose bridge is docker0, under `networks`"),
+        _ => None,
+    }
 }
 
 /// Container networks and the containers on them, added to the lab after its nodes.

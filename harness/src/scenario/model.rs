@@ -171,6 +171,8 @@ pub struct Live {
     pub commands: Vec<String>,
     /// `netavark`: the firewall driver (iptables, nftables, firewalld).
     pub driver: Option<String>,
+    /// `dockerd`: daemon.json settings (`icc`, `userland-proxy`, ...), in file order.
+    pub daemon: Vec<(String, serde_json::Value)>,
     /// Longest time any one step of the program may take.
     pub timeout: Duration,
 }

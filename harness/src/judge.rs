@@ -108,6 +108,7 @@ mod tests {
                 gateway: None,
             }],
             sysctls: vec![],
+            loopback: true,
             services: Services::default(),
             container: None,
         }
@@ -132,6 +133,7 @@ mod tests {
                     name: "host".into(),
                     interfaces: vec![],
                     sysctls: vec![],
+                    loopback: true,
                     services: Services::default(),
                     container: None,
                 },

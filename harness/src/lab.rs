@@ -445,7 +445,13 @@ async fn wire_node(
             .await
         }
     });
-    futures::future::try_join(nl.set_up(1, &lo), futures::future::try_join_all(addresses)).await?;
+    let lo_up = async {
+        match node.loopback {
+            true => nl.set_up(1, &lo).await,
+            false => Ok(()),
+        }
+    };
+    futures::future::try_join(lo_up, futures::future::try_join_all(addresses)).await?;
     for iface in node.interfaces.iter().filter(|i| i.gateway.is_some()) {
         let gw = iface.gateway.expect("filtered");
         let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();

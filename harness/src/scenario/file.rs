@@ -154,6 +154,7 @@ pub struct ServicesFile {
 #[serde(deny_unknown_fields, expecting = "a mapping of node settings")]
 pub struct NodeFile {
     pub interfaces: Option<Vec<InterfaceFile>>,
+    pub loopback: Option<bool>,
     pub sysctls: Option<IndexMap<String, SysctlValue>>,
     pub services: Option<ServicesFile>,
 }

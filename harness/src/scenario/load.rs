@@ -1150,6 +1150,7 @@ fn build_lab(
         name: host_name.clone(),
         interfaces: Vec::new(),
         sysctls: c.sysctls("host.sysctls", host.sysctls.as_ref()),
+        loopback: true,
         services: c.services("host.services", host.services.as_ref()),
         container: None,
     }];
@@ -1301,10 +1302,19 @@ fn build_lab(
                 gateway,
             });
         }
+        let loopback = nfile.loopback.unwrap_or(true);
+        let mut sysctls = Vec::new();
+        if !loopback {
+            // Lets the node send to 127.0.0.0/8 through its interfaces, and take
+            // answers from there, as a neighbour on the host's segment can.
+            sysctls.push(("net.ipv4.conf.all.route_localnet".to_string(), "1".to_string()));
+        }
+        sysctls.extend(c.sysctls(&join(&key, "sysctls"), nfile.sysctls.as_ref()));
         nodes.push(Node {
             name: nname.clone(),
             interfaces,
-            sysctls: c.sysctls(&join(&key, "sysctls"), nfile.sysctls.as_ref()),
+            sysctls,
+            loopback,
             services: c.services(&join(&key, "services"), nfile.services.as_ref()),
             container: None,
         });
@@ -1678,6 +1688,7 @@ fn containers(c: &mut Checker, scenario: &mut Scenario, lab: &mut LabIndex, file
             name: name.clone(),
             interfaces: Vec::new(),
             sysctls: c.sysctls(&join(&key, "sysctls"), f.sysctls.as_ref()),
+            loopback: true,
             services: c.services(&join(&key, "services"), f.services.as_ref()),
             container: None,
         };
@@ -2299,6 +2310,23 @@ counters:
 
     fn at(line: usize, column: usize) -> Location {
         Location { line, column }
+    }
+
+    #[test]
+    fn a_node_without_loopback_routes_127_through_its_interfaces() {
+        let s = load_str(&edit("  ext:\n    interfaces:", "  ext:\n    loopback: false\n    interfaces:"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ext = s.nodes.iter().find(|n| n.name == "ext").expect("ext");
+        assert!(!ext.loopback);
+        // route_localnet first, so the node's own sysctls can still change it.
+        assert_eq!(
+            ext.sysctls,
+            vec![
+                ("net.ipv4.conf.all.route_localnet".to_string(), "1".to_string()),
+                ("net.ipv4.tcp_syncookies".to_string(), "1".to_string())
+            ]
+        );
+        assert!(s.nodes.iter().filter(|n| n.name != "ext").all(|n| n.loopback));
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct Node {
     /// Extra sysctls, in file order, written under /proc/sys in the node's namespace.
     /// Keys use dots (`net.ipv4.conf.all.route_localnet`).
     pub sysctls: Vec<(String, String)>,
+    /// Whether lo comes up. Without it 127.0.0.0/8 is not local to the node, and
+    /// packets to it follow the node's routes (the scenario key `loopback: false`).
+    pub loopback: bool,
     pub services: Services,
     /// Set for a container: a live producer gives it its interface.
     pub container: Option<Container>,

@@ -472,7 +472,7 @@ async fn wire_node(
 /// namespace copies the IPv4 settings of the machine's own, so the ones that decide
 /// where packets go are set back to the kernel's defaults: a lab behaves the same on
 /// every machine.
-fn baseline(ipv6: bool) -> Vec<(String, String)> {
+pub fn baseline(ipv6: bool) -> Vec<(String, String)> {
     let v6 = if ipv6 { "0" } else { "1" };
     let mut settings: Vec<(String, String)> = [
         // Without IPv6, no router solicitation or DAD packet moves a counter. Every
@@ -618,18 +618,12 @@ mod tests {
 
     #[test]
     fn chosen_indexes_never_collide_in_the_host() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("s.yaml");
-        std::fs::write(dir.path().join("r.nft"), "flush ruleset\n").expect("rules");
-        std::fs::write(
-            &path,
+        let scn = crate::scenario::load_text(
             "host:\n  bridges: { br0: { address: 10.0.0.1/24 }, br1: { address: 10.0.1.1/24 } }\n\
              nodes:\n  a:\n    interfaces: [{ bridge: br0, address: 10.0.0.2/24 }, { bridge: br1, address: 10.0.1.2/24 }]\n  \
              b:\n    interfaces: [{ bridge: br0, address: 10.0.0.3/24 }]\n\
-             rules: { backends: [nft], files: [r.nft] }\n",
-        )
-        .expect("scenario");
-        let scn = crate::scenario::load(&path, "s.yaml").expect("valid");
+             rules: { backends: [nft], live: { program: command, run: [\"true\"] } }\n",
+        );
         let mut seen: Vec<u32> = (0..scn.host.bridges.len()).map(bridge_ifindex).collect();
         for (id, node) in scn.nodes.iter().enumerate().skip(1) {
             seen.extend(node.interfaces.iter().map(|i| host_side_ifindex(&scn, id, i)));

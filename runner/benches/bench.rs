@@ -659,7 +659,8 @@ fn profile(b: &mut Bench, what: &str) {
         "parts" => {
             // What Lab::build's first phase costs, piece by piece, through the public
             // API: N namespaces created, an empty closure run in each (the thread that
-            // NetNs::run spawns), then the 20 settings prepare_namespace writes.
+            // NetNs::run spawns), then the lab's baseline settings, all of them (as the
+            // host reads them; the nodes write only those that differ).
             let n = num(1, 200);
             let t = Instant::now();
             let spaces: Vec<NetNs> =
@@ -670,36 +671,13 @@ fn profile(b: &mut Bench, what: &str) {
                 ns.run(|| ()).unwrap_or_else(|e| die(&e.to_string()));
             }
             eprintln!("{n} x NetNs::run(|| ()): {:?}", t.elapsed());
-            let mut settings: Vec<(String, String)> = [
-                ("net.ipv6.conf.all.disable_ipv6", "1"),
-                ("net.ipv6.conf.default.disable_ipv6", "1"),
-                ("net.ipv4.ping_group_range", "0 2147483647"),
-                ("net.ipv4.icmp_ratemask", "0"),
-                ("net.ipv4.icmp_ratelimit", "0"),
-                ("net.ipv4.ip_forward", "0"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-            for scope in ["all", "default"] {
-                for (k, v) in [
-                    ("rp_filter", "0"),
-                    ("route_localnet", "0"),
-                    ("accept_local", "0"),
-                    ("proxy_arp", "0"),
-                    ("arp_ignore", "0"),
-                    ("arp_announce", "0"),
-                    ("accept_redirects", "1"),
-                ] {
-                    settings.push((format!("net.ipv4.conf.{scope}.{k}"), v.to_string()));
-                }
-            }
+            let settings = harness::lab::baseline(false);
             let t = Instant::now();
             for ns in &spaces {
                 ns.write_sysctls(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .unwrap_or_else(|e| die(&e.to_string()));
             }
-            eprintln!("{n} x the 20 baseline sysctls: {:?}", t.elapsed());
+            eprintln!("{n} x the {} baseline sysctls: {:?}", settings.len(), t.elapsed());
             let t = Instant::now();
             drop(spaces);
             eprintln!("drop: {:?}", t.elapsed());

@@ -280,14 +280,8 @@ impl Producer for Cni {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::load_text;
     use rstest::rstest;
-
-    fn load(text: &str) -> Scenario {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.yaml");
-        std::fs::write(&path, text).unwrap();
-        crate::scenario::load(&path, "s.yaml").unwrap_or_else(|e| panic!("{e}"))
-    }
 
     const SCENARIO: &str = r#"
 host:
@@ -315,7 +309,7 @@ rules:
 
     #[test]
     fn the_list_is_bridge_firewall_portmap() {
-        let scn = load(SCENARIO);
+        let scn = load_text(SCENARIO);
         let list = conflist(&scn, 0);
         assert_eq!(list["name"], "cninet");
         assert_eq!(list["cniVersion"], CNI_VERSION);
@@ -337,7 +331,7 @@ rules:
 
     #[test]
     fn an_internal_network_has_no_way_out() {
-        let scn = load(SCENARIO);
+        let scn = load_text(SCENARIO);
         let bridge = &conflist(&scn, 1)["plugins"][0];
         assert_eq!(bridge["ipMasq"], false);
         assert_eq!(bridge["ipam"]["routes"], json!([]));
@@ -346,7 +340,7 @@ rules:
 
     #[test]
     fn runtime_config_asks_for_the_address_and_the_ports() {
-        let scn = load(SCENARIO);
+        let scn = load_text(SCENARIO);
         let web = containers(&scn)[0];
         assert_eq!(
             runtime_config(&scn, web),
@@ -369,7 +363,7 @@ rules:
         #[case] has: Option<&str>,
         #[case] lacks: Option<&str>,
     ) {
-        let scn = load(SCENARIO);
+        let scn = load_text(SCENARIO);
         let web = containers(&scn)[0];
         let input = plugin_input(&conflist(&scn, 0), plugin, &runtime_config(&scn, web), None);
         assert_eq!(input["name"], "cninet");
@@ -387,7 +381,7 @@ rules:
 
     #[test]
     fn the_previous_result_is_passed_on() {
-        let scn = load(SCENARIO);
+        let scn = load_text(SCENARIO);
         let web = containers(&scn)[0];
         let prev = json!({ "cniVersion": "1.0.0", "ips": [{ "address": "10.22.0.2/16" }] });
         let input = plugin_input(&conflist(&scn, 0), 1, &runtime_config(&scn, web), Some(&prev));

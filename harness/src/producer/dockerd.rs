@@ -85,7 +85,7 @@ impl Producer for Dockerd {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             self.step = live.timeout;
-            if in_user_namespace() {
+            if super::in_user_namespace() {
                 return Err("dockerd needs root of the machine: in a user namespace (a rootless run) no cgroup \
                             file system can be mounted for its containers; run netconform as root"
                     .into());
@@ -484,12 +484,6 @@ fn prepare_container_ns(scn: &Scenario, id: NodeId, ns: &NetNs) -> std::io::Resu
     ];
     items.extend(scn.node(id).sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     ns.write_sysctls(items)
-}
-
-/// Whether this process runs in a user namespace other than the machine's.
-fn in_user_namespace() -> bool {
-    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-    map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
 }
 
 /// A name for a new daemon's parent cgroup: this process, its start time (a PID alone

@@ -125,7 +125,7 @@ pub fn unavailable(scn: &Scenario) -> Option<String> {
 
 /// Whether this process runs in a user namespace other than the machine's (a
 /// rootless run): its uid map is not the whole range.
-fn in_user_namespace() -> bool {
+pub(super) fn in_user_namespace() -> bool {
     std::fs::read_to_string("/proc/self/uid_map")
         .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
         .unwrap_or(false)

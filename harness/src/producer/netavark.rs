@@ -329,14 +329,8 @@ mod daemons {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::load_text;
     use rstest::rstest;
-
-    fn load(text: &str) -> Scenario {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.yaml");
-        std::fs::write(&path, text).unwrap();
-        crate::scenario::load(&path, "s.yaml").unwrap_or_else(|e| panic!("{e}"))
-    }
 
     const SCENARIO: &str = r#"
 host:
@@ -364,7 +358,7 @@ rules:
 
     #[test]
     fn options_describe_the_container_and_its_network() {
-        let scn = load(SCENARIO);
+        let scn = load_text(SCENARIO);
         let web = containers(&scn)[0];
         let o = options(&scn, web);
         assert_eq!(o["container_id"], "web");
@@ -383,7 +377,7 @@ rules:
 
     #[test]
     fn published_ports_become_port_mappings() {
-        let scn = load(SCENARIO);
+        let scn = load_text(SCENARIO);
         let o = options(&scn, containers(&scn)[0]);
         assert_eq!(
             o["port_mappings"],
@@ -396,7 +390,7 @@ rules:
 
     #[test]
     fn an_internal_network_with_its_own_gateway() {
-        let scn = load(SCENARIO);
+        let scn = load_text(SCENARIO);
         let o = options(&scn, containers(&scn)[1]);
         assert_eq!(o["port_mappings"], json!([]));
         let info = &o["network_info"]["other"];

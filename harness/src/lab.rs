@@ -58,6 +58,16 @@ fn host_side_ifindex(scn: &Scenario, id: usize, iface: &crate::scenario::Interfa
 /// How soon an unanswered ARP request is repeated on every lab interface.
 const RETRANS_TIME_MS: u64 = 100;
 
+/// How many requests a lab interface sends for one neighbour before it gives up on
+/// it, in each phase (broadcast while resolving, unicast and broadcast while
+/// re-checking a stale entry). With the kernel's 3 and the lab's short retransmit
+/// time, an entry failed after about 300 ms: a machine under heavy load that ran the
+/// answering namespace's softirq that late turned a reachable node into "ICMP host
+/// unreachable". At 50 × 100 ms the kernel keeps asking for 5 s, longer than any
+/// probe waits for an answer (even sent twice), so only a probe's own evidence, or
+/// its own deadline, ends it; a node that is not there still yields no answer.
+const NEIGH_PROBES: u32 = 50;
+
 /// How long an interface may take to come up before the lab counts as broken.
 const LINK_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -141,7 +151,7 @@ impl Netlink {
     /// Probes to one next hop share its neighbour entry: should the first ARP
     /// request go unanswered (a link still settling on a busy machine), the kernel
     /// asks again after [`RETRANS_TIME_MS`] instead of a second, within a probe's
-    /// wait. Per interface, over netlink: a new namespace has no defaults of its own
+    /// wait, and goes on asking [`NEIGH_PROBES`] times before it gives up. Per interface, over netlink: a new namespace has no defaults of its own
     /// for the neighbour table (its interfaces copy the machine's).
     async fn set_retrans_time(&self, index: u32, what: &str) -> Result<(), LabError> {
         use futures::StreamExt;
@@ -157,6 +167,9 @@ impl Netlink {
             NeighbourTableAttribute::Parms(vec![
                 NeighbourTableParameter::Ifindex(index),
                 NeighbourTableParameter::RetransTime(RETRANS_TIME_MS),
+                NeighbourTableParameter::McastProbes(NEIGH_PROBES),
+                NeighbourTableParameter::UcastProbes(NEIGH_PROBES),
+                NeighbourTableParameter::McastReprobes(NEIGH_PROBES),
             ]),
         ];
         let mut req = NetlinkMessage::from(netlink_packet_route::RouteNetlinkMessage::SetNeighbourTable(msg));

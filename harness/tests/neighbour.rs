@@ -1,0 +1,113 @@
+//! Neighbour resolution on the real kernel, under a condition a loaded machine
+//! creates by chance: the answer to an ARP request comes late. Here it is made late
+//! on purpose, so the test is the same on a quiet machine as on a busy one: the
+//! target does not answer ARP at all (`arp_ignore=8`) for longer than the kernel's
+//! default three requests last at the lab's retransmit time, then answers. A lab
+//! that gives up on a neighbour early turns that reachable node into "ICMP host
+//! unreachable"; the lab must keep asking until the probe's own deadline.
+//!
+//! A trial that cannot run here is reported ignored, with the reason.
+
+use std::path::Path;
+use std::time::Duration;
+
+use harness::lab::Lab;
+use harness::probe::{self, OutcomeKind};
+use harness::scenario::{self, Scenario};
+use harness::service::Services;
+
+fn unavailable() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root to build network namespaces".into());
+    }
+    None
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let trial = |name: &str, body: fn() -> Result<(), String>| {
+        let ignored = unavailable();
+        libtest_mimic::Trial::test(name, move || body().map_err(Into::into))
+            .with_kind("kernel")
+            .with_ignored_flag(ignored.is_some())
+    };
+    let trials = vec![
+        trial("neighbour::late_arp_answer_from_a_routed_node_is_waited_for", || late_answer("icmp", None)),
+        trial("neighbour::late_arp_answer_to_a_tcp_probe_is_waited_for", || late_answer("tcp", Some(80))),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// `a` reaches `b` through the host: the host resolves `b` on its uplink, where the
+/// answer is held back.
+fn lab(proto: &str, port: Option<u16>) -> String {
+    let port = port.map(|p| format!(", port: {p}")).unwrap_or_default();
+    format!(
+        "\
+timeout: 3s
+host:
+  forwarding: true
+  uplinks:
+    a0: {{ address: 10.1.0.1/24 }}
+    b0: {{ address: 10.2.0.1/24 }}
+nodes:
+  a:
+    interfaces: [{{ uplink: a0, address: 10.1.0.2/24, gateway: 10.1.0.1 }}]
+  b:
+    interfaces: [{{ uplink: b0, address: 10.2.0.2/24, gateway: 10.2.0.1 }}]
+    services: {{ tcp: [80] }}
+rules: {{ backends: [nft], files: [r.nft] }}
+probes:
+  - {{ from: a, to: b, proto: {proto}{port}, expect: reached }}
+"
+    )
+}
+
+fn scenario(dir: &Path, text: &str) -> Result<Scenario, String> {
+    std::fs::write(dir.join("r.nft"), "table inet lab {\n}\n").map_err(|e| e.to_string())?;
+    let path = dir.join("s.yaml");
+    std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    scenario::load(&path, "s.yaml").map_err(|e| e.to_string())
+}
+
+/// How long `b` stays silent to ARP: twice what three requests at the lab's 100 ms
+/// retransmit time last, so an entry that fails after three is sure to have failed.
+const SILENT: Duration = Duration::from_millis(700);
+
+fn late_answer(proto: &str, port: Option<u16>) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let scn = scenario(dir.path(), &lab(proto, port))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let lab = Lab::build(&scn).await.map_err(|e| e.to_string())?;
+        let _services = Services::start(&lab, &scn).map_err(|e| e.to_string())?;
+        let (a, b) = (scn.probes[0].from, scn.owner_of(scn.probes[0].to).ok_or("no node owns b's address")?);
+        lab.ns(b).write_sysctls([("net.ipv4.conf.all.arp_ignore", "8")]).map_err(|e| e.to_string())?;
+        let target = lab.ns(b).try_clone().map_err(|e| e.to_string())?;
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(SILENT).await;
+            tokio::task::spawn_blocking(move || target.write_sysctls([("net.ipv4.conf.all.arp_ignore", "0")]))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        });
+        let outcome = probe::send(lab.ns(a), &scn.probes[0], 0).await;
+        release.await.map_err(|e| e.to_string())??;
+        if outcome.kind != OutcomeKind::Reached {
+            return Err(format!(
+                "a probe to a node that answers ARP after {SILENT:?} ended {} ({}) after {:?}",
+                outcome.kind.name(),
+                outcome.detail,
+                outcome.elapsed
+            ));
+        }
+        // The condition held: the answer could not come before b answered ARP.
+        if outcome.elapsed < SILENT {
+            return Err(format!(
+                "answered after {:?}, before b answered ARP: the test did not hold ARP back",
+                outcome.elapsed
+            ));
+        }
+        Ok(())
+    })
+}

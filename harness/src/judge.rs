@@ -168,12 +168,9 @@ mod tests {
 
     fn outcome(kind: OutcomeKind, by: Option<&str>, seen: Option<&str>) -> Outcome {
         Outcome {
-            kind,
-            detail: "detail".into(),
             answered_by: by.map(str::to_string),
             source_seen: seen.map(|s| SocketAddrV4::new(s.parse().unwrap(), 4000)),
-            delivered_to: None,
-            elapsed: Duration::ZERO,
+            ..Outcome::new(kind, "detail")
         }
     }
 

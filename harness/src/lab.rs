@@ -215,6 +215,46 @@ impl Lab {
         self.ns(NodeId::HOST)
     }
 
+    /// Waits until every link that is up with a carrier, in every namespace of the
+    /// lab, can transmit. A live producer makes links of its own (a container's veth,
+    /// a bridge of its own) and returns once it asked for them; on a busy machine
+    /// the kernel gives them their transmit queue later, and a probe sent before then
+    /// is lost without a trace. The same wait as the lab's own links get.
+    pub async fn settle(&self) -> Result<(), LabError> {
+        let rt = tokio::runtime::Handle::current();
+        for ns in &self.namespaces {
+            let rt = rt.clone();
+            let (connection, handle, events) = ns
+                .run(move || {
+                    use netlink_sys::AsyncSocket;
+                    let _guard = rt.enter();
+                    let (connection, handle, _) = rtnetlink::new_connection()?;
+                    let events = netlink_sys::TokioSocket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+                    Ok::<_, std::io::Error>((connection, handle, events))
+                })
+                .and_then(|r| r)
+                .map_err(fail(format!("opening netlink in {}", ns.name())))?;
+            let nl = Netlink { handle, task: tokio::spawn(connection), events };
+            let mut carrying = Vec::new();
+            let mut links = nl.handle.link().get().execute();
+            while let Some(link) = links.try_next().await.map_err(fail(format!("listing links in {}", ns.name())))? {
+                use netlink_packet_route::link::LinkFlags;
+                let flags = link.header.flags;
+                if flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp) {
+                    if let Some(name) = link.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    }) {
+                        carrying.push(name);
+                    }
+                }
+            }
+            let names: Vec<&str> = carrying.iter().map(String::as_str).collect();
+            nl.wait_ready(&names, ns.name()).await?;
+        }
+        Ok(())
+    }
+
     /// Make `ns` the namespace of node `id`, in place of the one the lab made: a
     /// container engine that creates its containers' namespaces itself hands them over
     /// here, so services and probes run where the container really lives.

@@ -16,6 +16,7 @@ pub mod partition;
 pub mod probe;
 pub mod producer;
 pub mod report;
+pub mod rootless;
 pub mod run;
 pub mod scenario;
 pub mod service;

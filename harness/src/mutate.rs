@@ -1048,14 +1048,7 @@ table ip docker-bridges {
                 path: None,
                 deciding: None,
                 trace: Vec::new(),
-                outcome: Outcome {
-                    kind: OutcomeKind::Reached,
-                    detail: "an answer".into(),
-                    answered_by: None,
-                    source_seen: None,
-                    delivered_to: None,
-                    elapsed: Duration::ZERO,
-                },
+                outcome: Outcome::new(OutcomeKind::Reached, "an answer"),
                 verdict: Verdict {
                     problems: if failing_probe == Some(i) {
                         vec!["expected dropped, got reached: an answer".into(), "more".into()]

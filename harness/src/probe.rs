@@ -45,9 +45,41 @@ impl std::fmt::Display for OutcomeKind {
     }
 }
 
+/// What an outcome rests on, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// An answer: the service's line, an echo reply, or a connection.
+    Answer,
+    /// A TCP reset or an ICMP error.
+    Refusal,
+    /// The back end's trace: a drop verdict on the probe's packets.
+    Trace,
+    /// The sender's own kernel refused to send it (a rule in the sender, no route).
+    Sender,
+    /// Nothing came back before the probe's deadline: the weakest evidence.
+    Silence,
+}
+
+impl Evidence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Evidence::Answer => "answer",
+            Evidence::Refusal => "refusal",
+            Evidence::Trace => "trace",
+            Evidence::Sender => "sender",
+            Evidence::Silence => "silence",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub kind: OutcomeKind,
+    /// What the outcome rests on.
+    pub evidence: Evidence,
+    /// The probe was sent a second time because the first met only silence (only
+    /// ever for a probe that expects an answer).
+    pub retried: bool,
     /// What exactly came back, in words: "TCP reset", "ICMP host unreachable", ...
     pub detail: String,
     /// The node whose service answered, by the name in its answer.
@@ -64,12 +96,21 @@ impl Outcome {
     /// An outcome decided by something other than the probe's own socket (a traced
     /// verdict), after `elapsed`.
     pub fn decided(kind: OutcomeKind, detail: impl Into<String>, elapsed: Duration) -> Outcome {
-        Outcome { elapsed, ..Outcome::new(kind, detail) }
+        Outcome { elapsed, evidence: Evidence::Trace, ..Outcome::new(kind, detail) }
     }
 
-    fn new(kind: OutcomeKind, detail: impl Into<String>) -> Outcome {
+    /// An outcome of `kind` with the evidence such an outcome usually rests on.
+    pub fn new(kind: OutcomeKind, detail: impl Into<String>) -> Outcome {
+        let evidence = match kind {
+            OutcomeKind::Reached => Evidence::Answer,
+            OutcomeKind::Refused => Evidence::Refusal,
+            OutcomeKind::Dropped => Evidence::Silence,
+            OutcomeKind::Failed => Evidence::Sender,
+        };
         Outcome {
             kind,
+            evidence,
+            retried: false,
             detail: detail.into(),
             answered_by: None,
             source_seen: None,
@@ -86,9 +127,10 @@ impl Outcome {
             Some(libc::EHOSTUNREACH) => Outcome::new(OutcomeKind::Refused, "ICMP host unreachable or prohibited"),
             Some(libc::ENETUNREACH) => Outcome::new(OutcomeKind::Refused, "ICMP network unreachable"),
             Some(libc::ENOPROTOOPT) => Outcome::new(OutcomeKind::Refused, "ICMP protocol unreachable"),
-            Some(libc::EPERM) | Some(libc::EACCES) => {
-                Outcome::new(OutcomeKind::Dropped, "dropped by a rule in the sender before it left (EPERM)")
-            }
+            Some(libc::EPERM) | Some(libc::EACCES) => Outcome {
+                evidence: Evidence::Sender,
+                ..Outcome::new(OutcomeKind::Dropped, "dropped by a rule in the sender before it left (EPERM)")
+            },
             Some(libc::ETIMEDOUT) => Outcome::new(OutcomeKind::Dropped, format!("no answer within {timeout:?}")),
             _ => Outcome::new(OutcomeKind::Failed, format!("error: {e}")),
         }

@@ -52,6 +52,17 @@ pub struct RunArgs {
     /// Write the contract matrix (statement × producer) as Markdown to this file.
     #[arg(long, value_name = "FILE")]
     matrix_md: Option<PathBuf>,
+    /// Fail (exit status 1) when a run is ignored because of this machine (not root,
+    /// a program or kernel feature missing), and list each with its reason. Runs the
+    /// scenario file itself sets aside (`skip`, `not_applicable`, another back end)
+    /// do not count.
+    #[arg(long)]
+    fail_on_ignored: bool,
+    /// With --fail-on-ignored: scenarios this machine is known not to run, by name
+    /// (`live/dockerd/published-port.yaml`) or by folder (`live/dockerd/`).
+    /// Repeatable.
+    #[arg(long, value_name = "NAME", requires = "fail_on_ignored")]
+    allow_ignored: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,6 +77,9 @@ struct Planned {
     scenario: Arc<Scenario>,
     backend: Backend,
     ignored: Option<String>,
+    /// The scenario file itself set this run aside (skip, not applicable, another
+    /// back end), rather than this machine.
+    declared: bool,
 }
 
 fn plan(scenarios: &[Arc<Scenario>], only: Option<Backend>) -> Vec<Planned> {
@@ -75,12 +89,12 @@ fn plan(scenarios: &[Arc<Scenario>], only: Option<Backend>) -> Vec<Planned> {
             if only.is_some_and(|o| o != backend) {
                 continue;
             }
-            let ignored = match (&scn.not_applicable, &scn.skip) {
-                (Some(why), _) => Some(format!("not applicable: {why}")),
-                (None, Some(why)) => Some(format!("skip: {why}")),
-                (None, None) => harness::producer::unavailable(scn),
+            let (ignored, declared) = match (&scn.not_applicable, &scn.skip) {
+                (Some(why), _) => (Some(format!("not applicable: {why}")), true),
+                (None, Some(why)) => (Some(format!("skip: {why}")), true),
+                (None, None) => (harness::producer::unavailable(scn), false),
             };
-            planned.push(Planned { scenario: scn.clone(), backend, ignored });
+            planned.push(Planned { scenario: scn.clone(), backend, ignored, declared });
         }
         if let Some(o) = only.filter(|o| !scn.rules.backends.contains(o)) {
             let listed: Vec<&str> = scn.rules.backends.iter().map(|b| b.name()).collect();
@@ -88,6 +102,7 @@ fn plan(scenarios: &[Arc<Scenario>], only: Option<Backend>) -> Vec<Planned> {
                 scenario: scn.clone(),
                 backend: o,
                 ignored: Some(format!("runs under {} only", listed.join(", "))),
+                declared: true,
             });
         }
     }
@@ -170,21 +185,32 @@ pub fn run(args: RunArgs) -> ExitCode {
     let start = Instant::now();
     let mut signatures: Vec<Vec<String>> = vec![Vec::new(); planned.len()];
     let mut last: Vec<Entry> = Vec::new();
+    // Every run of every repeat counts in the summary and the exit status.
+    let mut summary = Summary::default();
+    let mut failures: Vec<String> = Vec::new();
     for round in 0..args.repeat {
         if args.repeat > 1 && human {
             println!("== run {} of {}", round + 1, args.repeat);
         }
         last = runtime.block_on(run_plan(&planned, jobs, human, args.matrix));
-        for (sig, entry) in signatures.iter_mut().zip(&last) {
+        for ((sig, entry), p) in signatures.iter_mut().zip(&last).zip(&planned) {
             sig.push(signature(entry));
+            summary.add_entry(entry);
+            if let Entry::Ran(rep) = entry {
+                if rep.status != Status::Passed {
+                    failures.push(format!(
+                        "{} [{}] in run {} of {}",
+                        p.scenario.name,
+                        p.backend,
+                        round + 1,
+                        args.repeat
+                    ));
+                }
+            }
         }
     }
     let elapsed = start.elapsed();
     let entries: Vec<(&Scenario, Entry)> = planned.iter().zip(last).map(|(p, e)| (p.scenario.as_ref(), e)).collect();
-    let mut summary = Summary::default();
-    for (_, e) in &entries {
-        summary.add_entry(e);
-    }
 
     if github::enabled() {
         for (scn, entry) in &entries {
@@ -234,24 +260,55 @@ pub fn run(args: RunArgs) -> ExitCode {
         .filter(|(_, sig)| sig.iter().any(|s| *s != sig[0]))
         .map(|(p, sig)| format!("{} [{}]: {}", p.scenario.name, p.backend, sig.join(" | ")))
         .collect();
+    let unexpected: Vec<String> = if args.fail_on_ignored {
+        planned
+            .iter()
+            .filter(|p| !p.declared && !allowed(&args.allow_ignored, &p.scenario.name))
+            .filter_map(|p| p.ignored.as_ref().map(|why| format!("{} [{}]: {why}", p.scenario.name, p.backend)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     if human {
         if args.repeat > 1 {
-            println!("\n{} flaky of {} runs over {} repeats", flaky.len(), planned.len(), args.repeat);
+            let runs = planned.iter().filter(|p| p.ignored.is_none()).count() * args.repeat as usize;
+            println!(
+                "\n{} flaky of {} scenario runs, {} runs in all over {} repeats",
+                flaky.len(),
+                planned.len(),
+                runs,
+                args.repeat
+            );
             for f in &flaky {
                 println!("  FLAKY {f}");
             }
+            for f in &failures {
+                println!("  FAILED {f}");
+            }
         }
         println!("\n{summary} in {:.2} s", elapsed.as_secs_f64());
+    }
+    if !unexpected.is_empty() {
+        eprintln!("netconform: --fail-on-ignored: {} runs were ignored on this machine:", unexpected.len());
+        for u in &unexpected {
+            eprintln!("  IGNORED {u}");
+        }
     }
     if summary.passed + summary.failed == 0 {
         eprintln!("netconform: nothing ran: every scenario was ignored (reasons above)");
         return ExitCode::from(BAD_INPUT);
     }
-    if summary.failed > 0 || !flaky.is_empty() {
+    if summary.failed > 0 || !flaky.is_empty() || !unexpected.is_empty() {
         ExitCode::from(FAILED)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Whether `--allow-ignored` names the scenario `name`: by its name, or by a folder
+/// it is in.
+fn allowed(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| p == name || (p.ends_with('/') && name.starts_with(p.as_str())))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

@@ -280,7 +280,15 @@ pub fn trials() -> Vec<Trial> {
             .into_iter()
             .map(|case| {
                 let name = format!("corpus::{}", case.name);
-                Trial::ignorable_test(name, move || run_case(&case)).with_kind("corpus")
+                // Decided while listing, as for the scenarios; a header that does not
+                // parse is the case's failure when it runs.
+                let ignored = header_of(&case).ok().and_then(|h| unavailable(&h));
+                if let Some(why) = &ignored {
+                    crate::note_ignored(&name, why);
+                }
+                Trial::ignorable_test(name, move || run_case(&case))
+                    .with_kind("corpus")
+                    .with_ignored_flag(ignored.is_some())
             })
             .collect(),
         Err(e) => vec![Trial::test("corpus::(discovery)", move || Err(e.clone().into()))],
@@ -316,6 +324,12 @@ fn unavailable(h: &Header) -> Option<String> {
         .iter()
         .find(|p| harness::exec::which(p).is_none())
         .map(|p| format!("{p} is not installed; run ci/install-deps"))
+}
+
+fn header_of(case: &Case) -> Result<Header, String> {
+    let source_entry = if case.source.is_dir() { case.source.join(&case.entry) } else { case.source.clone() };
+    let bytes = std::fs::read(&source_entry).map_err(|e| format!("{}: {e}", source_entry.display()))?;
+    parse_header(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("{}: {e}", case.name))
 }
 
 fn run_case(case: &Case) -> Result<Completion, Failed> {

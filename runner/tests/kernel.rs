@@ -37,6 +37,9 @@ fn unavailable() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root to build namespaces".into());
     }
+    if harness::producer::in_user_namespace() {
+        return Some("needs real root: compares and watches the machine's own namespaces and processes".into());
+    }
     TOOLS
         .iter()
         .find(|t| harness::exec::which(t).is_none())
@@ -48,12 +51,21 @@ fn kernel_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
 }
 
 /// A kernel trial, reported ignored with the reason `unavailable` gives, if any.
+/// The reason is decided while the trials are listed, so that a runner that lists
+/// before it runs (nextest) shows the trial as skipped; it is checked again when the
+/// trial runs, for `--include-ignored`.
 pub fn trial_unless(name: &str, unavailable: fn() -> Option<String>, f: fn() -> Result<(), Failed>) -> Trial {
-    Trial::ignorable_test(format!("kernel::{name}"), move || match unavailable() {
+    let name = format!("kernel::{name}");
+    let ignored = unavailable();
+    if let Some(why) = &ignored {
+        crate::note_ignored(&name, why);
+    }
+    Trial::ignorable_test(name, move || match unavailable() {
         Some(why) => Ok(Completion::ignored_with(why)),
         None => f().map(|()| Completion::Completed),
     })
     .with_kind("kernel")
+    .with_ignored_flag(ignored.is_some())
 }
 
 pub fn trials() -> Vec<Trial> {

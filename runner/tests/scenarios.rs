@@ -1,7 +1,10 @@
 //! The conformance suite as tests: one trial per scenario file and back end under
 //! scenarios/, named by its path, plus tests of the whole program on the real kernel
 //! (kernel::*). Trials that cannot run here (not root, a tool missing) are reported
-//! ignored with the reason; they never pass.
+//! ignored with the reason; they never pass. Whether a trial can run is decided while
+//! the trials are listed, so a runner that lists first (nextest) shows it skipped.
+//! Not run as root, the target re-runs itself in a user namespace, as `netconform
+//! run` does, so every scenario that can run rootless runs.
 
 mod corpus;
 mod dockerd_chaos;
@@ -33,17 +36,13 @@ fn scenario_trials() -> Vec<Trial> {
         };
         for (scn, &backend) in loaded.iter().flat_map(|s| s.rules.backends.iter().map(move |b| (s, b))) {
             let scn = scn.clone();
-            let trial = Trial::ignorable_test(format!("{} [{backend}]", scn.name), move || {
-                if let Some(why) = &scn.not_applicable {
-                    return Ok(Completion::ignored_with(format!("not applicable: {why}")));
-                }
-                if let Some(why) = &scn.skip {
-                    return Ok(Completion::ignored_with(format!("skip: {why}")));
-                }
-                if let Err(why) = run::requirements(&scn, backend) {
-                    return Ok(Completion::ignored_with(why));
-                }
-                if let Some(why) = harness::producer::unavailable(&scn) {
+            let name = format!("{} [{backend}]", scn.name);
+            let ignored = ignore_reason(&scn, backend);
+            if let Some(why) = &ignored {
+                note_ignored(&name, why);
+            }
+            let trial = Trial::ignorable_test(name, move || {
+                if let Some(why) = ignore_reason(&scn, backend) {
                     return Ok(Completion::ignored_with(why));
                 }
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -53,17 +52,62 @@ fn scenario_trials() -> Vec<Trial> {
                     _ => Err(harness::report::scenario(&scn, &rep).into()),
                 }
             });
-            trials.push(trial.with_kind("scenario"));
+            trials.push(trial.with_kind("scenario").with_ignored_flag(ignored.is_some()));
         }
     }
     trials
 }
 
+/// Why the scenario cannot run under `backend` here, if it cannot.
+fn ignore_reason(scn: &scenario::Scenario, backend: scenario::Backend) -> Option<String> {
+    if let Some(why) = &scn.not_applicable {
+        return Some(format!("not applicable: {why}"));
+    }
+    if let Some(why) = &scn.skip {
+        return Some(format!("skip: {why}"));
+    }
+    run::requirements(scn, backend).err().or_else(|| harness::producer::unavailable(scn))
+}
+
+/// The trials ignored here and why, printed after the run: a test runner shows only
+/// that a trial was ignored.
+static IGNORED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+pub fn note_ignored(name: &str, why: &str) {
+    if let Ok(mut ignored) = IGNORED.lock() {
+        ignored.push(format!("{name}: {why}"));
+    }
+}
+
 fn main() {
+    match harness::rootless::reexec_if_needed(101) {
+        None => {}
+        Some(Ok(code)) => std::process::exit(code),
+        Some(Err(e)) => {
+            // Without a user namespace the trials that need root are ignored below.
+            eprintln!("note: {e}");
+        }
+    }
     let args = Arguments::from_args();
     let mut trials = scenario_trials();
     trials.extend(kernel::trials());
     trials.extend(corpus::trials());
     trials.extend(dockerd_chaos::trials());
-    libtest_mimic::run(&args, trials).exit();
+    let listing = args.list;
+    let selected =
+        |name: &str| args.filter.as_deref().is_none_or(|f| if args.exact { name == f } else { name.contains(f) });
+    let conclusion = libtest_mimic::run(&args, trials);
+    if !listing && !args.ignored && !args.include_ignored {
+        let ignored: Vec<String> = IGNORED
+            .lock()
+            .map(|v| v.iter().filter(|l| selected(l.split(": ").next().unwrap_or(""))).cloned().collect())
+            .unwrap_or_default();
+        if !ignored.is_empty() {
+            println!("ignored here, and why:");
+            for line in ignored {
+                println!("  {line}");
+            }
+        }
+    }
+    conclusion.exit();
 }

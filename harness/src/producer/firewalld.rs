@@ -128,6 +128,10 @@ impl Producer for Firewalld {
         vec!["firewalld", "firewall-cmd", "dbus-daemon", "unshare", "nsenter", "sh", "cp", "mount"]
     }
 
+    fn reads(&self) -> Vec<&'static str> {
+        vec!["/etc/firewalld"]
+    }
+
     fn produce<'a>(
         &'a mut self,
         scn: &'a Scenario,

@@ -57,6 +57,13 @@ pub trait Producer: Send {
     /// Programs that must be on PATH; without them the scenario is ignored.
     fn programs(&self) -> Vec<&'static str>;
 
+    /// Files and folders of the machine the program reads (its configuration); where
+    /// one cannot be read, as in a rootless run against Debian's 0640 and 0750
+    /// modes, the scenario is ignored with the path.
+    fn reads(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// Put the rules (and, for a container engine, its bridges and container links)
     /// into the lab. On error the message says what failed, with the program's own
     /// words.
@@ -120,12 +127,38 @@ pub fn unavailable(scn: &Scenario) -> Option<String> {
     }
     let missing: Vec<&str> =
         for_scenario(scn).programs().into_iter().filter(|p| crate::exec::which(p).is_none()).collect();
-    (!missing.is_empty()).then(|| format!("{} not installed (ci/install-deps installs it)", missing.join(", ")))
+    if !missing.is_empty() {
+        return Some(format!("{} not installed (ci/install-deps installs it)", missing.join(", ")));
+    }
+    for_scenario(scn)
+        .reads()
+        .into_iter()
+        .find_map(|path| unreadable(std::path::Path::new(path), 2))
+        .map(|(path, e)| format!("{} cannot be read here ({e}); run as root", path.display()))
+}
+
+/// The first file or folder under `path`, `depth` levels down, that this process
+/// cannot read, with the error. A path that does not exist is the program's own
+/// business.
+fn unreadable(path: &std::path::Path, depth: usize) -> Option<(std::path::PathBuf, std::io::Error)> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_dir() {
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => return Some((path.to_path_buf(), e)),
+        };
+        if depth == 0 {
+            return None;
+        }
+        entries.flatten().find_map(|entry| unreadable(&entry.path(), depth - 1))
+    } else {
+        std::fs::File::open(path).err().map(|e| (path.to_path_buf(), e))
+    }
 }
 
 /// Whether this process runs in a user namespace other than the machine's (a
 /// rootless run): its uid map is not the whole range.
-pub(super) fn in_user_namespace() -> bool {
+pub fn in_user_namespace() -> bool {
     std::fs::read_to_string("/proc/self/uid_map")
         .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
         .unwrap_or(false)

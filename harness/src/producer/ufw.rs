@@ -40,6 +40,10 @@ impl Producer for Ufw {
         vec!["ufw", "unshare", "nsenter", "sh", "cp", "ln", "mount"]
     }
 
+    fn reads(&self) -> Vec<&'static str> {
+        vec!["/etc/ufw", "/etc/default/ufw", "/lib/ufw"]
+    }
+
     fn produce<'a>(
         &'a mut self,
         scn: &'a Scenario,

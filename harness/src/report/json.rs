@@ -64,6 +64,8 @@ fn run(scn: &Scenario, entry: &Entry) -> Value {
                         "difference": probe.difference,
                         "outcome": p.outcome.kind.name(),
                         "detail": p.outcome.detail,
+                        "evidence": p.outcome.evidence.name(),
+                        "retried": p.outcome.retried,
                         "answered_by": p.outcome.answered_by,
                         "seen_source": p.outcome.source_seen.map(|s| s.to_string()),
                         "delivered_to": p.outcome.delivered_to,

@@ -69,9 +69,10 @@ pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
             }
             (_, kind) => format!("{kind} ({})", p.outcome.detail),
         };
+        let retried = if p.outcome.retried { ", sent twice (the first met only silence)" } else { "" };
         let _ = writeln!(
             out,
-            "  {mark} {}: expected {}, got {got}, {} ms",
+            "  {mark} {}: expected {}, got {got}, {} ms{retried}",
             probe.name,
             probe.expect,
             p.outcome.elapsed.as_millis()

@@ -78,12 +78,30 @@ pub fn trials() -> Vec<Trial> {
         kernel_trial("no_flakes_over_50_repeats", no_flakes_over_50_repeats),
         kernel_trial("lab_namespaces_have_ipv6_off_and_scenario_sysctls", lab_sysctls),
         kernel_trial("rejected_rule_file_fails_with_the_tools_message", rejected_rules),
+        kernel_trial("repeat_counts_every_failing_run", repeat_counts_failures),
         kernel_trial("mutate_scores_the_seed_rules", mutation_score),
         kernel_trial("a_failing_scenario_explains_itself", failing_fixture_explains_itself),
         kernel_trial("capture_writes_a_static_fixture_that_replays", capture_replays),
         kernel_trial("diff_lists_the_probes_two_rule_sets_disagree_on", diff_rule_sets),
         Trial::test("cli::bad_input_exits_2_with_position", bad_input).with_kind("cli"),
     ]
+}
+
+/// `--repeat` counts the failures of every repeat in its summary and exit status,
+/// not only the last repeat's.
+fn repeat_counts_failures() -> Result<(), Failed> {
+    let dir = broken_isolation_copy()?;
+    let out = netconform().args(["run", "--repeat", "3"]).arg(dir.path().join("isolation.yaml")).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failed_lines = stdout.lines().filter(|l| l.trim_start().starts_with("FAILED isolation.yaml")).count();
+    if out.status.code() != Some(1) || !stdout.contains("0 passed, 6 failed, 0 ignored") || failed_lines != 6 {
+        return Err(format!(
+            "expected exit 1, '0 passed, 6 failed' and 6 FAILED lines, got {:?} and {failed_lines}:\n{stdout}",
+            out.status.code()
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// A copy of the seed isolation scenario whose rules lack the
@@ -436,6 +454,49 @@ fn rootless() -> Result<(), Failed> {
         )
         .into());
     }
+    // dockerd cannot run rootless, and ufw's configuration is not readable there:
+    // both are ignored with the reason, and --fail-on-ignored turns that into a
+    // failure unless the scenarios are named as allowed.
+    for folder in ["live/dockerd", "live/ufw"] {
+        let to = root.join(folder);
+        std::fs::create_dir_all(to.parent().ok_or("no parent")?)?;
+        Command::new("cp").arg("-r").arg(repo().join("scenarios").join(folder)).arg(&to).status()?;
+    }
+    let rootless_run = |extra: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&bin)
+            .args(["run", "--fail-on-ignored"])
+            .args(extra)
+            .args(["nft", "live/dockerd/published-port.yaml", "live/ufw/default-deny.yaml"])
+            .current_dir(root)
+            .output()
+    };
+    let out = rootless_run(&[])?;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "IGNORED published-port.yaml [iptables-nft]: dockerd needs real root",
+        "IGNORED default-deny.yaml [iptables-nft]: /etc/ufw",
+        "cannot be read here",
+    ] {
+        if out.status.code() != Some(1) || !stderr.contains(needle) {
+            return Err(format!(
+                "--fail-on-ignored, rootless: expected exit 1 and {needle:?} in stderr, got {:?}:\n{stdout}\n{stderr}",
+                out.status.code()
+            )
+            .into());
+        }
+    }
+    let out = rootless_run(&["--allow-ignored", "published-port.yaml", "--allow-ignored", "default-deny.yaml"])?;
+    if !out.status.success() {
+        return Err(format!(
+            "--allow-ignored did not allow the named scenarios ({:?}):\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -488,7 +549,7 @@ fn concurrent_runs_agree() -> Result<(), Failed> {
 fn no_flakes_over_50_repeats() -> Result<(), Failed> {
     let out = netconform().args(["run", "--repeat", "50", "scenarios/seed"]).output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !stdout.contains("0 flaky of 10 runs over 50 repeats") {
+    if !out.status.success() || !stdout.contains("0 flaky of 10 scenario runs, 500 runs in all over 50 repeats") {
         let tail: Vec<&str> = stdout.lines().rev().take(30).collect();
         return Err(format!(
             "flakes or failures over 50 repeats:\n{}",

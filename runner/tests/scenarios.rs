@@ -6,6 +6,7 @@
 //! Not run as root, the target re-runs itself in a user namespace, as `netconform
 //! run` does, so every scenario that can run rootless runs.
 
+mod ci_files;
 mod corpus;
 mod dockerd_chaos;
 mod kernel;
@@ -93,6 +94,7 @@ fn main() {
     trials.extend(kernel::trials());
     trials.extend(corpus::trials());
     trials.extend(dockerd_chaos::trials());
+    trials.extend(ci_files::trials());
     let listing = args.list;
     let selected =
         |name: &str| args.filter.as_deref().is_none_or(|f| if args.exact { name == f } else { name.contains(f) });

@@ -178,6 +178,14 @@ impl Producer for Netavark {
         programs
     }
 
+    fn reads(&self) -> Vec<&'static str> {
+        if self.driver == "firewalld" {
+            vec!["/etc/firewalld"]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn produce<'a>(
         &'a mut self,
         scn: &'a Scenario,

@@ -130,9 +130,11 @@ pub fn unavailable(scn: &Scenario) -> Option<String> {
     if !missing.is_empty() {
         return Some(format!("{} not installed (ci/install-deps installs it)", missing.join(", ")));
     }
+    let own = scn.rules.live.iter().flat_map(|l| l.reads.iter().map(String::as_str));
     for_scenario(scn)
         .reads()
         .into_iter()
+        .chain(own)
         .find_map(|path| unreadable(std::path::Path::new(path), 2))
         .map(|(path, e)| format!("{} cannot be read here ({e}); run as root", path.display()))
 }

@@ -60,6 +60,7 @@ pub struct LiveFile {
     pub driver: Option<String>,
     pub daemon: Option<IndexMap<String, serde_json::Value>>,
     pub timeout: Option<DurationText>,
+    pub reads: Option<Vec<String>>,
 }
 
 /// A rule file added after a producer's own: a path, or a path limited to some

@@ -1561,7 +1561,27 @@ fn live(c: &mut Checker, key: &str, f: &super::file::LiveFile) -> Option<Live> {
             }
         },
     };
-    Some(Live { program, run, commands, driver, daemon, timeout })
+    let mut reads = Vec::new();
+    match (&f.reads, program) {
+        (None, _) => {}
+        (Some(paths), LiveProgram::Command) => {
+            for (i, path) in paths.iter().enumerate() {
+                if path.starts_with('/') {
+                    reads.push(path.clone());
+                } else {
+                    c.value(
+                        &format!("{}[{i}]", join(key, "reads")),
+                        format!("expected an absolute path, found `{path}`"),
+                    );
+                }
+            }
+        }
+        (Some(_), _) => c.key(
+            &join(key, "reads"),
+            format!("expected `reads` only with program `command`; `{}` knows what it reads", program.name()),
+        ),
+    }
+    Some(Live { program, run, commands, driver, daemon, timeout, reads })
 }
 
 /// Why a daemon.json key is not the scenario's to set, if it is not.

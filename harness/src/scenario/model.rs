@@ -178,6 +178,9 @@ pub struct Live {
     pub daemon: Vec<(String, serde_json::Value)>,
     /// Longest time any one step of the program may take.
     pub timeout: Duration,
+    /// `command`: files and folders of the machine the command reads; where one
+    /// cannot be read (a rootless run), the scenario is ignored with the path.
+    pub reads: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,8 +25,11 @@ fn unavailable() -> Option<String> {
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
+    let ignored = unavailable();
+    if let Some(why) = &ignored {
+        eprintln!("the neighbour trials are ignored here: {why}");
+    }
     let trial = |name: &str, body: fn() -> Result<(), String>| {
-        let ignored = unavailable();
         libtest_mimic::Trial::test(name, move || body().map_err(Into::into))
             .with_kind("kernel")
             .with_ignored_flag(ignored.is_some())

@@ -29,12 +29,18 @@ pub fn unavailable() -> Option<String> {
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
+    // Decided while listing too, so that nextest shows the trial skipped.
+    let ignored = unavailable();
+    if let Some(why) = &ignored {
+        eprintln!("the trace trials are ignored here: {why}");
+    }
     let trial = |name: &str, body: fn() -> Result<(), String>| {
         libtest_mimic::Trial::ignorable_test(name, move || match unavailable() {
             Some(why) => Ok(libtest_mimic::Completion::ignored_with(why)),
             None => body().map(|()| libtest_mimic::Completion::Completed).map_err(Into::into),
         })
         .with_kind("kernel")
+        .with_ignored_flag(ignored.is_some())
     };
     let trials = vec![
         trial("trace::iptables_nft_drop_is_named_in_iptables_syntax", iptables_nft),

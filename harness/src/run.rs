@@ -352,11 +352,11 @@ async fn observe(
         None
     };
 
-    // On nf_tables back ends, trace the probes' packets: a drop ends a probe at once,
-    // and the report names the rule that decided each one.
-    let trace = if trace::supported(rb.backend()) && !scn.probes.is_empty() {
+    // Trace the probes' packets: a drop ends a probe at once, and the report names the
+    // rule that decided each one.
+    let trace = if !scn.probes.is_empty() {
         let tags: Vec<trace::ProbeTag> = (0..scn.probes.len()).map(probe::tag).collect();
-        match TraceSession::start(lab.host(), &tags).await {
+        match TraceSession::start(lab.host(), &tags, rb.backend()).await {
             Ok(session) => Some(session),
             Err(e) => {
                 report.producer_log.push(format!("tracing is off for this run: {e}"));

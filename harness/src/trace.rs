@@ -1,28 +1,37 @@
-//! Which rule decided a probe's packet, read from the kernel's own nftrace events.
+//! Which rule decided a probe's packet, read from the kernel's own trace.
 //!
-//! On the nf_tables back ends (iptables-nft and nft) a table of ours, [`TABLE`], hooks
-//! prerouting and output ahead of every other chain and sets `meta nftrace set 1` on
-//! the probes' packets only: TCP and UDP packets whose source or destination port is a
-//! probe tag ([`crate::probe::tag`]), ICMP echo requests and replies whose identifier
-//! is one. From then on, every nf_tables chain such a packet passes in the lab host
-//! reports each rule that matched, each jump, return and policy as an `NFT_MSG_TRACE`
-//! message to the nfnetlink group `NFNLGRP_NFTRACE`, the messages `nft monitor trace`
-//! prints. [`TraceSession`] reads that group over a `NETLINK_NETFILTER` socket created
-//! inside the lab host and decodes the messages itself. The kernel puts the packet's
-//! IP and transport headers into the first event at each hook and a pseudo id (the
-//! same for every event of one packet) into all of them, so every event is tied
-//! to a probe by the tag in those headers: the source port or echo identifier of a
-//! request, the destination port of a reply. NAT keeps the tag in practice: DNAT
-//! changes the destination, and masquerade keeps a source port that is free.
+//! A table of ours, [`TABLE`], hooks prerouting and output ahead of every other chain
+//! and sets `meta nftrace set 1` on the probes' packets only: TCP and UDP packets whose
+//! source or destination port is a probe tag ([`crate::probe::tag`]), ICMP echo
+//! requests and replies whose identifier is one. That sets the packet's trace bit,
+//! which both rule engines of the kernel obey:
+//!
+//! - nf_tables (the iptables-nft and nft back ends) reports each rule that matched,
+//!   each jump, return and policy as an `NFT_MSG_TRACE` message to the nfnetlink group
+//!   `NFNLGRP_NFTRACE`, the messages `nft monitor trace` prints. The kernel puts the
+//!   packet's IP and transport headers into the first event at each hook and a pseudo
+//!   id (the same for every event of one packet) into all of them.
+//! - x_tables (the iptables-legacy back end) logs each rule that matched, and each
+//!   chain's end, as the `TRACE` target does: a log line `TRACE: table:chain:type:N`
+//!   through the logger bound to IPv4 (`net.netfilter.nf_log.2`). The session binds
+//!   `nfnetlink_log` there, in the lab host only, so the lines arrive over netlink as
+//!   NFLOG packet messages of group 0, each with the packet's headers. x_tables does not
+//!   say what a rule did: the verdict comes from the rule at that position in the rule
+//!   set as `iptables-legacy-save` showed it when the session started (its target, or
+//!   the chain's policy).
+//!
+//! [`TraceSession`] reads both over one `NETLINK_NETFILTER` socket created inside the
+//! lab host and decodes the messages itself. Every event is tied to a probe by the tag
+//! in the headers: the source port or echo identifier of a request, the destination
+//! port of a reply. NAT keeps the tag in practice: DNAT changes the destination, and
+//! masquerade keeps a source port that is free.
 //!
 //! A probe whose opening packet meets a drop verdict can be ended at once
 //! ([`TraceSession::dropped`]) instead of waiting out its timeout, and [`describe`]
 //! names the deciding rule in the syntax the user loaded it in: the `iptables-save`
 //! line for iptables-nft (found by the rule's position among the handles of its chain
-//! in `nft -a list ruleset`), the nft rule otherwise.
-//!
-//! The legacy back end (x_tables) emits no trace events: there the caller keeps to
-//! counter paths and the probe timeout ([`supported`] says which back ends trace).
+//! in `nft -a list ruleset`) and iptables-legacy (by its position), the nft rule
+//! otherwise.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -39,7 +48,7 @@ use tokio::task::JoinHandle;
 use crate::backend::{self, BackendError};
 use crate::counters::Dump;
 use crate::exec::{self, ExecError, Invocation};
-use crate::netns::NetNs;
+use crate::netns::{read_sysctl, write_sysctl, NetNs};
 use crate::scenario::Backend;
 
 /// A probe's tag: the source port of its TCP and UDP packets, the identifier of its
@@ -49,15 +58,12 @@ pub type ProbeTag = u16;
 /// The harness's own table in the lab host, family `ip`.
 pub const TABLE: &str = "netconform_trace";
 
-/// Whether `backend` can be traced. x_tables (iptables-legacy) has no nftrace.
-pub fn supported(backend: Backend) -> bool {
-    matches!(backend, Backend::IptablesNft | Backend::Nft)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     #[error("opening the nftrace socket in {ns}: {source}")]
     Socket { ns: String, source: io::Error },
+    #[error("binding nfnetlink_log for the x_tables trace in {ns}: {source}")]
+    Logger { ns: String, source: io::Error },
     #[error("loading the trace table into {ns}: {source}")]
     Table { ns: String, source: ExecError },
     #[error("listing the rule set of {ns}: {source}")]
@@ -275,7 +281,7 @@ impl fmt::Display for Packet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceEvent {
     /// The kernel's pseudo id of the packet: the same for all events of one packet in
-    /// this namespace (and possibly reused by a later packet).
+    /// this namespace (and possibly reused by a later packet). x_tables has none: 0.
     pub id: u32,
     /// The nft family of the table: `ip`, `ip6`, `inet`, `bridge`, `arp`, `netdev`.
     pub family: String,
@@ -283,6 +289,9 @@ pub struct TraceEvent {
     pub chain: String,
     /// The rule's nft handle (Rule events and explicit returns).
     pub rule_handle: Option<u64>,
+    /// x_tables: the 1-based position of the rule in its chain, as TRACE logs it (for
+    /// the end of a chain, one past its last rule).
+    pub position: Option<usize>,
     pub kind: EventKind,
     /// What followed: the rule's verdict, or for [`EventKind::Policy`] the policy.
     pub verdict: Option<RuleVerdict>,
@@ -309,7 +318,7 @@ impl TraceEvent {
     /// An event of our own table: the rule that turned tracing on, which tells where
     /// and how the packet entered the host (the only event of ours that is kept).
     pub fn is_ours(&self) -> bool {
-        self.family == "ip" && self.table == TABLE
+        self.family == "ip" && self.table == TABLE && self.position.is_none()
     }
 
     /// A drop (not a reject) of the packet that opens the probe's exchange: the probe
@@ -494,6 +503,246 @@ fn decode_trace(payload: &[u8]) -> Option<RawTrace> {
 }
 
 // ---------------------------------------------------------------------------------------
+// The x_tables trace: TRACE log lines as NFLOG messages
+
+/// (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET
+const NFLOG_PACKET_MESSAGE: u16 = 4 << 8;
+/// (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG
+const NFLOG_CONFIG_MESSAGE: u16 = (4 << 8) | 1;
+const NLMSG_ERROR: u16 = 2;
+// enum nfulnl_attr_type
+const NFULA_MARK: u16 = 2;
+const NFULA_IFINDEX_INDEV: u16 = 4;
+const NFULA_IFINDEX_OUTDEV: u16 = 5;
+const NFULA_PAYLOAD: u16 = 9;
+const NFULA_PREFIX: u16 = 10;
+// enum nfulnl_attr_config
+const NFULA_CFG_CMD: u16 = 1;
+const NFULA_CFG_MODE: u16 = 2;
+const NFULA_CFG_QTHRESH: u16 = 5;
+// enum nfulnl_msg_config_cmds
+const NFULNL_CFG_CMD_BIND: u8 = 1;
+const NFULNL_CFG_CMD_PF_BIND: u8 = 3;
+const NFULNL_COPY_PACKET: u8 = 2;
+/// The group the kernel logs to when the caller names none, as `nf_log_trace` does.
+const NFLOG_DEFAULT_GROUP: u16 = 0;
+/// Enough of each packet for the largest IPv4 and TCP headers.
+const NFLOG_COPY_RANGE: u32 = 160;
+/// The IPv4 logger's sysctl: which logger `nf_log_trace` uses for IPv4.
+pub const IPV4_LOGGER_SYSCTL: &str = "net.netfilter.nf_log.2";
+/// The logger that sends log lines over netlink.
+pub const NFNETLINK_LOG: &str = "nfnetlink_log";
+
+/// One TRACE line of x_tables, decoded but not yet tied to a probe.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct XtTrace {
+    table: String,
+    chain: String,
+    /// `rule`, `return` or `policy`.
+    kind: String,
+    position: usize,
+    iif: Option<u32>,
+    oif: Option<u32>,
+    mark: Option<u32>,
+    /// The packet from its IP header on.
+    payload: Vec<u8>,
+}
+
+/// `TRACE: filter:FORWARD:rule:3 ` -> (`filter`, `FORWARD`, `rule`, 3). The table
+/// comes first and the type and number last, so a chain name with a colon survives.
+fn parse_trace_prefix(prefix: &str) -> Option<(String, String, String, usize)> {
+    let rest = prefix.trim_end_matches(['\0', ' ']).strip_prefix("TRACE: ")?;
+    let (table, rest) = rest.split_once(':')?;
+    let mut tail = rest.rsplitn(3, ':');
+    let position = tail.next()?.parse().ok()?;
+    let kind = tail.next()?;
+    let chain = tail.next()?;
+    if !matches!(kind, "rule" | "return" | "policy") || chain.is_empty() {
+        return None;
+    }
+    Some((table.to_string(), chain.to_string(), kind.to_string(), position))
+}
+
+/// Decode the payload of an NFLOG packet message (nfgenmsg, then attributes); None
+/// unless it is a TRACE line of an IPv4 packet.
+fn decode_nflog(payload: &[u8]) -> Option<XtTrace> {
+    if payload.len() < NFGENMSG_LEN || payload[0] != libc::AF_INET as u8 {
+        return None;
+    }
+    let mut prefix = None;
+    let mut t = XtTrace::default();
+    for (ty, value) in attributes(&payload[NFGENMSG_LEN..]) {
+        match ty {
+            NFULA_PREFIX => prefix = Some(nla_string(value)),
+            NFULA_PAYLOAD => t.payload = value.to_vec(),
+            NFULA_IFINDEX_INDEV => t.iif = be32(value),
+            NFULA_IFINDEX_OUTDEV => t.oif = be32(value),
+            NFULA_MARK => t.mark = be32(value),
+            _ => {}
+        }
+    }
+    (t.table, t.chain, t.kind, t.position) = parse_trace_prefix(&prefix?)?;
+    Some(t)
+}
+
+/// What each rule and chain end of an x_tables rule set does, from its dump: TRACE
+/// names a rule by its position, not its verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct XtRules {
+    /// (table, chain, position) -> the rule's verdict, and whether it rejects.
+    rules: HashMap<(String, String, usize), (RuleVerdict, bool)>,
+    /// (table, chain) -> the built-in chain's policy.
+    policies: HashMap<(String, String), RuleVerdict>,
+}
+
+impl XtRules {
+    fn from_dump(dump: &Dump) -> XtRules {
+        let chains: HashSet<(&str, &str)> = dump.chains.iter().map(|c| (c.table.as_str(), c.chain.as_str())).collect();
+        let rules = dump
+            .rules
+            .iter()
+            .map(|r| {
+                let is_chain = |name: &str| chains.contains(&(r.table.as_str(), name));
+                ((r.table.clone(), r.chain.clone(), r.position), xt_verdict(&r.text, is_chain))
+            })
+            .collect();
+        let policies = dump
+            .policies
+            .iter()
+            .filter_map(|p| {
+                let verdict = match p.policy.as_str() {
+                    "ACCEPT" => RuleVerdict::Accept,
+                    "DROP" => RuleVerdict::Drop,
+                    _ => return None,
+                };
+                Some(((p.table.clone(), p.chain.clone()), verdict))
+            })
+            .collect();
+        XtRules { rules, policies }
+    }
+}
+
+/// What an `iptables-save` rule (the text after `-A CHAIN`) does to a packet it
+/// matches, as nf_tables would report it, and whether it rejects. Targets that let the
+/// packet on to the next rule (LOG, MARK, CT, ...) and rules without one continue; NAT
+/// targets end the nat chain as an accept does.
+fn xt_verdict(text: &str, is_chain: impl Fn(&str) -> bool) -> (RuleVerdict, bool) {
+    let mut words = Vec::new();
+    let mut quoted = false;
+    for word in text.split_whitespace() {
+        // Quoted arguments (comments) hold no options.
+        let starts = !quoted;
+        quoted ^= word.matches('"').count() % 2 == 1;
+        if starts {
+            words.push(word);
+        }
+    }
+    let target = |flags: &[&str]| {
+        words.iter().position(|w| flags.contains(w)).and_then(|i| words.get(i + 1)).map(|w| w.to_string())
+    };
+    if let Some(chain) = target(&["-g", "--goto"]) {
+        return (RuleVerdict::Goto(chain), false);
+    }
+    let Some(name) = target(&["-j", "--jump"]) else { return (RuleVerdict::Continue, false) };
+    let verdict = match name.as_str() {
+        "ACCEPT" => RuleVerdict::Accept,
+        "DROP" => RuleVerdict::Drop,
+        "REJECT" => return (RuleVerdict::Drop, true),
+        "RETURN" => RuleVerdict::Return,
+        "QUEUE" | "NFQUEUE" => RuleVerdict::Queue,
+        "DNAT" | "SNAT" | "MASQUERADE" | "REDIRECT" | "NETMAP" => RuleVerdict::Accept,
+        chain if is_chain(chain) => RuleVerdict::Jump(name.clone()),
+        _ => RuleVerdict::Continue,
+    };
+    (verdict, false)
+}
+
+/// One netlink attribute, padded.
+fn nla(ty: u16, value: &[u8]) -> Vec<u8> {
+    let len = 4 + value.len();
+    let mut out = Vec::with_capacity(align4(len));
+    out.extend_from_slice(&(len as u16).to_ne_bytes());
+    out.extend_from_slice(&ty.to_ne_bytes());
+    out.extend_from_slice(value);
+    out.resize(align4(len), 0);
+    out
+}
+
+/// An NFLOG configuration request for `group` (nfgenmsg with `family`, then `attrs`).
+fn nflog_config(seq: u32, family: u8, group: u16, attrs: &[Vec<u8>]) -> Vec<u8> {
+    let body_len: usize = NFGENMSG_LEN + attrs.iter().map(Vec::len).sum::<usize>();
+    let mut msg = Vec::with_capacity(NLMSG_HDRLEN + body_len);
+    msg.extend_from_slice(&((NLMSG_HDRLEN + body_len) as u32).to_ne_bytes());
+    msg.extend_from_slice(&NFLOG_CONFIG_MESSAGE.to_ne_bytes());
+    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    msg.extend_from_slice(&seq.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&[family, 0]);
+    msg.extend_from_slice(&group.to_be_bytes());
+    for a in attrs {
+        msg.extend_from_slice(a);
+    }
+    msg
+}
+
+/// Bind `sock` to NFLOG group 0 in the calling thread's namespace, copying the first
+/// [`NFLOG_COPY_RANGE`] bytes of each packet and sending each line at once. Each
+/// request is acknowledged synchronously; an error in the acknowledgement (EBUSY:
+/// another socket holds the group) fails the bind.
+fn bind_nflog(sock: &netlink_sys::Socket) -> io::Result<()> {
+    let mut mode = NFLOG_COPY_RANGE.to_be_bytes().to_vec();
+    mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
+    let inet = libc::AF_INET as u8;
+    let requests = [
+        // A no-op since Linux 3.17; needed before it.
+        nflog_config(1, inet, 0, &[nla(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_PF_BIND])]),
+        nflog_config(2, inet, NFLOG_DEFAULT_GROUP, &[nla(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND])]),
+        nflog_config(
+            3,
+            inet,
+            NFLOG_DEFAULT_GROUP,
+            &[nla(NFULA_CFG_MODE, &mode), nla(NFULA_CFG_QTHRESH, &1u32.to_be_bytes())],
+        ),
+    ];
+    let mut buf = vec![0u8; 1 << 16];
+    for (i, request) in requests.iter().enumerate() {
+        let seq = i as u32 + 1;
+        sock.send(request, 0)?;
+        // The answer is queued before send returns; trace events of other packets may
+        // come first.
+        'answer: loop {
+            // SAFETY: buf is valid for buf.len() bytes.
+            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let datagram = &buf[..n as usize];
+            for (ty, payload, got_seq) in messages_with_seq(datagram) {
+                if ty == NLMSG_ERROR && got_seq == seq {
+                    let code = payload.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                    if code < 0 {
+                        return Err(io::Error::from_raw_os_error(-code));
+                    }
+                    break 'answer;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The messages of one netlink datagram with their sequence numbers.
+fn messages_with_seq(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8], u32)> {
+    std::iter::from_fn(move || {
+        let seq = u32::from_ne_bytes(buf.get(8..12)?.try_into().ok()?);
+        let (ty, payload) = messages(buf).next()?;
+        let len = NLMSG_HDRLEN + payload.len();
+        buf = &buf[align4(len).min(buf.len())..];
+        Some((ty, payload, seq))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
 // The session
 
 /// What the reading task found so far.
@@ -519,6 +768,8 @@ struct Shared {
     tags: HashSet<ProbeTag>,
     /// (family, table, handle) of the rules that reject.
     rejects: HashSet<(String, String, u64)>,
+    /// Under iptables-legacy, what the rules at each position do.
+    xtables: XtRules,
     interfaces: HashMap<u32, String>,
 }
 
@@ -532,11 +783,12 @@ impl Shared {
         let mut added = false;
         let mut state = self.lock();
         for (ty, payload) in messages(datagram) {
-            if ty != NFT_TRACE_MESSAGE {
-                continue;
-            }
-            let Some(raw) = decode_trace(payload) else { continue };
-            if let Some(event) = self.tie(&mut state, raw, seen) {
+            let event = match ty {
+                NFT_TRACE_MESSAGE => decode_trace(payload).and_then(|raw| self.tie(&mut state, raw, seen)),
+                NFLOG_PACKET_MESSAGE => decode_nflog(payload).and_then(|raw| self.tie_xt(&mut state, raw, seen)),
+                _ => continue,
+            };
+            if let Some(event) = event {
                 // Of our own chain only the rule that turned tracing on tells something
                 // (where the packet came in); its end and policy are noise.
                 if event.is_ours() && event.rule_handle.is_none() {
@@ -550,6 +802,63 @@ impl Shared {
             }
         }
         added
+    }
+
+    /// An x_tables TRACE line as an event; every line carries the packet's headers.
+    fn tie_xt(&self, state: &mut State, raw: XtTrace, seen: Instant) -> Option<TraceEvent> {
+        let header_len = usize::from(raw.payload.first()? & 0x0f) * 4;
+        let tied = Packet::parse(&raw.payload, raw.payload.get(header_len..).unwrap_or(&[]))
+            .and_then(|p| p.tie(&self.tags).map(|(tag, dir)| (p, tag, dir)));
+        let Some((packet, tag, direction)) = tied else {
+            state.untied += 1;
+            return None;
+        };
+        let (kind, verdict, rejects) = match raw.kind.as_str() {
+            "policy" => {
+                (EventKind::Policy, self.xtables.policies.get(&(raw.table.clone(), raw.chain.clone())).cloned(), false)
+            }
+            "return" => (EventKind::Return, Some(RuleVerdict::Return), false),
+            _ => match self.xtables.rules.get(&(raw.table.clone(), raw.chain.clone(), raw.position)) {
+                Some((verdict, rejects)) => (EventKind::Rule, Some(verdict.clone()), *rejects),
+                None => (EventKind::Rule, None, false),
+            },
+        };
+        let mut event = self.blank(packet, tag, direction, seen);
+        (event.family, event.table, event.chain) = ("ip".into(), raw.table, raw.chain);
+        (event.position, event.kind, event.verdict, event.rejects) = (Some(raw.position), kind, verdict, rejects);
+        (event.iif, event.oif, event.mark) = (raw.iif, raw.oif, raw.mark);
+        Some(self.named(event))
+    }
+
+    /// An event of `packet` with nothing known of where it was yet.
+    fn blank(&self, packet: Packet, tag: ProbeTag, direction: Direction, seen: Instant) -> TraceEvent {
+        TraceEvent {
+            id: 0,
+            family: String::new(),
+            table: String::new(),
+            chain: String::new(),
+            rule_handle: None,
+            position: None,
+            kind: EventKind::Other(0),
+            verdict: None,
+            iif: None,
+            iif_name: None,
+            oif: None,
+            oif_name: None,
+            mark: None,
+            packet,
+            tag,
+            direction,
+            rejects: false,
+            seen,
+        }
+    }
+
+    /// `event` with the names of its interfaces.
+    fn named(&self, mut event: TraceEvent) -> TraceEvent {
+        event.iif_name = event.iif.and_then(|i| self.interfaces.get(&i).cloned());
+        event.oif_name = event.oif.and_then(|i| self.interfaces.get(&i).cloned());
+        event
     }
 
     fn tie(&self, state: &mut State, raw: RawTrace, seen: Instant) -> Option<TraceEvent> {
@@ -583,7 +892,7 @@ impl Shared {
             _ => raw.verdict.map(|(code, chain)| RuleVerdict::from_code(code, chain)),
         };
         let rejects = raw.rule_handle.is_some_and(|h| self.rejects.contains(&(family.clone(), raw.table.clone(), h)));
-        Some(TraceEvent {
+        let event = TraceEvent {
             id: raw.id,
             family,
             table: raw.table,
@@ -592,16 +901,12 @@ impl Shared {
             kind,
             verdict,
             iif: raw.iif,
-            iif_name: raw.iif.and_then(|i| self.interfaces.get(&i).cloned()),
             oif: raw.oif,
-            oif_name: raw.oif.and_then(|i| self.interfaces.get(&i).cloned()),
             mark: raw.mark,
-            packet,
-            tag,
-            direction,
             rejects,
-            seen,
-        })
+            ..self.blank(packet, tag, direction, seen)
+        };
+        Some(self.named(event))
     }
 }
 
@@ -613,6 +918,8 @@ pub struct TraceSession {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
     host: NetNs,
+    /// Under iptables-legacy, the IPv4 logger the lab host had before, put back on close.
+    logger: Option<String>,
 }
 
 impl fmt::Debug for TraceSession {
@@ -629,43 +936,72 @@ impl Drop for TraceSession {
 
 impl TraceSession {
     /// Start tracing the packets of the probes with `tags` (all of a scenario's) in the
-    /// lab host `host`. Call it once the rule set is loaded: a rule file that flushes
-    /// the whole rule set (`flush ruleset`) removes our table with everything else.
+    /// lab host `host`, whose rule set is loaded with `backend`. Call it once the rule
+    /// set is loaded: a rule file that flushes the whole rule set (`flush ruleset`)
+    /// removes our table with everything else, and under iptables-legacy the verdicts
+    /// are read from the rule set as it is now.
     ///
     /// The socket is created on a thread inside `host` and subscribed before the table
     /// is loaded, so no event of a traced packet is missed. Needs `nft` on PATH, which
     /// it runs twice: `nft -f -` to load the table, `nft -a list ruleset` to learn which
-    /// rules reject.
-    pub async fn start(host: &NetNs, tags: &[ProbeTag]) -> Result<TraceSession, TraceError> {
+    /// rules reject. Under iptables-legacy it binds `nfnetlink_log` as the lab host's
+    /// IPv4 logger and NFLOG group 0 to the socket, and reads `iptables-legacy-save`.
+    pub async fn start(host: &NetNs, tags: &[ProbeTag], backend: Backend) -> Result<TraceSession, TraceError> {
         let ns = host.name().to_string();
+        let xtables = backend == Backend::IptablesLegacy;
         let sock_err = |source| TraceError::Socket { ns: ns.clone(), source };
+        let logger_err = |source| TraceError::Logger { ns: ns.clone(), source };
         let (sock, interfaces) =
             host.run(|| open_socket().map(|s| (s, interface_names()))).and_then(|r| r).map_err(sock_err)?;
+        let logger = if xtables {
+            let previous = host
+                .run(|| -> io::Result<String> {
+                    let previous = read_sysctl(IPV4_LOGGER_SYSCTL)?;
+                    write_sysctl(IPV4_LOGGER_SYSCTL, NFNETLINK_LOG)?;
+                    bind_nflog(&sock)?;
+                    Ok(previous)
+                })
+                .and_then(|r| r)
+                .map_err(logger_err)?;
+            Some(previous)
+        } else {
+            None
+        };
         // SAFETY: the socket is owned by the AsyncFd and closed only when it drops.
         let sock = unsafe { AsyncFd::register(sock) }.map_err(|e| sock_err(io::Error::from(e)))?;
         let host = host.try_clone().map_err(sock_err)?;
 
         let table = Invocation { stdin: Some(table_script(tags).into_bytes()), ..Invocation::new("nft", ["-f", "-"]) };
         exec::run_in(host.as_fd(), &table).await.map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
-        let listing = list_ruleset(&host).await?;
-        let rejects = parse_listing(&listing)
-            .chains
-            .into_iter()
-            .flat_map(|c| {
-                let (family, table) = (c.family, c.table);
-                c.rules.into_iter().filter(|r| rejects(&r.text)).map(move |r| (family.clone(), table.clone(), r.handle))
-            })
-            .collect();
+        let (rejects, xtables) = if xtables {
+            let dump = backend::dump(backend::for_backend(backend).as_ref(), &host).await?.0;
+            (HashSet::new(), XtRules::from_dump(&dump))
+        } else {
+            let listing = list_ruleset(&host).await?;
+            let rejects = parse_listing(&listing)
+                .chains
+                .into_iter()
+                .flat_map(|c| {
+                    let (family, table) = (c.family, c.table);
+                    c.rules
+                        .into_iter()
+                        .filter(|r| rejects(&r.text))
+                        .map(move |r| (family.clone(), table.clone(), r.handle))
+                })
+                .collect();
+            (rejects, XtRules::default())
+        };
 
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
             tags: tags.iter().copied().collect(),
             rejects,
+            xtables,
             interfaces,
         });
         let task = tokio::spawn(read_events(sock, shared.clone()));
-        Ok(TraceSession { shared, task, host })
+        Ok(TraceSession { shared, task, host, logger })
     }
 
     /// The events of the probe with `tag` so far, in the order the kernel sent them.
@@ -723,10 +1059,15 @@ impl TraceSession {
     /// Stop tracing and remove our table, so that a dump taken afterwards shows only
     /// the user's rule set.
     pub async fn close(self) -> Result<(), TraceError> {
+        let ns = self.host.name().to_string();
         let inv = Invocation::new("nft", ["delete", "table", "ip", TABLE]);
-        exec::run_in(self.host.as_fd(), &inv)
-            .await
-            .map_err(|source| TraceError::Table { ns: self.host.name().to_string(), source })?;
+        exec::run_in(self.host.as_fd(), &inv).await.map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
+        if let Some(previous) = &self.logger {
+            self.host
+                .run(|| write_sysctl(IPV4_LOGGER_SYSCTL, previous))
+                .and_then(|r| r)
+                .map_err(|source| TraceError::Logger { ns, source })?;
+        }
         Ok(())
     }
 }
@@ -1031,7 +1372,7 @@ fn parse_listing(text: &str) -> Listing {
 // Naming the rule
 
 /// What [`describe`] needs to name rules: the rule set listed with handles, and for
-/// iptables-nft the `iptables-save` dump of the same rule set.
+/// iptables-nft and iptables-legacy the `iptables-save` dump of the same rule set.
 #[derive(Debug, Clone, Default)]
 pub struct Dumps {
     listing: Listing,
@@ -1046,13 +1387,15 @@ impl Dumps {
         Dumps { listing: parse_listing(nft_listing), iptables }
     }
 
-    /// Read both from the lab host: `nft -a list ruleset`, and under iptables-nft the
-    /// back end's dump.
+    /// Read both from the lab host: `nft -a list ruleset`, and under iptables-nft and
+    /// iptables-legacy the back end's dump.
     pub async fn read(host: &NetNs, backend: Backend) -> Result<Dumps, TraceError> {
         let listing = list_ruleset(host).await?;
         let iptables = match backend {
-            Backend::IptablesNft => Some(backend::dump(backend::for_backend(backend).as_ref(), host).await?.0),
-            _ => None,
+            Backend::IptablesNft | Backend::IptablesLegacy => {
+                Some(backend::dump(backend::for_backend(backend).as_ref(), host).await?.0)
+            }
+            Backend::Nft => None,
         };
         Ok(Dumps::new(&listing, iptables))
     }
@@ -1076,6 +1419,9 @@ pub struct RuleRef {
 
 /// The rule of a [`EventKind::Rule`] event in the user's syntax, if the dumps have it.
 pub fn locate(event: &TraceEvent, dumps: &Dumps) -> Option<RuleRef> {
+    if let (Some(position), None) = (event.position, event.rule_handle) {
+        return locate_xt(event, position, dumps);
+    }
     let handle = event.rule_handle?;
     let (chain, position, rule) = dumps.listing.rule(&event.family, &event.table, handle)?;
     if let Some(line) = iptables_line(dumps, chain, position) {
@@ -1095,6 +1441,28 @@ pub fn locate(event: &TraceEvent, dumps: &Dumps) -> Option<RuleRef> {
         position,
         text: rule.text.clone(),
         iptables: false,
+    })
+}
+
+/// An x_tables rule by its position in its chain.
+fn locate_xt(event: &TraceEvent, position: usize, dumps: &Dumps) -> Option<RuleRef> {
+    let rule = dumps
+        .iptables
+        .as_ref()?
+        .rules
+        .iter()
+        .find(|r| r.table == event.table && r.chain == event.chain && r.position == position)?;
+    Some(RuleRef {
+        family: "ip".into(),
+        table: rule.table.clone(),
+        chain: rule.chain.clone(),
+        position,
+        text: if rule.text.is_empty() {
+            format!("-A {}", rule.chain)
+        } else {
+            format!("-A {} {}", rule.chain, rule.text)
+        },
+        iptables: true,
     })
 }
 
@@ -1160,13 +1528,20 @@ pub fn describe(event: &TraceEvent, dumps: &Dumps) -> String {
         }
         // Newer kernels report the end of a chain's rules as a rule event without a
         // handle, before the policy or the return.
-        EventKind::Rule if event.rule_handle.is_none() && event.verdict == Some(RuleVerdict::Continue) => {
+        EventKind::Rule
+            if event.rule_handle.is_none()
+                && event.position.is_none()
+                && event.verdict == Some(RuleVerdict::Continue) =>
+        {
             format!("end of the rules of {place}")
         }
         _ => {
             let mut line = match (locate(event, dumps), event.rule_handle) {
                 (Some(r), _) => format!("{place} rule {} `{}`", r.position, r.text),
                 (None, Some(h)) => format!("{place} rule with handle {h} (not in the rule set as listed)"),
+                (None, None) if event.position.is_some() => {
+                    format!("{place} rule {} (not in the rule set as saved)", event.position.unwrap_or_default())
+                }
                 (None, None) => place,
             };
             line.push_str(": ");
@@ -1228,6 +1603,7 @@ mod tests {
             notify: Notify::new(),
             tags: tags.iter().copied().collect(),
             rejects: rejects.iter().map(|(f, t, h)| (f.to_string(), t.to_string(), *h)).collect(),
+            xtables: XtRules::default(),
             interfaces: HashMap::from([(3, "a0".to_string())]),
         }
     }
@@ -1458,6 +1834,7 @@ table inet lab { # handle 3
             table: table.into(),
             chain: chain.into(),
             rule_handle: handle,
+            position: None,
             kind,
             verdict: Some(v),
             iif: None,
@@ -1532,5 +1909,100 @@ table inet lab { # handle 3
         assert!(s.contains("icmp id { 20000, 20001 }"));
         assert!(s.contains("type filter hook output priority raw - 10; policy accept;"));
         assert!(!table_script(&[]).contains("nftrace"));
+    }
+
+    /// An NFLOG packet message as nfnetlink_log sends a TRACE line: the prefix, the
+    /// input interface and the packet from its IP header on.
+    fn nflog_message(prefix: &str, iif: u32, packet: &[u8]) -> Vec<u8> {
+        let attrs = [
+            attr(NFULA_PREFIX, &cstr(prefix)),
+            attr(NFULA_IFINDEX_INDEV, &iif.to_be_bytes()),
+            attr(NFULA_PAYLOAD, packet),
+        ];
+        let mut m = message(libc::AF_INET as u8, &attrs);
+        m[4..6].copy_from_slice(&NFLOG_PACKET_MESSAGE.to_ne_bytes());
+        m
+    }
+
+    const XT_SAVE: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        :LAB-FWD - [0:0]\n-A FORWARD -j LAB-FWD\n\
+        -A LAB-FWD -p tcp -m tcp --dport 81 -m comment --comment \"no -j ACCEPT here\" -j DROP\n\
+        -A LAB-FWD -p tcp -m tcp --dport 82 -j REJECT --reject-with tcp-reset\n\
+        -A LAB-FWD -j LOG\nCOMMIT\n";
+
+    #[test]
+    fn reads_trace_prefixes() {
+        let p = |s: &str| parse_trace_prefix(s);
+        assert_eq!(p("TRACE: filter:FORWARD:rule:3 "), Some(("filter".into(), "FORWARD".into(), "rule".into(), 3)));
+        assert_eq!(p("TRACE: nat:DOCKER:return:7 \0"), Some(("nat".into(), "DOCKER".into(), "return".into(), 7)));
+        assert_eq!(p("TRACE: raw:a:b:policy:1 "), Some(("raw".into(), "a:b".into(), "policy".into(), 1)));
+        assert_eq!(p("TRACE: filter:FORWARD:jump:1 "), None);
+        assert_eq!(p("TRACE: filter:FORWARD:rule:x "), None);
+        assert_eq!(p("a user's NFLOG prefix "), None);
+    }
+
+    #[test]
+    fn verdicts_come_from_the_rules_targets() {
+        let xt = XtRules::from_dump(&parse_iptables_save(XT_SAVE).unwrap());
+        let rule = |chain: &str, n: usize| xt.rules.get(&("filter".to_string(), chain.to_string(), n)).cloned();
+        assert_eq!(rule("FORWARD", 1), Some((RuleVerdict::Jump("LAB-FWD".into()), false)));
+        // The comment's words are no target.
+        assert_eq!(rule("LAB-FWD", 1), Some((RuleVerdict::Drop, false)));
+        assert_eq!(rule("LAB-FWD", 2), Some((RuleVerdict::Drop, true)));
+        assert_eq!(rule("LAB-FWD", 3), Some((RuleVerdict::Continue, false)));
+        assert_eq!(xt.policies.get(&("filter".to_string(), "FORWARD".to_string())), Some(&RuleVerdict::Drop));
+        assert_eq!(xt_verdict("-s 10.0.0.0/8 -j DNAT --to-destination 1.2.3.4", |_| false).0, RuleVerdict::Accept);
+        assert_eq!(xt_verdict("-g OTHER", |_| true).0, RuleVerdict::Goto("OTHER".into()));
+        assert_eq!(xt_verdict("-p tcp", |_| false).0, RuleVerdict::Continue);
+    }
+
+    #[test]
+    fn ties_trace_lines_and_names_their_rules() {
+        let mut shared = shared(&[20001], &[]);
+        shared.xtables = XtRules::from_dump(&parse_iptables_save(XT_SAVE).unwrap());
+        let (ip, tcp) = tcp_headers(20001, 81, TCP_SYN);
+        let packet: Vec<u8> = ip.iter().chain(&tcp).copied().collect();
+        let lines = ["TRACE: filter:FORWARD:rule:1 ", "TRACE: filter:LAB-FWD:rule:1 "];
+        let datagram: Vec<u8> = lines.iter().flat_map(|l| nflog_message(l, 3, &packet)).collect();
+        assert!(shared.ingest(&datagram, Instant::now()));
+        // Not a probe's packet, and not a TRACE line.
+        let (ip, tcp) = tcp_headers(40000, 81, TCP_SYN);
+        let other: Vec<u8> = ip.iter().chain(&tcp).copied().collect();
+        assert!(!shared.ingest(&nflog_message("TRACE: filter:FORWARD:rule:1 ", 3, &other), Instant::now()));
+        assert!(!shared.ingest(&nflog_message("mine ", 3, &packet), Instant::now()));
+
+        let state = shared.lock();
+        let events = &state.events[&20001];
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].verdict, Some(RuleVerdict::Jump("LAB-FWD".into())));
+        assert_eq!(events[0].iif_name.as_deref(), Some("a0"));
+        assert!(events[1].is_final_drop());
+        assert_eq!(state.drops[&20001].position, Some(1));
+        assert_eq!(state.untied, 1);
+
+        let dumps = Dumps::new("", Some(parse_iptables_save(XT_SAVE).unwrap()));
+        assert_eq!(
+            describe(&events[1], &dumps),
+            "filter LAB-FWD rule 1 `-A LAB-FWD -p tcp -m tcp --dport 81 -m comment --comment \"no -j ACCEPT here\" -j DROP`: DROP"
+        );
+        let mut end = events[1].clone();
+        (end.kind, end.position, end.verdict) = (EventKind::Policy, Some(2), Some(RuleVerdict::Drop));
+        end.chain = "FORWARD".into();
+        assert_eq!(describe(&end, &dumps), "policy DROP of filter FORWARD");
+        let mut gone = events[1].clone();
+        gone.position = Some(9);
+        assert_eq!(describe(&gone, &dumps), "filter LAB-FWD rule 9 (not in the rule set as saved): DROP");
+    }
+
+    #[test]
+    fn nflog_requests_are_well_formed() {
+        let m = nflog_config(2, 2, 0, &[nla(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND])]);
+        assert_eq!(m.len(), NLMSG_HDRLEN + NFGENMSG_LEN + 8);
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize, m.len());
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), NFLOG_CONFIG_MESSAGE);
+        let (seqs, types): (Vec<u32>, Vec<u16>) =
+            messages_with_seq(&[m.clone(), m].concat()).map(|(ty, _, seq)| (seq, ty)).unzip();
+        assert_eq!(seqs, [2, 2]);
+        assert_eq!(types, [NFLOG_CONFIG_MESSAGE; 2]);
     }
 }

@@ -2,7 +2,8 @@
 //! loaded rule set is reported as dropped as soon as the drop verdict comes, well
 //! before its timeout, and the deciding rule is named in the syntax it was loaded in;
 //! a rejected probe is left to get its reset, and a probe that gets through is never
-//! reported as dropped. Once under iptables-nft, once under nft.
+//! reported as dropped. Once under iptables-nft, once under nft, and once under
+//! iptables-legacy, whose TRACE lines come over nfnetlink_log.
 //!
 //! Each is a trial that is reported ignored, with the reason, where it cannot run.
 
@@ -16,26 +17,30 @@ use harness::scenario::{self, Backend, Scenario};
 use harness::service::Services;
 use harness::trace::{self, Direction, Dumps, TraceSession};
 
-/// Why these tests cannot run here, if they cannot.
-pub fn unavailable() -> Option<String> {
+/// Why these tests cannot run here, if they cannot: `tools` are the rule tools the
+/// trial needs besides nft.
+pub fn unavailable(tools: &[&str]) -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root to build network namespaces".into());
     }
-    ["nft", "iptables-nft-restore", "iptables-nft-save"]
-        .iter()
+    std::iter::once(&"nft")
+        .chain(tools)
         .find(|t| harness::exec::which(t).is_none())
         .map(|t| format!("{t} is not installed; run ci/install-deps"))
 }
 
+const NFT_TOOLS: &[&str] = &["iptables-nft-restore", "iptables-nft-save"];
+const LEGACY_TOOLS: &[&str] = &["iptables-legacy-restore", "iptables-legacy-save"];
+
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
     // Decided while listing too, so that nextest shows the trial skipped.
-    let ignored = unavailable();
-    if let Some(why) = &ignored {
-        eprintln!("the trace trials are ignored here: {why}");
-    }
-    let trial = |name: &str, body: fn() -> Result<(), String>| {
-        libtest_mimic::Trial::ignorable_test(name, move || match unavailable() {
+    let trial = |name: &str, tools: &'static [&'static str], body: fn() -> Result<(), String>| {
+        let ignored = unavailable(tools);
+        if let Some(why) = &ignored {
+            eprintln!("{name} is ignored here: {why}");
+        }
+        libtest_mimic::Trial::ignorable_test(name, move || match unavailable(tools) {
             Some(why) => Ok(libtest_mimic::Completion::ignored_with(why)),
             None => body().map(|()| libtest_mimic::Completion::Completed).map_err(Into::into),
         })
@@ -43,8 +48,9 @@ fn main() {
         .with_ignored_flag(ignored.is_some())
     };
     let trials = vec![
-        trial("trace::iptables_nft_drop_is_named_in_iptables_syntax", iptables_nft),
-        trial("trace::nft_drop_is_named_in_nft_syntax", nft),
+        trial("trace::iptables_nft_drop_is_named_in_iptables_syntax", NFT_TOOLS, iptables_nft),
+        trial("trace::nft_drop_is_named_in_nft_syntax", &[], nft),
+        trial("trace::iptables_legacy_drop_is_named_in_iptables_syntax", LEGACY_TOOLS, iptables_legacy),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -124,6 +130,19 @@ fn iptables_nft() -> Result<(), String> {
     )
 }
 
+fn iptables_legacy() -> Result<(), String> {
+    check(
+        IPTABLES_RULES,
+        "rules",
+        Expected {
+            backend: Backend::IptablesLegacy,
+            tcp81: "filter LAB-FWD rule 1 `-A LAB-FWD -p tcp -m tcp --dport 81 -m comment --comment \"no 81\" -j DROP`: DROP",
+            udp53: "filter LAB-FWD rule 3 `-A LAB-FWD -p udp -m udp --dport 53 -j DROP`: DROP",
+            icmp: "filter LAB-FWD rule 4 `-A LAB-FWD -p icmp -m icmp --icmp-type 8 -j DROP`: DROP",
+        },
+    )
+}
+
 fn nft() -> Result<(), String> {
     check(
         NFT_RULES,
@@ -168,7 +187,7 @@ async fn bring_up(scn: Scenario) -> Result<Running, String> {
     let services = Services::start(&lab, &scn).map_err(|e| e.to_string())?;
     let tags: Vec<u16> = (0..scn.probes.len()).map(probe::tag).collect();
     let start = Instant::now();
-    let session = TraceSession::start(lab.host(), &tags).await.map_err(|e| e.to_string())?;
+    let session = TraceSession::start(lab.host(), &tags, scn.rules.backends[0]).await.map_err(|e| e.to_string())?;
     println!("trace session started in {:?}", start.elapsed());
     Ok(Running { scn, lab, _services: services, session })
 }

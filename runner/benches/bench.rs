@@ -332,7 +332,7 @@ fn probes(b: &mut Bench) {
     y.push_str("  - { from: n1, to: n2, proto: icmp, expect: reached }\n");
     let scn = b.scenario("probe.yaml", &y);
     let mut index = 0;
-    for be in [Backend::IptablesNft, Backend::Nft] {
+    for be in [Backend::IptablesNft, Backend::Nft, Backend::IptablesLegacy] {
         let lab = b.rt.block_on(Lab::build(&scn)).unwrap_or_else(|e| die(&e.to_string()));
         let files = match be {
             Backend::Nft => vec![RuleFile { path: nft_path.clone(), format: be.format(), text: None }],
@@ -345,7 +345,7 @@ fn probes(b: &mut Bench) {
             Services::start(&lab, &scn).unwrap_or_else(|e| die(&e.to_string()))
         };
         let from = lab.ns(scn.probes[0].from);
-        // Without trace: probe::send alone, as on iptables-legacy, where a drop is known
+        // Without trace: probe::send alone, as when tracing is off, where a drop is known
         // only when the timeout (the scenario's 200 ms) has passed.
         let plain: &[(usize, &str, OutcomeKind, usize)] = if be == Backend::IptablesNft {
             &[
@@ -374,12 +374,12 @@ fn probes(b: &mut Bench) {
             }
             b.record(s);
         }
-        // With trace, as run_scenario sends a probe on nf_tables back ends (run.rs,
-        // `send`): the probe races the drop verdict of its packets.
+        // With trace, as run_scenario sends a probe (run.rs, `send`): the probe races the
+        // drop verdict of its packets, from nftrace or, under iptables-legacy, NFLOG.
         let reps = b.reps(11);
         let tags: Vec<u16> = (index + 1..=index + 1 + reps).map(probe::tag).collect();
         let session =
-            b.rt.block_on(TraceSession::start(lab.host(), &tags)).unwrap_or_else(|e| die(&format!("{be}: {e}")));
+            b.rt.block_on(TraceSession::start(lab.host(), &tags, be)).unwrap_or_else(|e| die(&format!("{be}: {e}")));
         let key = format!("probe_tcp_dropped_traced_{}", be.name());
         let mut s = Samples::new(&key);
         for r in 0..=reps {
@@ -455,8 +455,8 @@ fn matrix(b: &mut Bench) {
         let _guard = b.rt.enter();
         Services::start(&lab, &scn).unwrap_or_else(|e| die(&e.to_string()))
     };
-    // Traced, as run_scenario sends them on iptables-nft (run.rs, `send`), and
-    // untraced, as on iptables-legacy: every drop then waits out the 200 ms timeout.
+    // Traced, as run_scenario sends them (run.rs, `send`), and untraced, as when
+    // tracing is off: every drop then waits out the 200 ms timeout.
     let n = scn.probes.len();
     let mut base = 0;
     for (key, traced) in [("matrix_probes", true), ("matrix_probes_untraced", false)] {
@@ -465,9 +465,10 @@ fn matrix(b: &mut Bench) {
             base += n;
             let tags: Vec<u16> = (base..base + n).map(probe::tag).collect();
             let session = match traced {
-                true => {
-                    Some(b.rt.block_on(TraceSession::start(lab.host(), &tags)).unwrap_or_else(|e| die(&e.to_string())))
-                }
+                true => Some(
+                    b.rt.block_on(TraceSession::start(lab.host(), &tags, Backend::IptablesNft))
+                        .unwrap_or_else(|e| die(&e.to_string())),
+                ),
                 false => None,
             };
             let t = Instant::now();

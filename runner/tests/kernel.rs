@@ -489,15 +489,20 @@ fn rootless() -> Result<(), Failed> {
     }
     let out = rootless_run(&["--allow-ignored", "published-port.yaml", "--allow-ignored", "default-deny.yaml"])?;
     if !out.status.success() {
-        return Err(format!(
-            "--allow-ignored did not allow the named scenarios ({:?}):\n{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
+        return Err(failed("--allow-ignored did not allow the named scenarios", &out));
     }
     Ok(())
+}
+
+/// `what`, with the exit status and output of the run that showed it.
+fn failed(what: &str, out: &std::process::Output) -> Failed {
+    format!(
+        "{what} ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .into()
 }
 
 /// Two netconform processes at once, each with parallel jobs, give the results of one
@@ -526,13 +531,7 @@ fn concurrent_runs_agree() -> Result<(), Failed> {
     let (a, b) = (a.wait_with_output()?, b.wait_with_output()?);
     for (label, out) in [("serial", &serial), ("first parallel", &a), ("second parallel", &b)] {
         if !out.status.success() {
-            return Err(format!(
-                "the {label} run failed ({:?}):\n{}\n{}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
+            return Err(failed(&format!("the {label} run failed"), out));
         }
     }
     let want = outcomes(&serial.stdout)?;

@@ -122,7 +122,7 @@ pub fn write(dir: &Path, scn: &Scenario, rep: &ScenarioReport) -> std::io::Resul
         }
     }
     if trace.is_empty() {
-        trace = "no trace: the back end is not nf_tables-based, or every probe passed\n".into();
+        trace = "no trace: tracing was off for this run (the producer log says why), or every probe passed\n".into();
     }
     fs::write(folder.join("trace.txt"), trace)?;
     Ok(Some(folder))

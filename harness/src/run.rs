@@ -57,9 +57,11 @@ impl std::fmt::Display for PathStep {
 /// How long a probe that expects an answer waits for it, at least.
 pub const ANSWER_GRACE: Duration = Duration::from_millis(900);
 
-/// Sends probe `index`; with a trace, a drop verdict on its packets ends it at once
-/// (unless its timeout reaches TCP's first retransmission, which a drop need not stop).
-async fn send(lab: &Lab, scn: &Scenario, p: &Probe, index: usize, trace: Option<&TraceSession>) -> Outcome {
+/// Sends probe `index` of `scn` as a run does: with a trace, a drop verdict on its
+/// packets ends it at once (unless its timeout reaches TCP's first retransmission,
+/// which a drop need not stop); a probe that expects an answer and meets only silence
+/// is sent once more ([`Outcome::retried`]).
+pub async fn send(lab: &Lab, scn: &Scenario, p: &Probe, index: usize, trace: Option<&TraceSession>) -> Outcome {
     // The timeout decides when silence means "dropped". A probe that expects an answer
     // costs nothing more if it waits longer for it, and on a busy machine an answer
     // can come late; but never as late as TCP's first retransmission at one second,

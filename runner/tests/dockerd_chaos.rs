@@ -14,6 +14,7 @@
 //! scenario it writes must load and pass, under each iptables back end.
 
 use std::collections::BTreeSet;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -148,11 +149,41 @@ fn ns_fds(pid: u32) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every process that is in, or holds a descriptor of, one of `namespaces`.
+/// Descriptors of the namespaces `pid` is in or holds, each with its name
+/// (`net:[4026532301]`). Holding them keeps the namespaces alive, so that their
+/// numbers are not given to new namespaces (of other tests, say) while the test looks
+/// for what still refers to them.
+fn hold_namespaces(pid: u32) -> Vec<(String, std::fs::File)> {
+    let links = ["net", "mnt", "pid"].map(|k| PathBuf::from(format!("/proc/{pid}/ns/{k}")));
+    let fds =
+        std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().filter_map(|e| e.ok()).map(|e| e.path());
+    links
+        .into_iter()
+        .chain(fds)
+        .filter(|path| {
+            std::fs::read_link(path).is_ok_and(|t| {
+                let t = t.to_string_lossy();
+                t.starts_with("net:[") || t.starts_with("mnt:[") || t.starts_with("pid:[")
+            })
+        })
+        .filter_map(|path| {
+            let file = std::fs::File::open(&path).ok()?;
+            // What was opened, not what the path showed a moment before.
+            let name = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+            Some((name.to_string_lossy().into_owned(), file))
+        })
+        .collect()
+}
+
+/// Every process but this one that is in, or holds a descriptor of, one of
+/// `namespaces`.
 fn holders(namespaces: &BTreeSet<String>) -> Vec<Proc> {
     let mut held = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().filter_map(|e| e.ok()) {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == std::process::id() {
+            continue;
+        }
         let mut refs = ns_fds(pid);
         refs.extend(["net", "mnt", "pid"].iter().filter_map(|k| ns_of(pid, k)));
         if !refs.is_disjoint(namespaces) && !crate::kernel::zombie(pid) {
@@ -240,14 +271,17 @@ fn sigkill_leaves_nothing() -> Result<(), Failed> {
             .spawn()?;
         let pid = child.id();
         let mut seen_ns = BTreeSet::new();
+        let mut held = std::collections::HashMap::new();
         let mut seen_procs: Vec<Proc> = Vec::new();
         let mut fired: Option<Instant> = None;
         let start = Instant::now();
         loop {
             let procs = descendants(pid);
             for p in &procs {
-                seen_ns.extend(ns_fds(p.pid));
-                seen_ns.extend(["net", "mnt", "pid"].iter().filter_map(|k| ns_of(p.pid, k)));
+                for (name, file) in hold_namespaces(p.pid) {
+                    seen_ns.insert(name.clone());
+                    held.entry(name).or_insert(file);
+                }
             }
             if fired.is_none() && procs.iter().any(point.trigger) {
                 fired = Some(Instant::now());
@@ -320,6 +354,7 @@ fn sigkill_leaves_nothing() -> Result<(), Failed> {
         if state != state_before {
             return Err(format!("after SIGKILL at {}, Docker state on the machine: {state:?}", point.name).into());
         }
+        drop(held);
         eprintln!("  SIGKILL at {} ({backend}): nothing left; programs seen: {docker_seen:?}", point.name);
     }
 

@@ -8,69 +8,30 @@
 //!
 //! A trial that cannot run here is reported ignored, with the reason.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
 use harness::lab::Lab;
 use harness::probe::{self, OutcomeKind};
-use harness::scenario::{self, Scenario};
 use harness::service::Services;
 
-fn unavailable() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root to build network namespaces".into());
-    }
-    None
-}
-
 fn main() {
-    let args = libtest_mimic::Arguments::from_args();
-    let ignored = unavailable();
-    if let Some(why) = &ignored {
-        eprintln!("the neighbour trials are ignored here: {why}");
-    }
-    let trial = |name: &str, body: fn() -> Result<(), String>| {
-        libtest_mimic::Trial::test(name, move || body().map_err(Into::into))
-            .with_kind("kernel")
-            .with_ignored_flag(ignored.is_some())
-    };
-    let trials = vec![
-        trial("neighbour::late_arp_answer_from_a_routed_node_is_waited_for", || late_answer("icmp", None)),
-        trial("neighbour::late_arp_answer_to_a_tcp_probe_is_waited_for", || late_answer("tcp", Some(80))),
-    ];
-    libtest_mimic::run(&args, trials).exit();
+    common::run_trials(
+        "neighbour",
+        common::needs_root(),
+        vec![
+            ("late_arp_answer_from_a_routed_node_is_waited_for", || late_answer("icmp", None)),
+            ("late_arp_answer_to_a_tcp_probe_is_waited_for", || late_answer("tcp", Some(80))),
+        ],
+    )
 }
 
 /// `a` reaches `b` through the host: the host resolves `b` on its uplink, where the
 /// answer is held back.
 fn lab(proto: &str, port: Option<u16>) -> String {
     let port = port.map(|p| format!(", port: {p}")).unwrap_or_default();
-    format!(
-        "\
-timeout: 3s
-host:
-  forwarding: true
-  uplinks:
-    a0: {{ address: 10.1.0.1/24 }}
-    b0: {{ address: 10.2.0.1/24 }}
-nodes:
-  a:
-    interfaces: [{{ uplink: a0, address: 10.1.0.2/24, gateway: 10.1.0.1 }}]
-  b:
-    interfaces: [{{ uplink: b0, address: 10.2.0.2/24, gateway: 10.2.0.1 }}]
-    services: {{ tcp: [80] }}
-rules: {{ backends: [nft], files: [r.nft] }}
-probes:
-  - {{ from: a, to: b, proto: {proto}{port}, expect: reached }}
-"
-    )
-}
-
-fn scenario(dir: &Path, text: &str) -> Result<Scenario, String> {
-    std::fs::write(dir.join("r.nft"), "table inet lab {\n}\n").map_err(|e| e.to_string())?;
-    let path = dir.join("s.yaml");
-    std::fs::write(&path, text).map_err(|e| e.to_string())?;
-    scenario::load(&path, "s.yaml").map_err(|e| e.to_string())
+    common::two_routed_nodes("3s", &format!("{{ from: a, to: b, proto: {proto}{port}, expect: reached }}"))
 }
 
 /// How long `b` stays silent to ARP: twice what three requests at the lab's 100 ms
@@ -79,7 +40,7 @@ const SILENT: Duration = Duration::from_millis(700);
 
 fn late_answer(proto: &str, port: Option<u16>) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let scn = scenario(dir.path(), &lab(proto, port))?;
+    let scn = common::scenario(dir.path(), &lab(proto, port))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let lab = Lab::build(&scn).await.map_err(|e| e.to_string())?;

@@ -9,62 +9,27 @@
 //! that expects `dropped` is never sent again, so a retry can never turn a real drop
 //! into a pass. A trial that cannot run here is reported ignored, with the reason.
 
+mod common;
+
 use std::os::fd::AsFd;
-use std::path::Path;
 
 use harness::exec::{self, Invocation};
 use harness::lab::Lab;
 use harness::probe::{self, Evidence, OutcomeKind};
 use harness::run;
-use harness::scenario::{self, Scenario};
 use harness::service::Services;
 use harness::trace::{self, TraceSession};
 
-fn unavailable() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root to build network namespaces".into());
-    }
-    exec::which("nft").is_none().then(|| "nft is not installed; run ci/install-deps".into())
-}
-
 fn main() {
-    let args = libtest_mimic::Arguments::from_args();
-    let ignored = unavailable();
-    if let Some(why) = &ignored {
-        eprintln!("the retry trials are ignored here: {why}");
-    }
-    let trial = |name: &str, body: fn() -> Result<(), String>| {
-        libtest_mimic::Trial::test(name, move || body().map_err(Into::into))
-            .with_kind("kernel")
-            .with_ignored_flag(ignored.is_some())
-    };
-    let trials = vec![
-        trial("retry::tcp_probe_that_met_silence_is_sent_again", || silence_first("tcp, port: 80", "reached")),
-        trial("retry::icmp_probe_that_met_silence_is_sent_again", || silence_first("icmp", "reached")),
-        trial("retry::probe_expected_dropped_is_not_sent_again", || silence_first("tcp, port: 80", "dropped")),
-    ];
-    libtest_mimic::run(&args, trials).exit();
-}
-
-fn lab(probe: &str, expect: &str) -> String {
-    format!(
-        "\
-timeout: 300ms
-host:
-  forwarding: true
-  uplinks:
-    a0: {{ address: 10.1.0.1/24 }}
-    b0: {{ address: 10.2.0.1/24 }}
-nodes:
-  a:
-    interfaces: [{{ uplink: a0, address: 10.1.0.2/24, gateway: 10.1.0.1 }}]
-  b:
-    interfaces: [{{ uplink: b0, address: 10.2.0.2/24, gateway: 10.2.0.1 }}]
-    services: {{ tcp: [80] }}
-rules: {{ backends: [nft], files: [r.nft] }}
-probes:
-  - {{ from: a, to: b, proto: {probe}, expect: {expect} }}
-"
+    let nft_missing = || exec::which("nft").is_none().then(|| "nft is not installed; run ci/install-deps".to_string());
+    common::run_trials(
+        "retry",
+        common::needs_root().or_else(nft_missing),
+        vec![
+            ("tcp_probe_that_met_silence_is_sent_again", || silence_first("tcp, port: 80", "reached")),
+            ("icmp_probe_that_met_silence_is_sent_again", || silence_first("icmp", "reached")),
+            ("probe_expected_dropped_is_not_sent_again", || silence_first("tcp, port: 80", "dropped")),
+        ],
     )
 }
 
@@ -80,16 +45,12 @@ table inet lossy {
 }
 ";
 
-fn scenario(dir: &Path, text: &str) -> Result<Scenario, String> {
-    std::fs::write(dir.join("r.nft"), "table inet lab {\n}\n").map_err(|e| e.to_string())?;
-    let path = dir.join("s.yaml");
-    std::fs::write(&path, text).map_err(|e| e.to_string())?;
-    scenario::load(&path, "s.yaml").map_err(|e| e.to_string())
-}
-
 fn silence_first(probe: &str, expect: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let scn = scenario(dir.path(), &lab(probe, expect))?;
+    let scn = common::scenario(
+        dir.path(),
+        &common::two_routed_nodes("300ms", &format!("{{ from: a, to: b, proto: {probe}, expect: {expect} }}")),
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let lab = Lab::build(&scn).await.map_err(|e| e.to_string())?;

@@ -56,7 +56,8 @@ pub enum Evidence {
     Trace,
     /// The sender's own kernel refused to send it (a rule in the sender, no route).
     Sender,
-    /// Nothing came back before the probe's deadline: the weakest evidence.
+    /// Nothing came back before the probe's deadline, or a connection was made but
+    /// the service's answer never came: the weakest evidence.
     Silence,
 }
 
@@ -187,6 +188,10 @@ fn open(ns: &NetNs, ty: Type, proto: Protocol, tag: u16, to: SocketAddrV4) -> Re
         if ty == Type::DGRAM {
             // Report every ICMP error on the socket, not only the "hard" ones.
             set_recv_err(&s)?;
+        } else {
+            // A probe sent again binds its tag again, which the first attempt's
+            // socket may not have let go of yet.
+            s.set_reuse_address(true)?;
         }
         s.bind(&SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, tag).into())?;
         match s.connect(&to.into()) {
@@ -243,7 +248,15 @@ async fn tcp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration) -> Outco
     match tokio::time::timeout_at(deadline, stream.read_to_string(&mut text)).await {
         Ok(Ok(_)) => Outcome::answered(&text),
         Ok(Err(e)) => Outcome::new(OutcomeKind::Reached, format!("connected, then {e}")),
-        Err(_) => Outcome::new(OutcomeKind::Reached, "connected, but no answer line in time"),
+        Err(_) => {
+            // Reset rather than close: the probe may be sent again from the same port,
+            // which a connection in TIME_WAIT would hold.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            Outcome {
+                evidence: Evidence::Silence,
+                ..Outcome::new(OutcomeKind::Reached, "connected, but no answer line in time")
+            }
+        }
     }
 }
 

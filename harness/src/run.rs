@@ -74,11 +74,13 @@ pub async fn send(lab: &Lab, scn: &Scenario, p: &Probe, index: usize, trace: Opt
         p
     };
     let first = send_once(lab, scn, p, index, trace).await;
-    // Silence is the weakest evidence: a probe that expects an answer and met only
-    // silence is sent once more before it counts. An expected drop is never retried,
-    // so a retry can only ever turn a failure into a pass for a probe that should
-    // get through, and the report says it happened.
-    if p.expect == Expect::Dropped || first.evidence != probe::Evidence::Silence {
+    // Silence is the weakest evidence: a probe that expects an answer and fails on
+    // silence alone (no answer, or a connection whose answer never came) is sent once
+    // more before it counts. An expected drop is never retried, so a retry can only
+    // ever turn a failure into a pass for a probe that should get through, and the
+    // report says it happened.
+    if p.expect == Expect::Dropped || first.evidence != probe::Evidence::Silence || judge::probe(scn, p, &first).pass()
+    {
         return first;
     }
     let mut second = send_once(lab, scn, p, index, trace).await;

@@ -5,9 +5,12 @@ use std::path::Path;
 
 use harness::scenario::{self, Scenario};
 
+/// A trial's body: Err with what went wrong.
+pub type Body = fn() -> Result<(), String>;
+
 /// Run `trials` of `group`; with `ignored` (why they cannot run here) every trial is
 /// listed as ignored, so that nextest shows it skipped.
-pub fn run_trials(group: &str, ignored: Option<String>, trials: Vec<(&str, fn() -> Result<(), String>)>) -> ! {
+pub fn run_trials(group: &str, ignored: Option<String>, trials: Vec<(&str, Body)>) -> ! {
     let args = libtest_mimic::Arguments::from_args();
     if let Some(why) = &ignored {
         eprintln!("the {group} trials are ignored here: {why}");

@@ -53,9 +53,6 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
     },
-    /// Delete each rule of a rule file in turn and flip each verdict and policy, run
-    /// the scenarios that load the file against every such mutation, and report how
-    /// many some scenario notices. Exit 0 when done, whatever the score.
     /// Run a scenario's producer (a live program) in a lab and keep what it wrote: the
     /// rule set, and a scenario without the program that rebuilds the same lab around
     /// it, with the same probes. Exit 0 when written.
@@ -69,6 +66,9 @@ enum Command {
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
+    /// Delete each rule of a rule file in turn and flip each verdict and policy, run
+    /// the scenarios that load the file against every such mutation, and report how
+    /// many some scenario notices. Exit 0 when done, whatever the score.
     Mutate {
         /// The rule file to mutate.
         #[arg(long, value_name = "FILE")]
@@ -345,5 +345,25 @@ fn capture(path: &Path, output: &Path, only: Option<Backend>) -> ExitCode {
             eprintln!("netconform: writing under {}: {e}", output.display());
             ExitCode::from(BAD_INPUT)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_has_its_own_help_text() {
+        let cli = Cli::command();
+        let mut seen = std::collections::HashSet::new();
+        for sub in cli.get_subcommands() {
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            assert!(!about.trim().is_empty(), "`{}` has no help text", sub.get_name());
+            assert!(seen.insert(about.clone()), "`{}` shares its help text: {about}", sub.get_name());
+        }
+        let about = |name: &str| cli.find_subcommand(name).and_then(|s| s.get_about()).map(|a| a.to_string());
+        assert!(about("mutate").is_some_and(|a| a.starts_with("Delete each rule")));
+        assert!(about("capture").is_some_and(|a| a.starts_with("Run a scenario's producer")));
     }
 }

@@ -5,14 +5,18 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::run::{ScenarioReport, Status};
-use crate::scenario::Scenario;
+use crate::scenario::{Backend, Scenario};
 
 /// What became of one scenario under one back end.
 #[derive(Debug, Clone)]
 pub enum Entry {
     Ran(ScenarioReport),
-    /// Not run: skipped, not applicable, or not possible here; says why.
-    Ignored(String),
+    /// Not run under `backend`: skipped, not applicable, or not possible here; says
+    /// why.
+    Ignored {
+        backend: Backend,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,8 +99,10 @@ pub fn build(entries: &[(&Scenario, Entry)]) -> Vec<Matrix> {
 
 fn judge_entry(scn: &Scenario, entry: &Entry) -> (CellStatus, Vec<String>) {
     match entry {
-        Entry::Ignored(why) if scn.not_applicable.is_some() => (CellStatus::NotApplicable, vec![why.clone()]),
-        Entry::Ignored(why) => (CellStatus::NotRun, vec![format!("{}: {why}", scn.name)]),
+        Entry::Ignored { reason, .. } if scn.not_applicable.is_some() => {
+            (CellStatus::NotApplicable, vec![reason.clone()])
+        }
+        Entry::Ignored { reason, .. } => (CellStatus::NotRun, vec![format!("{}: {reason}", scn.name)]),
         Entry::Ran(rep) => match &rep.status {
             Status::Error(why) => {
                 let first = why.lines().next().unwrap_or_default();

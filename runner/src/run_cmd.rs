@@ -138,7 +138,7 @@ fn paint(text: &str) -> String {
 /// What a run's verdicts were, to compare repeats.
 fn signature(entry: &Entry) -> String {
     match entry {
-        Entry::Ignored(_) => "ignored".into(),
+        Entry::Ignored { .. } => "ignored".into(),
         Entry::Ran(rep) => {
             let status = match rep.status {
                 Status::Passed => "pass",
@@ -342,8 +342,8 @@ async fn run_plan(planned: &[Planned], jobs: usize, human: bool, tables: bool) -
     let mut entries = Vec::with_capacity(planned.len());
     for (p, handle) in planned.iter().zip(handles) {
         let entry = match (handle, &p.ignored) {
-            (None, Some(why)) => Entry::Ignored(why.clone()),
-            (None, None) => Entry::Ignored("not planned".into()),
+            (None, Some(why)) => Entry::Ignored { backend: p.backend, reason: why.clone() },
+            (None, None) => Entry::Ignored { backend: p.backend, reason: "not planned".into() },
             (Some(h), _) => Entry::Ran(h.await.unwrap_or_else(|e| {
                 ScenarioReport::new(
                     &p.scenario.name,
@@ -354,7 +354,7 @@ async fn run_plan(planned: &[Planned], jobs: usize, human: bool, tables: bool) -
         };
         if human {
             let text = match &entry {
-                Entry::Ignored(why) => format!("IGNORED {} [{}]: {why}\n", p.scenario.name, p.backend),
+                Entry::Ignored { backend, reason } => format!("IGNORED {} [{backend}]: {reason}\n", p.scenario.name),
                 Entry::Ran(rep) => {
                     let mut text = report::scenario(&p.scenario, rep);
                     if tables {

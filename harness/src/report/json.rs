@@ -26,9 +26,13 @@ fn run(scn: &Scenario, entry: &Entry) -> Value {
         "contract": scn.contract.as_ref().map(|c| json!({"name": c.name, "statements": c.statements})),
     });
     match entry {
-        Entry::Ignored(why) => {
+        Entry::Ignored { backend, reason } => {
+            // The same fields as a run, so that a reader need not tell the two apart.
+            v["backend"] = json!(backend.name());
             v["status"] = json!("ignored");
-            v["reason"] = json!(why);
+            v["reason"] = json!(reason);
+            v["probes"] = json!([]);
+            v["counters"] = json!([]);
         }
         Entry::Ran(rep) => {
             v["backend"] = json!(rep.backend.name());

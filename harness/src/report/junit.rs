@@ -19,10 +19,10 @@ pub fn report(entries: &[(&Scenario, Entry)], elapsed: std::time::Duration) -> R
     let mut suite = TestSuite::new("netconform");
     for (scn, entry) in entries {
         let mut case = match entry {
-            Entry::Ignored(why) => {
+            Entry::Ignored { backend, reason } => {
                 let mut status = TestCaseStatus::skipped();
-                status.set_message(why.as_str());
-                TestCase::new(scn.name.as_str(), status)
+                status.set_message(reason.as_str());
+                TestCase::new(format!("{} [{backend}]", scn.name), status)
             }
             Entry::Ran(rep) => {
                 let name = format!("{} [{}]", scn.name, rep.backend);

@@ -144,7 +144,7 @@ impl Summary {
     pub fn add_entry(&mut self, entry: &crate::matrix::Entry) {
         match entry {
             crate::matrix::Entry::Ran(rep) => self.add(rep),
-            crate::matrix::Entry::Ignored(_) => self.ignored += 1,
+            crate::matrix::Entry::Ignored { .. } => self.ignored += 1,
         }
     }
 }
@@ -152,5 +152,51 @@ impl Summary {
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} passed, {} failed, {} ignored", self.passed, self.failed, self.ignored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::matrix::Entry;
+    use crate::scenario::{load_text, Backend};
+
+    /// One scenario ignored under two back ends, as a run of the full suite reports it.
+    fn ignored_twice() -> (crate::scenario::Scenario, Vec<Entry>) {
+        let scn = load_text(
+            "skip: >\n  not testable\n  yet\nhost:\n  bridges: { br0: { address: 10.0.0.1/24 } }\n\
+             nodes:\n  a:\n    interfaces: [{ bridge: br0, address: 10.0.0.2/24 }]\n\
+             rules: { backends: [iptables-nft, iptables-legacy], live: { program: command, run: [\"true\"] } }\n",
+        );
+        let reason = scn.skip.clone().unwrap_or_default();
+        let entries = [Backend::IptablesNft, Backend::IptablesLegacy]
+            .into_iter()
+            .map(|backend| Entry::Ignored { backend, reason: format!("skip: {reason}") })
+            .collect();
+        (scn, entries)
+    }
+
+    #[test]
+    fn ignored_runs_name_their_back_end_in_every_format() {
+        let (scn, entries) = ignored_twice();
+        let pairs: Vec<_> = entries.into_iter().map(|e| (&scn, e)).collect();
+
+        let tap = super::tap::report(&pairs);
+        assert!(tap.contains("ok 1 - s.yaml [iptables-nft] # SKIP skip: not testable yet\n"), "{tap}");
+        assert!(tap.contains("ok 2 - s.yaml [iptables-legacy] # SKIP skip: not testable yet\n"), "{tap}");
+
+        let xml = super::junit::report(&pairs, std::time::Duration::ZERO).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            xml.contains("name=\"s.yaml [iptables-nft]\"") && xml.contains("name=\"s.yaml [iptables-legacy]\""),
+            "{xml}"
+        );
+
+        let doc = super::json::document(&pairs, std::time::Duration::ZERO);
+        assert_eq!(doc["runs"].as_array().map(Vec::len), Some(2));
+        for (run, backend) in doc["runs"].as_array().into_iter().flatten().zip(["iptables-nft", "iptables-legacy"]) {
+            assert_eq!(run["backend"], backend);
+            assert_eq!(run["status"], "ignored");
+            assert_eq!(run["probes"], serde_json::json!([]));
+            assert_eq!(run["counters"], serde_json::json!([]));
+        }
     }
 }

@@ -16,8 +16,9 @@ pub fn report(entries: &[(&Scenario, Entry)]) -> String {
     for (i, (scn, entry)) in entries.iter().enumerate() {
         let n = i + 1;
         match entry {
-            Entry::Ignored(why) => {
-                let _ = writeln!(out, "ok {n} - {} # SKIP {}", escape(&scn.name), escape(why));
+            Entry::Ignored { backend, reason } => {
+                let name = escape(&format!("{} [{backend}]", scn.name));
+                let _ = writeln!(out, "ok {n} - {name} # SKIP {}", escape(&reason.replace('\n', " ")));
             }
             Entry::Ran(rep) => {
                 let name = escape(&format!("{} [{}]", scn.name, rep.backend));

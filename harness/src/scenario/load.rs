@@ -878,6 +878,11 @@ impl ProducerCtx<'_> {
     }
 }
 
+/// A reason as one line: runs of white space, line breaks included, become one space.
+fn one_line(reason: &str) -> String {
+    reason.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn convert(c: &mut Checker, path: &Path, name: &str, mut file: ScenarioFile, ctx: Option<&ProducerCtx>) -> Scenario {
     if file.skip.as_deref().is_some_and(|s| s.trim().is_empty()) {
         c.value("skip", "expected the reason for skipping, found an empty string");
@@ -893,7 +898,8 @@ fn convert(c: &mut Checker, path: &Path, name: &str, mut file: ScenarioFile, ctx
     scenario.path = path.to_path_buf();
     scenario.name = name.to_string();
     scenario.description = file.description;
-    scenario.skip = file.skip;
+    // A folded or literal block leaves line breaks and a final newline: one line.
+    scenario.skip = file.skip.as_deref().map(one_line);
     scenario.ipv6 = file.ipv6.unwrap_or(false);
     scenario.timeout = timeout;
     scenario.sequential = file.sequential.unwrap_or(false);
@@ -927,7 +933,7 @@ fn convert(c: &mut Checker, path: &Path, name: &str, mut file: ScenarioFile, ctx
             for (producer, reason) in file.not_applicable.iter().flatten() {
                 ctx.check_name(c, &join("not_applicable", producer), producer);
                 if producer == &ctx.producer.name {
-                    scenario.not_applicable = Some(reason.clone());
+                    scenario.not_applicable = Some(one_line(reason));
                 }
             }
             scenario.contract = file.contract.as_ref().and_then(|f| contract(c, f));
@@ -2347,6 +2353,14 @@ counters:
             ]
         );
         assert!(s.nodes.iter().filter(|n| n.name != "ext").all(|n| n.loopback));
+    }
+
+    #[test]
+    fn a_folded_skip_reason_is_one_line() {
+        let text = format!("skip: >\n  not testable\n  yet\n{GOOD}");
+        let (_dir, path) = write(&text);
+        let s = load(&path, "test/scenario.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.skip.as_deref(), Some("not testable yet"));
     }
 
     #[test]

@@ -388,20 +388,22 @@ fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
-/// The messages of one netlink datagram: (type, payload after the header).
-fn messages(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+/// The messages of one netlink datagram: (type, payload after the header, sequence
+/// number).
+fn messages(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8], u32)> {
     std::iter::from_fn(move || {
         if buf.len() < NLMSG_HDRLEN {
             return None;
         }
         let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         let ty = u16::from_ne_bytes([buf[4], buf[5]]);
+        let seq = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
         if len < NLMSG_HDRLEN || len > buf.len() {
             return None;
         }
         let payload = &buf[NLMSG_HDRLEN..len];
         buf = &buf[align4(len).min(buf.len())..];
-        Some((ty, payload))
+        Some((ty, payload, seq))
     })
 }
 
@@ -717,7 +719,7 @@ fn bind_nflog(sock: &netlink_sys::Socket) -> io::Result<()> {
                 return Err(io::Error::last_os_error());
             }
             let datagram = &buf[..n as usize];
-            for (ty, payload, got_seq) in messages_with_seq(datagram) {
+            for (ty, payload, got_seq) in messages(datagram) {
                 if ty == NLMSG_ERROR && got_seq == seq {
                     let code = payload.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
                     if code < 0 {
@@ -729,17 +731,6 @@ fn bind_nflog(sock: &netlink_sys::Socket) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The messages of one netlink datagram with their sequence numbers.
-fn messages_with_seq(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8], u32)> {
-    std::iter::from_fn(move || {
-        let seq = u32::from_ne_bytes(buf.get(8..12)?.try_into().ok()?);
-        let (ty, payload) = messages(buf).next()?;
-        let len = NLMSG_HDRLEN + payload.len();
-        buf = &buf[align4(len).min(buf.len())..];
-        Some((ty, payload, seq))
-    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -782,7 +773,7 @@ impl Shared {
     fn ingest(&self, datagram: &[u8], seen: Instant) -> bool {
         let mut added = false;
         let mut state = self.lock();
-        for (ty, payload) in messages(datagram) {
+        for (ty, payload, _) in messages(datagram) {
             let event = match ty {
                 NFT_TRACE_MESSAGE => decode_trace(payload).and_then(|raw| self.tie(&mut state, raw, seen)),
                 NFLOG_PACKET_MESSAGE => decode_nflog(payload).and_then(|raw| self.tie_xt(&mut state, raw, seen)),
@@ -1634,7 +1625,7 @@ mod tests {
                 attr(NFTA_TRACE_TRANSPORT_HEADER, &tcp),
             ],
         );
-        let (ty, payload) = messages(&msg).next().unwrap();
+        let (ty, payload, _) = messages(&msg).next().unwrap();
         assert_eq!(ty, NFT_TRACE_MESSAGE);
         let raw = decode_trace(payload).unwrap();
         assert_eq!(
@@ -2001,7 +1992,7 @@ table inet lab { # handle 3
         assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize, m.len());
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), NFLOG_CONFIG_MESSAGE);
         let (seqs, types): (Vec<u32>, Vec<u16>) =
-            messages_with_seq(&[m.clone(), m].concat()).map(|(ty, _, seq)| (seq, ty)).unzip();
+            messages(&[m.clone(), m].concat()).map(|(ty, _, seq)| (seq, ty)).unzip();
         assert_eq!(seqs, [2, 2]);
         assert_eq!(types, [NFLOG_CONFIG_MESSAGE; 2]);
     }

@@ -95,7 +95,7 @@ record() {
 # Let the kernel free the last lab's devices before the next run (as the Rust side).
 settle() { sleep "$(awk -v n="$1" 'BEGIN { printf "%.3f", (50 + 4 * n) / 1000 }')"; }
 
-# The settings netconform gives every lab namespace (harness/src/lab.rs,
+# The settings netconform gives every lab namespace (harness/src/lab/mod.rs,
 # prepare_namespace): IPv6 off, ping sockets, no ICMP rate limit, kernel defaults.
 BASELINE=(
   net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1

@@ -1,9 +1,9 @@
 //! The judge: an outcome or a counter delta held against what the scenario expects.
 //! Pure functions, so every rule of judging has a unit test that needs no root.
 
-use crate::counters::{CounterDelta, LookupError};
-use crate::probe::{Outcome, OutcomeKind};
+use crate::backend::counters::{CounterDelta, LookupError};
 use crate::scenario::{CounterExpectation, Expect, Probe, Scenario, SourceSeen};
+use crate::traffic::probe::{Outcome, OutcomeKind};
 
 /// Whether an expectation held, and if not, every way in which it did not.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ mod common;
 use std::time::Duration;
 
 use harness::lab::Lab;
-use harness::probe::{self, OutcomeKind};
-use harness::service::Services;
+use harness::traffic::probe::{self, OutcomeKind};
+use harness::traffic::service::Services;
 
 fn main() {
     common::run_trials(

@@ -13,15 +13,16 @@ mod common;
 
 use std::os::fd::AsFd;
 
-use harness::exec::{self, Invocation};
+use harness::backend::trace::{self, TraceSession};
+use harness::lab::sandbox::{self, Invocation};
 use harness::lab::Lab;
-use harness::probe::{self, Evidence, OutcomeKind};
 use harness::run;
-use harness::service::Services;
-use harness::trace::{self, TraceSession};
+use harness::traffic::probe::{self, Evidence, OutcomeKind};
+use harness::traffic::service::Services;
 
 fn main() {
-    let nft_missing = || exec::which("nft").is_none().then(|| "nft is not installed; run ci/install-deps".to_string());
+    let nft_missing =
+        || sandbox::which("nft").is_none().then(|| "nft is not installed; run ci/install-deps".to_string());
     common::run_trials(
         "retry",
         common::needs_root().or_else(nft_missing),
@@ -58,7 +59,7 @@ fn silence_first(probe: &str, expect: &str) -> Result<(), String> {
         let b = scn.owner_of(scn.probes[0].to).ok_or("no node owns b's address")?;
         let lossy =
             Invocation { stdin: Some(FIRST_PACKET_LOST.as_bytes().to_vec()), ..Invocation::new("nft", ["-f", "-"]) };
-        exec::run_in(lab.ns(b).as_fd(), &lossy).await.map_err(|e| e.to_string())?;
+        sandbox::run_in(lab.ns(b).as_fd(), &lossy).await.map_err(|e| e.to_string())?;
         // As a run does: the host's trace sees the request forwarded, not dropped.
         let session = TraceSession::start(lab.host(), &[probe::tag(0)], scn.rules.backends[0])
             .await

@@ -11,11 +11,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::backend;
+use harness::backend::trace::{self, Direction, Dumps, TraceSession};
 use harness::lab::Lab;
-use harness::probe::{self, OutcomeKind};
 use harness::scenario::{self, Backend, Scenario};
-use harness::service::Services;
-use harness::trace::{self, Direction, Dumps, TraceSession};
+use harness::traffic::probe::{self, OutcomeKind};
+use harness::traffic::service::Services;
 
 /// Why these tests cannot run here, if they cannot: `tools` are the rule tools the
 /// trial needs besides nft.
@@ -25,7 +25,7 @@ pub fn unavailable(tools: &[&str]) -> Option<String> {
     }
     std::iter::once(&"nft")
         .chain(tools)
-        .find(|t| harness::exec::which(t).is_none())
+        .find(|t| harness::lab::sandbox::which(t).is_none())
         .map(|t| format!("{t} is not installed; run ci/install-deps"))
 }
 

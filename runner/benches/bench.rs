@@ -23,13 +23,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use harness::backend;
+use harness::backend::trace::TraceSession;
+use harness::lab::netns::NetNs;
 use harness::lab::Lab;
-use harness::netns::NetNs;
-use harness::probe::{self, OutcomeKind};
 use harness::run::{self, Status};
 use harness::scenario::{self, Attach, Backend, Count, Expect, NodeId, Probe, Proto, RuleFile, RuleSelector, Scenario};
-use harness::service::Services;
-use harness::trace::TraceSession;
+use harness::traffic::probe::{self, OutcomeKind};
+use harness::traffic::service::Services;
 
 const MEASURES: [&str; 5] = ["build", "rules", "probe", "matrix", "seed"];
 const LAB_SIZES: [usize; 4] = [1, 10, 50, 200];

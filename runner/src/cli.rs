@@ -80,7 +80,7 @@ enum Command {
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
         /// Every probe waits this long before calling its outcome dropped (e.g. 100ms).
-        #[arg(long, value_parser = harness::mutate::parse_timeout)]
+        #[arg(long, value_parser = harness::tools::mutate::parse_timeout)]
         timeout: Option<std::time::Duration>,
         /// Mutations tried at once.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -208,7 +208,7 @@ fn diff(path: &Path, old: &Path, new: &Path, only: Option<Backend>) -> ExitCode 
     let mut differing = 0;
     for (pa, pb) in ra.probes.iter().zip(&rb.probes) {
         let probe = &scn.probes[pa.probe];
-        let describe = |o: &harness::probe::Outcome| match &o.answered_by {
+        let describe = |o: &harness::traffic::probe::Outcome| match &o.answered_by {
             Some(by) => {
                 format!("{} by {by}{}", o.kind, o.source_seen.map(|s| format!(", saw {}", s.ip())).unwrap_or_default())
             }
@@ -318,7 +318,7 @@ fn capture(path: &Path, output: &Path, only: Option<Backend>) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let captured = match runtime.block_on(harness::capture::capture(&scn, backend)) {
+    let captured = match runtime.block_on(harness::tools::capture::capture(&scn, backend)) {
         Ok(c) => c,
         Err(why) => {
             eprintln!("netconform: the producer failed:\n{why}");
@@ -332,7 +332,8 @@ fn capture(path: &Path, output: &Path, only: Option<Backend>) -> ExitCode {
     let written = std::fs::create_dir_all(output.join("rules"))
         .and_then(|()| std::fs::write(output.join("rules").join(&rules_name), &captured.rules))
         .and_then(|()| {
-            let text = harness::capture::static_scenario(&scn, backend, &format!("rules/{rules_name}"), &captured);
+            let text =
+                harness::tools::capture::static_scenario(&scn, backend, &format!("rules/{rules_name}"), &captured);
             std::fs::write(output.join(&yaml_name), text)
         });
     match written {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use harness::init::{self, Source};
+use harness::tools::docker_host::{self as init, Source};
 
 #[derive(clap::Args)]
 pub struct InitArgs {

@@ -1,6 +1,6 @@
 //! `netconform mutate`: how much of a rule file the scenarios pin down. Every rule of
 //! the file is deleted in turn and every verdict and policy flipped (see
-//! `harness::mutate`); the scenarios that load the file run against each mutation, and
+//! `harness::tools::mutate`); the scenarios that load the file run against each mutation, and
 //! the share of mutations some scenario notices is the score.
 //!
 //! Exit status 0 when the run completes, whatever the score; 2 for bad input, a
@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use harness::mutate::{self, Fate, Target};
 use harness::run::{self, Status};
 use harness::scenario::{Backend, Scenario};
+use harness::tools::mutate::{self, Fate, Target};
 
 const BAD_INPUT: u8 = 2;
 

@@ -1,11 +1,11 @@
-//! Rootless runs of the commands that build labs: see [`harness::rootless`].
+//! Rootless runs of the commands that build labs: see [`harness::run::rootless`].
 
 use std::process::ExitCode;
 
 /// If not root, re-run this command in a new user namespace as its root, and return
 /// its exit status; None when the command should go on here.
 pub fn reexec_if_needed() -> Option<ExitCode> {
-    match harness::rootless::reexec_if_needed(i32::from(crate::cli::FAILED))? {
+    match harness::run::rootless::reexec_if_needed(i32::from(crate::cli::FAILED))? {
         Ok(code) => Some(ExitCode::from(u8::try_from(code).unwrap_or(crate::cli::FAILED))),
         Err(e) => {
             eprintln!("netconform: {e}");

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use harness::matrix::{self, Entry};
-use harness::partition::{parse_partition, Partition};
+use harness::report::matrix::{self, Entry};
 use harness::report::{self, connectivity, evidence, github, Summary};
+use harness::run::partition::{parse_partition, Partition};
 use harness::run::{self, ScenarioReport, Status};
 use harness::scenario::{Backend, Scenario};
 

@@ -20,7 +20,7 @@ fn check_jsonschema() -> Option<PathBuf> {
     std::env::var_os("NETCONFORM_CHECK_JSONSCHEMA")
         .map(PathBuf::from)
         .filter(|p| p.is_file())
-        .or_else(|| harness::exec::which("check-jsonschema"))
+        .or_else(|| harness::lab::sandbox::which("check-jsonschema"))
 }
 
 pub fn trials() -> Vec<Trial> {

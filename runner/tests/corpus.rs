@@ -322,7 +322,7 @@ fn unavailable(h: &Header) -> Option<String> {
     }
     h.needs
         .iter()
-        .find(|p| harness::exec::which(p).is_none())
+        .find(|p| harness::lab::sandbox::which(p).is_none())
         .map(|p| format!("{p} is not installed; run ci/install-deps"))
 }
 

@@ -42,7 +42,7 @@ fn unavailable() -> Option<String> {
     }
     TOOLS
         .iter()
-        .find(|t| harness::exec::which(t).is_none())
+        .find(|t| harness::lab::sandbox::which(t).is_none())
         .map(|t| format!("{t} is not installed; run ci/install-deps"))
 }
 
@@ -601,7 +601,7 @@ fn lab_sysctls() -> Result<(), Failed> {
     let (host, a) = (lab.host(), lab.ns(NodeId(1)));
     let gid = nix::unistd::getegid();
     let ping_group = format!("{gid}\t{gid}");
-    let mut expected: Vec<(&harness::netns::NetNs, &str, &str)> = Vec::new();
+    let mut expected: Vec<(&harness::lab::netns::NetNs, &str, &str)> = Vec::new();
     for ns in [host, a] {
         expected.push((ns, "net.ipv6.conf.default.disable_ipv6", "1"));
         expected.push((ns, "net.ipv4.conf.all.rp_filter", "0"));

@@ -81,7 +81,7 @@ pub fn note_ignored(name: &str, why: &str) {
 }
 
 fn main() {
-    match harness::rootless::reexec_if_needed(101) {
+    match harness::run::rootless::reexec_if_needed(101) {
         None => {}
         Some(Ok(code)) => std::process::exit(code),
         Some(Err(e)) => {

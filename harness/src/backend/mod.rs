@@ -4,15 +4,18 @@
 //! Each file is loaded with one tool invocation (one `iptables-restore`, one `nft -f`),
 //! so the kernel takes it whole or not at all.
 
+pub mod counters;
+pub mod trace;
+
 mod iptables;
 mod nft;
 
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use crate::counters::{Dump, ParseError};
-use crate::exec::{self, ExecError, Invocation};
-use crate::netns::NetNs;
+use crate::backend::counters::{Dump, ParseError};
+use crate::lab::netns::NetNs;
+use crate::lab::sandbox::{self, ExecError, Invocation};
 use crate::scenario::{Backend, RuleFile};
 
 pub trait RuleBackend: Send + Sync {
@@ -47,7 +50,7 @@ pub enum BackendError {
 
 /// Programs of `backend` that are not on PATH.
 pub fn missing_programs(backend: Backend) -> Vec<&'static str> {
-    for_backend(backend).programs().iter().copied().filter(|p| exec::which(p).is_none()).collect()
+    for_backend(backend).programs().iter().copied().filter(|p| sandbox::which(p).is_none()).collect()
 }
 
 /// Load `files` in order into `host`.
@@ -57,7 +60,7 @@ pub async fn load(rb: &dyn RuleBackend, host: &NetNs, files: &[RuleFile]) -> Res
             Some(text) => Invocation { stdin: Some(text.clone().into_bytes()), ..rb.load(None, i == 0) },
             None => rb.load(Some(&file.path), i == 0),
         };
-        exec::run_in(host.as_fd(), &inv)
+        sandbox::run_in(host.as_fd(), &inv)
             .await
             .map_err(|source| BackendError::Load { file: file.path.display().to_string(), source })?;
     }
@@ -67,7 +70,7 @@ pub async fn load(rb: &dyn RuleBackend, host: &NetNs, files: &[RuleFile]) -> Res
 /// The host's rule set with counters, and the dump's text.
 pub async fn dump(rb: &dyn RuleBackend, host: &NetNs) -> Result<(Dump, String), BackendError> {
     let inv = rb.dump();
-    let out = exec::run_in(host.as_fd(), &inv).await.map_err(BackendError::Dump)?;
+    let out = sandbox::run_in(host.as_fd(), &inv).await.map_err(BackendError::Dump)?;
     let dump = rb.parse_dump(&out.stdout).map_err(|source| BackendError::Parse { backend: rb.backend(), source })?;
     Ok((dump, out.stdout))
 }

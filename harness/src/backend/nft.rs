@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::RuleBackend;
-use crate::counters::{self, Dump, ParseError};
-use crate::exec::Invocation;
+use crate::backend::counters::{self, Dump, ParseError};
+use crate::lab::sandbox::Invocation;
 use crate::scenario::Backend;
 
 pub struct Nft;

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::netavark::{container_id, containers, netns_path};
 use super::run_logged;
 use super::{Log, Producer};
-use crate::exec::{Invocation, Sandbox};
+use crate::lab::sandbox::{Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, NodeId, Scenario};
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use futures::future::BoxFuture;
 
 use super::{Log, Producer};
-use crate::exec::{ExecError, Invocation, Sandbox};
+use crate::lab::sandbox::{ExecError, Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
 

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 
 use super::{Log, Producer};
-use crate::exec::{ExecError, Invocation, Sandbox};
+use crate::lab::netns::NetNs;
+use crate::lab::sandbox::{ExecError, Invocation, Sandbox};
 use crate::lab::Lab;
-use crate::netns::NetNs;
 use crate::scenario::{Backend, NodeId, Scenario};
 
 /// Where the daemon keeps everything, inside the sandbox's private /run.
@@ -646,7 +646,7 @@ mod tests {
 
     #[test]
     fn system_tar_reads_the_rootfs() {
-        let Some(tar) = crate::exec::which("tar") else { return };
+        let Some(tar) = crate::lab::sandbox::which("tar") else { return };
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("busybox");
         // A static ELF header with no program headers.

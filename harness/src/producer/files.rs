@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 
 use super::{Log, Producer};
 use crate::backend;
-use crate::exec::{self, Invocation};
+use crate::lab::sandbox::{self, Invocation};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
 
@@ -31,11 +31,16 @@ impl Producer for Files {
 
 /// Loads `scn`'s ipsets and rule files into `host`. Needs no interface of the lab, so
 /// it can run while the lab's links are made.
-pub async fn load(scn: &Scenario, host: &crate::netns::NetNs, backend: Backend, log: &mut Log) -> Result<(), String> {
+pub async fn load(
+    scn: &Scenario,
+    host: &crate::lab::netns::NetNs,
+    backend: Backend,
+    log: &mut Log,
+) -> Result<(), String> {
     for set in &scn.rules.ipsets {
         let inv =
             Invocation::new("ipset", [std::ffi::OsStr::new("restore"), std::ffi::OsStr::new("-f"), set.as_os_str()]);
-        exec::run_in(host.as_fd(), &inv).await.map_err(|e| format!("loading ipsets from {}: {e}", set.display()))?;
+        sandbox::run_in(host.as_fd(), &inv).await.map_err(|e| format!("loading ipsets from {}: {e}", set.display()))?;
         log.push(format!("$ {}", inv.display()));
     }
     let rb = backend::for_backend(backend);

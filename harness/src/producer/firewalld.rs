@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 
 use super::ufw::{alternatives, alternatives_script, command_lines, indent, inside, make_dir, read, write_file};
 use super::{run_logged, Log, Producer};
-use crate::exec::{Invocation, Sandbox};
+use crate::lab::sandbox::{Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
 

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-use crate::exec::{IptablesFlavour, Sandbox};
+use crate::lab::sandbox::{IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, LiveProgram, NodeId, Scenario};
 
@@ -86,7 +86,7 @@ pub trait Producer: Send {
 /// carries the program's own words.
 pub(super) async fn run_logged(
     sandbox: &Sandbox,
-    inv: &crate::exec::Invocation,
+    inv: &crate::lab::sandbox::Invocation,
     shown: &str,
     log: &mut Log,
 ) -> Result<String, String> {
@@ -95,7 +95,7 @@ pub(super) async fn run_logged(
             log.command(shown, &out.stdout, &out.stderr);
             Ok(out.stdout)
         }
-        Err(crate::exec::ExecError::Failed { status, stdout, stderr, .. }) => {
+        Err(crate::lab::sandbox::ExecError::Failed { status, stdout, stderr, .. }) => {
             log.command(shown, &stdout, &stderr);
             Err(format!("{shown} failed ({status}):\n{stdout}{stderr}"))
         }
@@ -126,7 +126,7 @@ pub fn unavailable(scn: &Scenario) -> Option<String> {
         return Some("dockerd needs real root (cgroups, mounts); this run is in a user namespace".into());
     }
     let missing: Vec<&str> =
-        for_scenario(scn).programs().into_iter().filter(|p| crate::exec::which(p).is_none()).collect();
+        for_scenario(scn).programs().into_iter().filter(|p| crate::lab::sandbox::which(p).is_none()).collect();
     if !missing.is_empty() {
         return Some(format!("{} not installed (ci/install-deps installs it)", missing.join(", ")));
     }

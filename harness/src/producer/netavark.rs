@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 use super::{run_logged, Log, Producer};
-use crate::exec::{Invocation, Sandbox};
+use crate::lab::sandbox::{Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{NodeId, Scenario};
 
@@ -52,7 +52,7 @@ impl Netavark {
             sandbox: None,
             done: Vec::new(),
             driver: live.and_then(|l| l.driver.clone()).unwrap_or_else(|| DEFAULT_DRIVER.to_string()),
-            timeout: live.map(|l| l.timeout).unwrap_or(crate::exec::DEFAULT_TIMEOUT),
+            timeout: live.map(|l| l.timeout).unwrap_or(crate::lab::sandbox::DEFAULT_TIMEOUT),
             firewalld: None,
         }
     }
@@ -65,7 +65,7 @@ struct SetUp {
 }
 
 /// The path, inside the sandbox, of the lab namespace of `id`, as
-/// [`super::lab_environment`] gives it (see [`crate::exec::Sandbox::start_with_namespaces`]).
+/// [`super::lab_environment`] gives it (see [`crate::lab::sandbox::Sandbox::start_with_namespaces`]).
 pub(super) fn netns_path(lab: &Lab, id: NodeId) -> String {
     format!("/run/netns/{}", lab.ns(id).name())
 }
@@ -244,7 +244,7 @@ mod daemons {
     use std::io::{Read, Seek};
     use std::time::{Duration, Instant};
 
-    use crate::exec::{Invocation, Sandbox};
+    use crate::lab::sandbox::{Invocation, Sandbox};
     use crate::producer::run_logged;
     use crate::producer::Log;
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use futures::future::BoxFuture;
 
 use super::{run_logged, Log, Producer};
-use crate::exec::{Invocation, IptablesFlavour, Sandbox};
+use crate::lab::sandbox::{Invocation, IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
 
@@ -214,7 +214,7 @@ pub(super) fn alternatives(flavour: IptablesFlavour) -> Result<Vec<(&'static str
         .iter()
         .map(|name| {
             let target = alternative_target(name, flavour).expect("not the system's");
-            let path = crate::exec::which(&target).ok_or_else(|| format!("{target} not installed"))?;
+            let path = crate::lab::sandbox::which(&target).ok_or_else(|| format!("{target} not installed"))?;
             Ok((*name, path))
         })
         .collect()

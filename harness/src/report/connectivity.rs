@@ -5,9 +5,9 @@
 
 use std::fmt::Write;
 
-use crate::probe::OutcomeKind;
 use crate::run::ScenarioReport;
 use crate::scenario::{Expect, Proto, Scenario};
+use crate::traffic::probe::OutcomeKind;
 
 fn expect_mark(e: Expect) -> &'static str {
     match e {

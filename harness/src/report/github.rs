@@ -1,7 +1,7 @@
 //! GitHub Actions annotations: when running there, every failing probe and counter
 //! becomes an `::error` pointing at its line in the scenario file.
 
-use crate::matrix::Entry;
+use crate::report::matrix::Entry;
 use crate::run::Status;
 use crate::scenario::Scenario;
 

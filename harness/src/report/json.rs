@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::matrix::{self, CellStatus, Entry};
+use crate::report::matrix::{self, CellStatus, Entry};
 use crate::run::Status;
 use crate::scenario::{Proto, Scenario, SourceSeen};
 

@@ -3,7 +3,7 @@
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::matrix::Entry;
+use crate::report::matrix::Entry;
 use crate::run::Status;
 use crate::scenario::Scenario;
 

@@ -8,14 +8,15 @@ pub mod evidence;
 pub mod github;
 pub mod json;
 pub mod junit;
+pub mod matrix;
 pub mod tap;
 
 use std::fmt::Write;
 
-use crate::counters::LookupError;
-use crate::probe::OutcomeKind;
+use crate::backend::counters::LookupError;
 use crate::run::{ScenarioReport, Status};
 use crate::scenario::Scenario;
+use crate::traffic::probe::OutcomeKind;
 
 /// The report of one scenario run, as lines for a terminal.
 pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
@@ -141,10 +142,10 @@ impl Summary {
         }
     }
 
-    pub fn add_entry(&mut self, entry: &crate::matrix::Entry) {
+    pub fn add_entry(&mut self, entry: &crate::report::matrix::Entry) {
         match entry {
-            crate::matrix::Entry::Ran(rep) => self.add(rep),
-            crate::matrix::Entry::Ignored { .. } => self.ignored += 1,
+            crate::report::matrix::Entry::Ran(rep) => self.add(rep),
+            crate::report::matrix::Entry::Ignored { .. } => self.ignored += 1,
         }
     }
 }
@@ -157,7 +158,7 @@ impl std::fmt::Display for Summary {
 
 #[cfg(test)]
 mod tests {
-    use crate::matrix::Entry;
+    use crate::report::matrix::Entry;
     use crate::scenario::{load_text, Backend};
 
     /// One scenario ignored under two back ends, as a run of the full suite reports it.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::matrix::Entry;
+use crate::report::matrix::Entry;
 use crate::run::Status;
 use crate::scenario::Scenario;
 

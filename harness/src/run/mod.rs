@@ -1,20 +1,23 @@
 //! One scenario under one back end, start to finish: build the lab, load the rules,
 //! start the services, send the probes, read the counters, judge, tear down.
 
+pub mod partition;
+pub mod rootless;
+
 use std::time::{Duration, Instant};
 
-use crate::arrivals::Arrivals;
+use crate::backend::counters::{self, CounterDelta, Dump, LookupError};
+use crate::backend::trace::{self, TraceSession};
 use crate::backend::{self, RuleBackend};
-use crate::counters::{self, CounterDelta, Dump, LookupError};
 use crate::judge::{self, Verdict};
 use crate::lab::Lab;
-use crate::probe::OutcomeKind;
-use crate::probe::{self, Outcome};
 use crate::producer::{self, Log};
 use crate::scenario::{Backend, Proto, Scenario};
 use crate::scenario::{Expect, Probe};
-use crate::service::Services;
-use crate::trace::{self, TraceSession};
+use crate::traffic::arrivals::Arrivals;
+use crate::traffic::probe::OutcomeKind;
+use crate::traffic::probe::{self, Outcome};
+use crate::traffic::service::Services;
 
 #[derive(Debug, Clone)]
 pub struct ProbeReport {
@@ -207,7 +210,7 @@ pub fn requirements(scn: &Scenario, backend: Backend) -> Result<(), String> {
     if !scn.host.bridges.is_empty() {
         namespace_probe().bridge_netfilter.clone()?;
     }
-    if !scn.rules.ipsets.is_empty() && crate::exec::which("ipset").is_none() {
+    if !scn.rules.ipsets.is_empty() && crate::lab::sandbox::which("ipset").is_none() {
         return Err("the rule set needs ipset on PATH; install with ci/install-deps".into());
     }
     Ok(())
@@ -239,7 +242,7 @@ struct NamespaceProbe {
 
 fn namespace_probe() -> &'static NamespaceProbe {
     static PROBE: std::sync::OnceLock<NamespaceProbe> = std::sync::OnceLock::new();
-    PROBE.get_or_init(|| match crate::netns::NetNs::create("probe") {
+    PROBE.get_or_init(|| match crate::lab::netns::NetNs::create("probe") {
         Err(e) => {
             let why = format!(
                 "cannot create a network namespace ({e}): run as root with CAP_SYS_ADMIN and CAP_NET_ADMIN \

@@ -13,8 +13,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
+use crate::lab::netns::NetNs;
 use crate::lab::Lab;
-use crate::netns::NetNs;
 use crate::scenario::{NodeId, Scenario};
 
 #[derive(Debug, thiserror::Error)]

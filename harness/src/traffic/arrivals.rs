@@ -3,7 +3,7 @@
 //! A packet socket in each node (not the host, whose own rules decide after a packet
 //! arrives) records the IPv4 packets that arrive for one of the node's addresses. A
 //! probe's packets carry its tag (the source port, or the echo identifier; see
-//! [`crate::probe::tag`]), so a probe that expects `dropped` but whose request did
+//! [`crate::traffic::probe::tag`]), so a probe that expects `dropped` but whose request did
 //! arrive can be told apart: the filter let it through and only the answer was lost.
 
 use std::collections::HashSet;

@@ -2,7 +2,7 @@
 //!
 //! A table of ours, [`TABLE`], hooks prerouting and output ahead of every other chain
 //! and sets `meta nftrace set 1` on the probes' packets only: TCP and UDP packets whose
-//! source or destination port is a probe tag ([`crate::probe::tag`]), ICMP echo
+//! source or destination port is a probe tag ([`crate::traffic::probe::tag`]), ICMP echo
 //! requests and replies whose identifier is one. That sets the packet's trace bit,
 //! which both rule engines of the kernel obey:
 //!
@@ -45,14 +45,14 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::backend::counters::Dump;
 use crate::backend::{self, BackendError};
-use crate::counters::Dump;
-use crate::exec::{self, ExecError, Invocation};
-use crate::netns::{read_sysctl, write_sysctl, NetNs};
+use crate::lab::netns::{read_sysctl, write_sysctl, NetNs};
+use crate::lab::sandbox::{self, ExecError, Invocation};
 use crate::scenario::Backend;
 
 /// A probe's tag: the source port of its TCP and UDP packets, the identifier of its
-/// ICMP echoes (see [`crate::probe::tag`]).
+/// ICMP echoes (see [`crate::traffic::probe::tag`]).
 pub type ProbeTag = u16;
 
 /// The harness's own table in the lab host, family `ip`.
@@ -963,7 +963,7 @@ impl TraceSession {
         let host = host.try_clone().map_err(sock_err)?;
 
         let table = Invocation { stdin: Some(table_script(tags).into_bytes()), ..Invocation::new("nft", ["-f", "-"]) };
-        exec::run_in(host.as_fd(), &table).await.map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
+        sandbox::run_in(host.as_fd(), &table).await.map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
         let (rejects, xtables) = if xtables {
             let dump = backend::dump(backend::for_backend(backend).as_ref(), &host).await?.0;
             (HashSet::new(), XtRules::from_dump(&dump))
@@ -1052,7 +1052,9 @@ impl TraceSession {
     pub async fn close(self) -> Result<(), TraceError> {
         let ns = self.host.name().to_string();
         let inv = Invocation::new("nft", ["delete", "table", "ip", TABLE]);
-        exec::run_in(self.host.as_fd(), &inv).await.map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
+        sandbox::run_in(self.host.as_fd(), &inv)
+            .await
+            .map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
         if let Some(previous) = &self.logger {
             self.host
                 .run(|| write_sysctl(IPV4_LOGGER_SYSCTL, previous))
@@ -1182,7 +1184,7 @@ async fn read_events(sock: AsyncFd<netlink_sys::Socket>, shared: Arc<Shared>) {
 
 async fn list_ruleset(host: &NetNs) -> Result<String, TraceError> {
     let inv = Invocation::new("nft", ["-a", "list", "ruleset"]);
-    exec::run_in(host.as_fd(), &inv)
+    sandbox::run_in(host.as_fd(), &inv)
         .await
         .map(|o| o.stdout)
         .map_err(|source| TraceError::List { ns: host.name().to_string(), source })
@@ -1548,7 +1550,7 @@ pub fn describe(event: &TraceEvent, dumps: &Dumps) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::parse_iptables_save;
+    use crate::backend::counters::parse_iptables_save;
 
     fn attr(ty: u16, value: &[u8]) -> Vec<u8> {
         let mut a = Vec::new();

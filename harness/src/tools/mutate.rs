@@ -718,8 +718,8 @@ mod tests {
 
     use super::*;
     use crate::judge::Verdict;
-    use crate::probe::{Outcome, OutcomeKind};
     use crate::run::ProbeReport;
+    use crate::traffic::probe::{Outcome, OutcomeKind};
 
     fn suite() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")

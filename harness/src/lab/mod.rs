@@ -6,6 +6,9 @@
 //! Dropping a [`Lab`] closes its descriptors and netlink sockets; the kernel then
 //! removes the namespaces and every interface in them.
 
+pub mod netns;
+pub mod sandbox;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
@@ -14,7 +17,7 @@ use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 
-use crate::netns::NetNs;
+use crate::lab::netns::NetNs;
 use crate::scenario::{Attach, NodeId, Scenario};
 
 #[derive(Debug, thiserror::Error)]
@@ -311,7 +314,7 @@ impl Lab {
         let made = NetNs::create_streamed(names, {
             let differ = differ.clone();
             move |_| {
-                differ.wait()?.iter().try_for_each(|(k, v)| crate::netns::write_sysctl(k, v))?;
+                differ.wait()?.iter().try_for_each(|(k, v)| crate::lab::netns::write_sysctl(k, v))?;
                 Ok(((), connect()?))
             }
         });
@@ -348,7 +351,7 @@ type Connection =
 /// prepared, and its netlink socket driven from here on. `first` is the node id of
 /// the first name given.
 fn arrived<X>(
-    made: Option<crate::netns::Arrival<(X, Connection)>>,
+    made: Option<crate::lab::netns::Arrival<(X, Connection)>>,
     first: usize,
     scn: &Scenario,
 ) -> Result<(usize, X, NetNs, Netlink), LabError> {
@@ -369,7 +372,7 @@ async fn build_links(
     scn: &Scenario,
     host_ns: NetNs,
     host: Netlink,
-    mut made: crate::netns::Made<((), Connection)>,
+    mut made: crate::lab::netns::Made<((), Connection)>,
 ) -> Result<Vec<NetNs>, LabError> {
     use futures::StreamExt;
     let host_name = &scn.host().name;
@@ -607,7 +610,7 @@ impl BuildSettings {
     /// In the host's new namespace: the baseline, its forwarding switch, and IPv6
     /// off on lo too. Returns what every node must write.
     fn prepare_host(&self) -> std::io::Result<Vec<(String, String)>> {
-        use crate::netns::{read_sysctl, write_sysctl};
+        use crate::lab::netns::{read_sysctl, write_sysctl};
         let mut differ = Vec::new();
         for (key, value) in baseline(self.ipv6) {
             let now = read_sysctl(&key)?;

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncReadExt;
 
-use crate::netns::NetNs;
+use crate::lab::netns::NetNs;
 use crate::scenario::{Probe, Proto};
-use crate::service::{parse_answer, request};
+use crate::traffic::service::{parse_answer, request};
 
 /// What happened to a probe, independent of what was expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +155,7 @@ impl Outcome {
 }
 
 /// The source port (TCP, UDP) or echo identifier (ICMP) of the probe with this
-/// index: it tags the probe's packets, so that [`crate::arrivals`] can tell where they
+/// index: it tags the probe's packets, so that [`crate::traffic::arrivals`] can tell where they
 /// arrived. Below the kernel's ephemeral range, so never taken by anything else.
 pub fn tag(index: usize) -> u16 {
     TAG_BASE + index as u16
@@ -165,7 +165,7 @@ const TAG_BASE: u16 = 20000;
 
 /// Send probe number `index`, `probe`, from the namespace `from`. A UDP request also
 /// carries `index` as a token, so the service that receives it can say so (see
-/// [`crate::service::request`]).
+/// [`crate::traffic::service::request`]).
 pub async fn send(from: &NetNs, probe: &Probe, index: usize) -> Outcome {
     let start = Instant::now();
     let tag = tag(index);

@@ -3,7 +3,7 @@
 //! scenario that rebuilds the same lab around it, with the same probes and counters.
 //! A later run can then hold today's program against the captured one.
 
-use serde_yaml::{Mapping, Value};
+use crate::scenario::yaml::{self, Mapping, Value};
 
 use crate::backend::{self};
 use crate::lab::sandbox::{self, Invocation};
@@ -200,7 +200,7 @@ pub fn static_scenario(scn: &Scenario, backend: Backend, rules_file: &str, captu
         text.push_str(line);
         text.push('\n');
     }
-    text + &serde_yaml::to_string(&Value::Mapping(top)).unwrap_or_default()
+    text + &yaml::to_string(&Value::Mapping(top))
 }
 
 fn services(sv: &crate::scenario::Services) -> Value {

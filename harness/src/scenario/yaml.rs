@@ -1,16 +1,23 @@
-//! Where each key of a YAML document sits.
+//! The one place that reads YAML.
 //!
-//! serde_yaml gives values but no positions, so the text is walked a second time with
-//! yaml-rust2's marked event parser. Every node of the first document is recorded under
-//! its key path, in the same notation serde_yaml uses in its error messages:
-//! `host.bridges.br0.address`, `probes[2].to`; the document itself is the empty path.
+//! A scenario or producers file is read here and nowhere else: serde_yaml gives the
+//! values (into the shapes of `file.rs`) but no positions, so the same text is also
+//! walked with yaml-rust2's marked event parser, and every node of the first document
+//! is recorded under its key path, in the notation serde_yaml uses in its error
+//! messages: `host.bridges.br0.address`, `probes[2].to`; the document itself is the
+//! empty path. [`read`] does both and turns every failure into a [`Diagnostic`] at its
+//! file, line and column. `netconform capture` writes YAML with [`to_string`].
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+use super::diagnostic::{Diagnostic, InputError};
 use super::model::Location;
+
+pub use serde_yaml::{Mapping, Value};
 
 /// Where one node of the document sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +337,115 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+/// `text` read into `T`, with the positions of its keys. Deep nesting, syntax errors,
+/// duplicate keys and `!` tags are refused before `T` is looked at; any failure here
+/// ends the file's checks.
+pub fn read<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<(T, Positions), InputError> {
+    // Positions first: it refuses deep nesting early, before serde_yaml's scanner
+    // spends quadratic time on it.
+    let positions = match Positions::parse(text) {
+        Ok(positions) => positions,
+        Err(e) => return Err(syntax_error(path, text, e).into()),
+    };
+    if !positions.duplicates().is_empty() {
+        return Err(duplicates(path, &positions).into());
+    }
+    if !positions.tagged().is_empty() {
+        return Err(tagged(path, &positions).into());
+    }
+    // serde_yaml reads the whole document before it looks at `T`, so a syntax error
+    // it finds comes out ahead of any error of shape.
+    let file = serde_yaml::from_str(text).map_err(|e| serde_error(path, &positions, e))?;
+    Ok((file, positions))
+}
+
+/// A syntax error, in serde_yaml's words where it sees one too (they name what was
+/// expected), else in yaml-rust2's.
+fn syntax_error(path: &Path, text: &str, e: SyntaxError) -> Diagnostic {
+    let own =
+        || Diagnostic { path: path.to_path_buf(), location: Some(e.location), key: None, message: e.message.clone() };
+    if e.too_deep {
+        return own();
+    }
+    match serde_yaml::from_str::<Value>(text) {
+        Err(serde) => serde_error(path, &Positions::default(), serde),
+        Ok(_) => own(),
+    }
+}
+
+/// Values written with the non-specific tag `!`, which serde_yaml drops without a word.
+fn tagged(path: &Path, positions: &Positions) -> Vec<Diagnostic> {
+    positions
+        .tagged()
+        .iter()
+        .map(|(key, at)| Diagnostic {
+            path: path.to_path_buf(),
+            location: Some(*at),
+            key: (!key.is_empty()).then(|| key.clone()),
+            message: "a value that starts with `!` is a YAML tag, and the `!` would be dropped; \
+                      quote the value: '! -i ...'"
+                .to_string(),
+        })
+        .collect()
+}
+
+fn duplicates(path: &Path, positions: &Positions) -> Vec<Diagnostic> {
+    positions
+        .duplicates()
+        .iter()
+        .map(|d| Diagnostic {
+            path: path.to_path_buf(),
+            location: Some(d.second),
+            key: Some(d.path.clone()),
+            message: format!(
+                "duplicate key `{}`: it already appears at line {} column {}",
+                d.key, d.first.line, d.first.column
+            ),
+        })
+        .collect()
+}
+
+/// Turn a serde_yaml error into a Diagnostic: its position, the key path it names, and
+/// the rest of its message.
+fn serde_error(path: &Path, positions: &Positions, e: serde_yaml::Error) -> Diagnostic {
+    let location = e.location().map(|l| Location { line: l.line(), column: l.column() });
+    let mut message = e.to_string();
+    if let Some(l) = location {
+        let suffix = format!(" at line {} column {}", l.line, l.column);
+        if let Some(i) = message.find(&suffix) {
+            message.replace_range(i..i + suffix.len(), "");
+        }
+    }
+    let mut location = location;
+    if message.starts_with("deserializing from YAML containing more than one document") {
+        message = "expected one YAML document, found more than one".to_string();
+        location = location.or(positions.second_document());
+    }
+    let mut key = None;
+    if let Some(i) = message.match_indices(": ").map(|(i, _)| i).find(|&i| positions.contains(&message[..i])) {
+        key = Some(message[..i].to_string());
+        message = message[i + 2..].to_string();
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some(end) = rest.find('`') {
+            key = Some(join(key.as_deref().unwrap_or(""), &rest[..end]));
+            message = format!("unknown key `{rest}");
+        }
+    }
+    Diagnostic { path: path.to_path_buf(), location, key, message }
+}
+
+/// `value` as YAML text.
+pub fn to_string(value: &Value) -> String {
+    serde_yaml::to_string(value).unwrap_or_default()
+}
+
+/// Whether `text` is YAML at all, without reading it into a shape; the error as text.
+#[cfg(test)]
+pub fn check_syntax(text: &str) -> Result<(), String> {
+    serde_yaml::from_str::<Value>(text).map(drop).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,5 +559,166 @@ last: end
     #[case("probes[2].to", Some("probes[2]"))]
     fn parents(#[case] path: &str, #[case] expected: Option<&str>) {
         assert_eq!(parent(path), expected);
+    }
+
+    // Reading whole files: syntax, types, unknown and duplicate keys.
+    mod files {
+        use crate::scenario::model::Location;
+        use crate::scenario::testing::*;
+        use rstest::rstest;
+
+        // Parsing: syntax, types, unknown and duplicate keys.
+
+        #[rstest]
+        #[case::flow_not_closed("host: [\n", at(2, 1), "did not find expected node content")]
+        #[case::bad_indent("host:\n  name: a\n bridges: {}\n", at(3, 2), "did not find expected key")]
+        #[case::tab("host:\n\tname: x\n", at(2, 1), "cannot start any token")]
+        #[case::unclosed_quote("description: \"abc\n", at(2, 1), "end of stream")]
+        fn malformed_yaml(#[case] text: &str, #[case] location: Location, #[case] says: &str) {
+            let d = errors(text);
+            assert_eq!(d.len(), 1, "{d:?}");
+            assert_eq!(d[0].location, Some(location), "{d:?}");
+            assert_eq!(d[0].key, None);
+            assert!(d[0].message.contains(says), "{}", d[0].message);
+            let at = format!(" at line {} column {}", location.line, location.column);
+            assert!(!d[0].message.contains(&at), "{}", d[0].message);
+        }
+
+        #[rstest]
+        #[case::bool(
+            "forwarding: true",
+            "forwarding: maybe",
+            "host.forwarding",
+            "forwarding: |maybe",
+            "expected a boolean"
+        )]
+        #[case::port_string(
+            "tcp: [80, 8080]",
+            "tcp: [80, http]",
+            "nodes.c1.services.tcp[1]",
+            "tcp: [80, |http]",
+            "expected an integer"
+        )]
+        #[case::host_list(
+            "ipv6: true\nhost:\n  forwarding: true\n",
+            "ipv6: true\nhost: [forwarding]\nold_host:\n  forwarding: true\n",
+            "host",
+            "host: |[forwarding]",
+            "expected a mapping of host settings"
+        )]
+        #[case::interfaces_map(
+            "    interfaces:\n      - bridge: br0\n        address: 172.20.0.2/16\n        gateway: 172.20.0.1\n",
+            "    interfaces: { bridge: br0 }\n",
+            "nodes.c1.interfaces",
+            "interfaces: |{",
+            "expected a sequence"
+        )]
+        #[case::sysctl_list(
+            "net.ipv4.tcp_syncookies: 1",
+            "net.ipv4.tcp_syncookies: [1]",
+            "nodes.ext.sysctls.net.ipv4.tcp_syncookies",
+            "syncookies: |[1]",
+            "expected a sysctl value"
+        )]
+        #[case::count_list("packets: 1\n", "packets: [1]\n", "counters[0].packets", "packets: |[1]", "a count")]
+        #[case::timeout_map("timeout: 300ms", "timeout: {ms: 300}", "timeout", "timeout: |{", "a duration")]
+        fn wrong_type(
+            #[case] from: &str,
+            #[case] to: &str,
+            #[case] key: &str,
+            #[case] needle: &str,
+            #[case] says: &str,
+        ) {
+            let text = edit(from, to);
+            assert_one(&text, key, needle, says);
+        }
+
+        #[rstest]
+        #[case::top_level("ipv6: true\n", "ipv6: true\ncolour: blue\n", "colour", "|colour:", "unknown key `colour`")]
+        #[case::host(
+            "  forwarding: true\n",
+            "  forwarding: true\n  forward: true\n",
+            "host.forward",
+            "  |forward: true",
+            "unknown key `forward`"
+        )]
+        #[case::interface(
+            "        gateway: 172.20.0.1\n",
+            "        gateway: 172.20.0.1\n        mtu: 1400\n",
+            "nodes.c1.interfaces[0].mtu",
+            "|mtu:",
+            "unknown key `mtu`"
+        )]
+        #[case::probe(
+            "    expect: dropped\n",
+            "    expect: dropped\n    expcet: reached\n",
+            "probes[0].expcet",
+            "|expcet",
+            "expected one of"
+        )]
+        #[case::bridge(
+            "      address: 172.20.0.1/16\n",
+            "      address: 172.20.0.1/16\n      stp: true\n",
+            "host.bridges.br0.stp",
+            "|stp",
+            "unknown key `stp`"
+        )]
+        #[case::counter(
+            "    comment: allow ssh\n",
+            "    comment: allow ssh\n    note: x\n",
+            "counters[2].note",
+            "|note",
+            "unknown key `note`"
+        )]
+        fn unknown_key(
+            #[case] from: &str,
+            #[case] to: &str,
+            #[case] key: &str,
+            #[case] needle: &str,
+            #[case] says: &str,
+        ) {
+            let text = edit(from, to);
+            assert_one(&text, key, needle, says);
+        }
+
+        #[rstest]
+        #[case::node(
+            "nodes:\n",
+            "nodes:\n  c2:\n    interfaces: [{ bridge: br0, address: 172.20.0.9/16 }]\n",
+            "nodes.c2",
+            "  |c2:\n    interfaces:\n"
+        )]
+        #[case::sysctl(
+            "    net.ipv4.ip_forward: \"1\"\n",
+            "    net.ipv4.ip_forward: \"1\"\n    net.ipv4.conf.all.rp_filter: 1\n",
+            "host.sysctls.net.ipv4.conf.all.rp_filter",
+            "\"1\"\n    |net.ipv4.conf.all.rp_filter"
+        )]
+        #[case::bridge("    iso:\n", "    iso:\n    br0: {}\n", "host.bridges.br0", "    iso:\n    |br0")]
+        #[case::struct_field("    port: 80\n", "    port: 80\n    port: 81\n", "probes[0].port", "    |port: 81")]
+        #[case::top_level("ipv6: true\n", "ipv6: true\nipv6: false\n", "ipv6", "|ipv6: false")]
+        fn duplicate_key(#[case] from: &str, #[case] to: &str, #[case] key: &str, #[case] needle: &str) {
+            let text = edit(from, to);
+            let d = errors(&text);
+            assert_eq!(d.len(), 1, "{d:?}");
+            assert_eq!(d[0].key.as_deref(), Some(key));
+            assert_eq!(d[0].location, Some(loc(&text, needle)));
+            assert!(d[0].message.starts_with("duplicate key"), "{}", d[0].message);
+            assert!(d[0].message.contains("already appears at line"), "{}", d[0].message);
+        }
+
+        #[test]
+        fn several_duplicates_are_all_reported() {
+            let text = edit("nodes:\n", "nodes:\n  c2: {}\n  c2: {}\n");
+            assert_eq!(errors(&text).len(), 2);
+        }
+
+        #[test]
+        fn more_than_one_document() {
+            let text = format!("{GOOD}---\n{GOOD}");
+            let d = errors(&text);
+            assert_eq!(d.len(), 1);
+            assert!(d[0].message.contains("more than one"), "{}", d[0].message);
+        }
     }
 }

@@ -1,0 +1,452 @@
+//! Probes: who sends what to where, what must come of it, and for a contract scenario
+//! how one producer is expected to differ.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use super::topology::LabIndex;
+use super::Checker;
+use crate::scenario::contract::ProducerCtx;
+use crate::scenario::file::ProbeFile;
+use crate::scenario::model::*;
+use crate::scenario::yaml::{item, join};
+
+pub(crate) fn probes(
+    c: &mut Checker,
+    scenario: &Scenario,
+    lab: &LabIndex,
+    list: &[ProbeFile],
+    ctx: Option<&ProducerCtx>,
+) -> Vec<Probe> {
+    let mut out = Vec::new();
+    // Probe name → where it was declared.
+    let mut names_seen: HashMap<String, String> = HashMap::new();
+    for (i, p) in list.iter().enumerate() {
+        let key = item("probes", i);
+        let (p, difference) = differs(c, &key, p, ctx);
+        let p = &p;
+        let node = |c: &mut Checker, field: &str, text: &str| -> Option<NodeId> {
+            let id = lab.ids.get(text).copied();
+            if id.is_none() {
+                c.value(&join(&key, field), format!("no node named `{text}`; nodes: {}", lab.node_list(scenario)));
+            }
+            id
+        };
+
+        let from = match &p.from {
+            None => {
+                c.missing(&join(&key, "from"), "the name of the node that sends the probe");
+                None
+            }
+            Some(f) => node(c, "from", f),
+        };
+
+        let to = match &p.to {
+            None => {
+                c.missing(&join(&key, "to"), "a node name or an IPv4 address");
+                None
+            }
+            Some(t) => resolve_to(c, scenario, lab, &join(&key, "to"), t),
+        };
+
+        let port = p.port.and_then(|n| c.port(&join(&key, "port"), n));
+        let proto_name = p.proto.as_deref().unwrap_or(if p.port.is_some() { "tcp" } else { "icmp" });
+        let proto = match proto_name {
+            "icmp" => {
+                if p.port.is_some() {
+                    c.key(
+                        &join(&key, "port"),
+                        "expected no `port` for an icmp probe; remove it, or set `proto` to tcp or udp",
+                    );
+                }
+                Some(Proto::Icmp)
+            }
+            "tcp" | "udp" => {
+                if p.port.is_none() {
+                    c.missing(&join(&key, "port"), &format!("a port from 1 to 65535 for a {proto_name} probe"));
+                }
+                port.map(|n| if proto_name == "tcp" { Proto::Tcp(n) } else { Proto::Udp(n) })
+            }
+            other => {
+                c.value(&join(&key, "proto"), format!("expected icmp, tcp or udp, found `{other}`"));
+                None
+            }
+        };
+
+        let expect = match p.expect.as_deref() {
+            None => {
+                c.missing(&join(&key, "expect"), "reached, refused or dropped");
+                None
+            }
+            Some("reached") => Some(Expect::Reached),
+            Some("refused") => Some(Expect::Refused),
+            Some("dropped") => Some(Expect::Dropped),
+            Some(other) => {
+                c.value(&join(&key, "expect"), format!("expected reached, refused or dropped, found `{other}`"));
+                None
+            }
+        };
+
+        // served_by and source_seen describe the answering service.
+        let answers = |c: &mut Checker, field: &str| -> bool {
+            let reason = match (expect, proto) {
+                (Some(e), _) if e != Expect::Reached => Some(format!("this probe expects `{e}`")),
+                (_, Some(Proto::Icmp)) => Some("this is an icmp probe".to_string()),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                c.key(
+                    &join(&key, field),
+                    format!(
+                        "expected `{field}` only on a tcp or udp probe that expects `reached`; \
+                         {reason}"
+                    ),
+                );
+                return false;
+            }
+            true
+        };
+
+        let served_by = match &p.served_by {
+            None => None,
+            Some(s) => {
+                let applies = answers(c, "served_by");
+                let id = node(c, "served_by", s);
+                if let (true, Some(id), Some(proto)) = (applies, id, proto) {
+                    let services = &scenario.node(id).services;
+                    let (name, ports) = match proto {
+                        Proto::Udp(_) => ("udp", &services.udp),
+                        _ => ("tcp", &services.tcp),
+                    };
+                    if ports.is_empty() {
+                        c.value(
+                            &join(&key, "served_by"),
+                            format!(
+                                "expected a node with a {name} service, but `{s}` declares none; \
+                                 add its port under `services: {name}:`"
+                            ),
+                        );
+                    }
+                }
+                id
+            }
+        };
+
+        let source_seen = match &p.source_seen {
+            None => None,
+            Some(s) => {
+                answers(c, "source_seen");
+                if let Some(&id) = lab.ids.get(s) {
+                    Some(SourceSeen::Node(id))
+                } else if let Ok(a) = s.parse::<Ipv4Addr>() {
+                    Some(SourceSeen::Address(a))
+                } else {
+                    c.value(
+                        &join(&key, "source_seen"),
+                        format!(
+                            "expected a node name (one of {}) or an IPv4 address, found `{s}`",
+                            lab.node_list(scenario)
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+
+        let timeout = match &p.timeout {
+            None => Some(scenario.timeout),
+            Some(t) => c.duration(&join(&key, "timeout"), t),
+        };
+
+        let name = match &p.name {
+            Some(n) if n.trim().is_empty() => {
+                c.value(&join(&key, "name"), "expected a probe name, found an empty string");
+                None
+            }
+            Some(n) => Some(n.clone()),
+            None => match (&p.from, &p.to, proto) {
+                (Some(f), Some(t), Some(Proto::Icmp)) => Some(format!("{f} -> {t} icmp")),
+                (Some(f), Some(t), Some(proto)) => Some(format!("{f} -> {t}:{proto}")),
+                _ => None,
+            },
+        };
+        if let Some(n) = &name {
+            match names_seen.get(n) {
+                Some(first) => c.value(
+                    if p.name.is_some() { join(&key, "name") } else { key.clone() }.as_str(),
+                    format!(
+                        "probe name `{n}` is already used by {first}; give one of them a \
+                         distinct `name`"
+                    ),
+                ),
+                None => {
+                    names_seen.insert(n.clone(), key.clone());
+                }
+            }
+        }
+
+        if let (Some(name), Some(from), Some(to), Some(proto), Some(expect), Some(timeout)) =
+            (name, from, to, proto, expect, timeout)
+        {
+            out.push(Probe {
+                name,
+                location: c.location(&key),
+                from,
+                to,
+                to_text: p.to.clone().unwrap_or_default(),
+                proto,
+                expect,
+                served_by,
+                source_seen,
+                timeout,
+                difference,
+            });
+        }
+    }
+    out
+}
+
+/// The probe as the producer in `ctx` is expected to see it, and why it differs from
+/// the contract, if it does.
+pub(crate) fn differs(
+    c: &mut Checker,
+    key: &str,
+    p: &ProbeFile,
+    ctx: Option<&ProducerCtx>,
+) -> (ProbeFile, Option<String>) {
+    let mut probe = p.clone();
+    let Some(map) = &p.differs else { return (probe, None) };
+    let Some(ctx) = ctx else {
+        c.key(&join(key, "differs"), "expected `differs` only in a scenario with `producers`");
+        return (probe, None);
+    };
+    let mut difference = None;
+    for (producer, d) in map {
+        let dkey = join(&join(key, "differs"), producer);
+        ctx.check_name(c, &dkey, producer);
+        let why = match d.why.as_deref().map(str::trim) {
+            None | Some("") => {
+                c.missing(&join(&dkey, "why"), "the reason this producer differs from the contract here");
+                None
+            }
+            Some(w) => Some(w.to_string()),
+        };
+        if d.expect.is_none() && d.served_by.is_none() && d.source_seen.is_none() {
+            c.value(&dkey, "expected at least one of `expect`, `served_by` or `source_seen` to differ");
+        }
+        if producer == &ctx.producer.name {
+            if let Some(e) = &d.expect {
+                probe.expect = Some(e.clone());
+                if e != "reached" {
+                    // What answers is moot when nothing should.
+                    probe.served_by = None;
+                    probe.source_seen = None;
+                }
+            }
+            if d.served_by.is_some() {
+                probe.served_by = d.served_by.clone();
+            }
+            if d.source_seen.is_some() {
+                probe.source_seen = d.source_seen.clone();
+            }
+            difference = why;
+        }
+    }
+    (probe, difference)
+}
+
+/// A probe's destination: a node's first address, or an address of the lab or of
+/// loopback.
+pub(crate) fn resolve_to(
+    c: &mut Checker,
+    scenario: &Scenario,
+    lab: &LabIndex,
+    key: &str,
+    text: &str,
+) -> Option<Ipv4Addr> {
+    if let Some(&id) = lab.ids.get(text) {
+        let first = scenario.addresses_of(id).first().copied();
+        if first.is_none() && !lab.incomplete.contains(&id) {
+            c.value(
+                key,
+                format!(
+                    "node `{text}` has no address to send to (the host's addresses are those \
+                     of its uplinks and bridges); give an address instead"
+                ),
+            );
+        }
+        return first;
+    }
+    match text.parse::<Ipv4Addr>() {
+        Ok(a) if a.is_loopback() || scenario.owner_of(a).is_some() => Some(a),
+        Ok(a) => {
+            if !lab.rejected.contains(&a) {
+                c.value(
+                    key,
+                    format!(
+                        "{a} is no address of this lab: traffic must stay inside the lab, so \
+                         expected the address of a bridge, uplink or node interface, or one \
+                         in 127.0.0.0/8"
+                    ),
+                );
+            }
+            None
+        }
+        Err(_) => {
+            c.value(
+                key,
+                format!("expected a node name (one of {}) or an IPv4 address, found `{text}`", lab.node_list(scenario)),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::testing::*;
+    use rstest::rstest;
+
+    #[rstest]
+    // Probes.
+    #[case::timeout_bad(
+        "timeout: 300ms",
+        "timeout: fast",
+        "timeout",
+        "timeout: |fast",
+        "expected a duration such as \"200ms\" or \"1s\", found `fast`"
+    )]
+    #[case::timeout_zero("timeout: 300ms", "timeout: 0s", "timeout", "timeout: |0s", "greater than 0 and at most 60s")]
+    #[case::timeout_long("timeout: 1s", "timeout: 2m", "probes[1].timeout", "timeout: |2m", "at most 60s")]
+    #[case::from_unknown(
+        "  - from: c1\n    to: c2",
+        "  - from: c7\n    to: c2",
+        "probes[0].from",
+        "from: |c7",
+        "no node named `c7`; nodes: host, c1, c2, ext"
+    )]
+    #[case::from_missing(
+        "  - from: c1\n    to: c2\n",
+        "  - to: c2\n",
+        "probes[0].from",
+        "  - |to: c2",
+        "missing required key `from`"
+    )]
+    #[case::to_unknown(
+        "    to: c2\n",
+        "    to: c2x\n",
+        "probes[0].to",
+        "to: |c2x",
+        "expected a node name (one of host, c1, c2, ext) or an IPv4 address, found `c2x`"
+    )]
+    #[case::to_outside(
+        "    to: c2\n",
+        "    to: 8.8.8.8\n",
+        "probes[0].to",
+        "to: |8.8.8.8",
+        "8.8.8.8 is no address of this lab"
+    )]
+    #[case::proto_unknown(
+        "    proto: udp\n",
+        "    proto: sctp\n",
+        "probes[3].proto",
+        "proto: |sctp",
+        "expected icmp, tcp or udp, found `sctp`"
+    )]
+    #[case::port_for_icmp(
+        "    to: 127.0.0.1\n",
+        "    to: 127.0.0.1\n    port: 22\n    proto: icmp\n",
+        "probes[2].port",
+        "    |port: 22",
+        "no `port` for an icmp probe"
+    )]
+    #[case::port_missing(
+        "    proto: udp\n    port: 53\n",
+        "    proto: udp\n",
+        "probes[3].port",
+        "  - |from: host",
+        "missing required key `port`"
+    )]
+    #[case::probe_port_zero(
+        "    port: 80\n",
+        "    port: 0\n",
+        "probes[0].port",
+        "port: |0",
+        "expected a port from 1 to 65535, found 0"
+    )]
+    #[case::expect_missing(
+        "    port: 80\n    expect: dropped\n",
+        "    port: 80\n",
+        "probes[0].expect",
+        "  - |from: c1\n    to: c2",
+        "missing required key `expect`"
+    )]
+    #[case::expect_unknown(
+        "expect: dropped",
+        "expect: blocked",
+        "probes[0].expect",
+        "expect: |blocked",
+        "expected reached, refused or dropped, found `blocked`"
+    )]
+    #[case::served_by_dropped(
+        "    expect: dropped\n",
+        "    expect: dropped\n    served_by: c2\n",
+        "probes[0].served_by",
+        "    |served_by: c2",
+        "this probe expects `dropped`"
+    )]
+    #[case::served_by_icmp(
+        "    expect: refused\n",
+        "    expect: reached\n    served_by: c1\n",
+        "probes[2].served_by",
+        "    |served_by: c1\n  - from: host",
+        "this is an icmp probe"
+    )]
+    #[case::served_by_no_service(
+        "    served_by: c1\n    source_seen: ext",
+        "    served_by: c2\n    source_seen: ext",
+        "probes[1].served_by",
+        "served_by: |c2",
+        "`c2` declares none"
+    )]
+    #[case::served_by_no_udp_service(
+        "    served_by: c1\n    source_seen: 192",
+        "    served_by: ext\n    source_seen: 192",
+        "probes[3].served_by",
+        "served_by: |ext",
+        "with a udp service, but `ext` declares none"
+    )]
+    #[case::served_by_unknown(
+        "    served_by: c1\n    source_seen: ext",
+        "    served_by: c9\n    source_seen: ext",
+        "probes[1].served_by",
+        "served_by: |c9",
+        "no node named `c9`"
+    )]
+    #[case::source_seen_refused(
+        "    expect: refused\n",
+        "    expect: refused\n    source_seen: c1\n",
+        "probes[2].source_seen",
+        "    |source_seen: c1",
+        "expects `refused`"
+    )]
+    #[case::source_seen_bad(
+        "source_seen: ext",
+        "source_seen: extern",
+        "probes[1].source_seen",
+        "source_seen: |extern",
+        "expected a node name (one of host, c1, c2, ext) or an IPv4 address, found `extern`"
+    )]
+    #[case::probe_name_twice(
+        "  - name: external web\n",
+        "  - name: c1 -> c2:80/tcp\n",
+        "probes[1].name",
+        "name: |c1 -> c2",
+        "probe name `c1 -> c2:80/tcp` is already used by probes[0]"
+    )]
+    #[case::probe_name_empty("  - name: external web\n", "  - name: \"\"\n", "probes[1].name", "name: |\"\"", "empty")]
+    fn invalid(#[case] from: &str, #[case] to: &str, #[case] key: &str, #[case] needle: &str, #[case] says: &str) {
+        let text = edit(from, to);
+        assert_one(&text, key, needle, says);
+    }
+}

@@ -1,0 +1,840 @@
+//! The lab: the host with its bridges and uplinks, the nodes with their interfaces, and
+//! the container networks a live producer wires. Names resolve to indices, addresses
+//! must fit their subnets and be unique, and each veth gets its host-side name here.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+
+use super::fields::MAX_IFNAME;
+use super::Checker;
+use crate::scenario::diagnostic::names;
+use crate::scenario::file::{HostFile, NodeFile, ScenarioFile};
+use crate::scenario::load::DEFAULT_TIMEOUT;
+use crate::scenario::model::*;
+use crate::scenario::yaml::{self, item, join};
+
+/// What the checks of nodes learnt, for the checks of probes.
+pub(crate) struct LabIndex {
+    pub(crate) ids: HashMap<String, NodeId>,
+    /// Nodes with an address that did not parse: resolving their names says nothing.
+    pub(crate) incomplete: HashSet<NodeId>,
+    /// Addresses written in the lab but rejected (`10.0.0.0/24`, `10.0.0.5` without a
+    /// prefix): a probe to one of them gets no second complaint.
+    pub(crate) rejected: HashSet<Ipv4Addr>,
+}
+
+impl LabIndex {
+    pub(crate) fn node_list(&self, scenario: &Scenario) -> String {
+        let mut seen = HashSet::new();
+        names(scenario.nodes.iter().map(|n| n.name.as_str()).filter(|n| seen.insert(*n)))
+    }
+}
+
+/// The address part of a rejected interface address, if it has one.
+pub(crate) fn written_address(text: &str) -> Option<Ipv4Addr> {
+    text.split('/').next()?.trim().parse().ok()
+}
+
+/// The host, its bridges and uplinks, and the nodes: everything but rules, probes and
+/// counters.
+pub(crate) fn build_lab(
+    c: &mut Checker,
+    host: HostFile,
+    node_files: indexmap::IndexMap<String, Option<NodeFile>>,
+) -> (Scenario, LabIndex) {
+    let host_name = host.name.clone().unwrap_or_else(|| "host".to_string());
+    if host.name.is_some() {
+        c.node_name("host.name", &host_name, false);
+    }
+
+    // Every address of the lab with where it was written, in file order.
+    let mut addresses: Vec<(Ipv4Addr, String)> = Vec::new();
+    let mut rejected = HashSet::new();
+
+    let mut bridges = Vec::new();
+    for (bname, b) in host.bridges.iter().flatten() {
+        let key = join("host.bridges", bname);
+        c.ifname(&key, bname, true);
+        let address = match b.as_ref().and_then(|b| b.address.as_deref()) {
+            None => None,
+            Some(text) => {
+                let akey = join(&key, "address");
+                let a = c.cidr(&akey, text);
+                match a {
+                    Some(a) => addresses.push((a.addr(), akey)),
+                    None => rejected.extend(written_address(text)),
+                }
+                a
+            }
+        };
+        bridges.push(Bridge { name: bname.clone(), address });
+    }
+
+    let mut uplinks = Vec::new();
+    // None where the address is missing or wrong.
+    let mut uplink_nets: Vec<Option<Ipv4Net>> = Vec::new();
+    for (uname, u) in host.uplinks.iter().flatten() {
+        let key = join("host.uplinks", uname);
+        c.ifname(&key, uname, true);
+        if bridges.iter().any(|b| &b.name == uname) {
+            c.key(
+                &key,
+                format!(
+                    "the host already has a bridge named `{uname}`; bridge and uplink names \
+                     must be unique on the host"
+                ),
+            );
+        }
+        let akey = join(&key, "address");
+        let text = u.as_ref().and_then(|u| u.address.as_deref());
+        let address = match text {
+            None => {
+                c.missing(&akey, "an IPv4 address with a prefix length such as 192.0.2.1/24");
+                None
+            }
+            Some(text) => c.cidr(&akey, text),
+        };
+        match address {
+            Some(a) => addresses.push((a.addr(), akey)),
+            None => rejected.extend(text.and_then(written_address)),
+        }
+        uplink_nets.push(address);
+        uplinks.push(Uplink {
+            name: uname.clone(),
+            address: address.unwrap_or(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 32).unwrap()),
+            peer: NodeId::HOST,
+        });
+    }
+
+    // The host routes a subnet through one interface: two with the same one contradict.
+    let mut subnets: Vec<(Ipv4Net, String)> = Vec::new();
+    let host_nets = bridges
+        .iter()
+        .filter_map(|b| {
+            b.address.map(|a| (a, format!("bridge `{}`", b.name), join(&join("host.bridges", &b.name), "address")))
+        })
+        .chain(uplinks.iter().zip(&uplink_nets).filter_map(|(u, n)| {
+            n.map(|a| (a, format!("uplink `{}`", u.name), join(&join("host.uplinks", &u.name), "address")))
+        }))
+        .collect::<Vec<_>>();
+    for (net, what, key) in host_nets {
+        match subnets.iter().find(|(n, _)| *n == net.trunc()) {
+            Some((_, first)) => c.value(
+                &key,
+                format!(
+                    "{what} has the subnet {}, as {first} does; the host would route it through only one of them",
+                    net.trunc()
+                ),
+            ),
+            None => subnets.push((net.trunc(), what)),
+        }
+    }
+
+    let mut nodes = vec![Node {
+        name: host_name.clone(),
+        interfaces: Vec::new(),
+        sysctls: c.sysctls("host.sysctls", host.sysctls.as_ref()),
+        loopback: true,
+        services: c.services("host.services", host.services.as_ref()),
+        container: None,
+    }];
+    let mut ids = HashMap::from([(host_name.clone(), NodeId::HOST)]);
+    let mut incomplete = HashSet::new();
+    // For each uplink, the interfaces that use it.
+    let mut uplink_users: Vec<Vec<(NodeId, String)>> = vec![Vec::new(); uplinks.len()];
+
+    for (i, (nname, nfile)) in node_files.iter().enumerate() {
+        let id = NodeId(i + 1);
+        let key = join("nodes", nname);
+        c.node_name(&key, nname, true);
+        if nname == &host_name {
+            c.key(&key, format!("`{nname}` is the host's name (`host.name`); node names must differ from it"));
+        } else {
+            ids.insert(nname.clone(), id);
+        }
+        let default = NodeFile::default();
+        let nfile = nfile.as_ref().unwrap_or(&default);
+        let ikey = join(&key, "interfaces");
+        let list = c.list(&ikey, &nfile.interfaces, "a non-empty list of interfaces");
+        let mut interfaces: Vec<Interface> = Vec::new();
+        // Interface name → where it was declared.
+        let mut ifnames: HashMap<String, String> = HashMap::new();
+        let mut gateway_at: Option<String> = None;
+        for (j, f) in list.iter().enumerate() {
+            let fkey = item(&ikey, j);
+            let attach = match (&f.bridge, &f.uplink) {
+                (Some(_), Some(_)) => {
+                    c.key(
+                        &join(&fkey, "uplink"),
+                        "expected either `bridge` or `uplink`, found both: an interface connects \
+                         to one of them",
+                    );
+                    None
+                }
+                (None, None) => {
+                    c.value(
+                        &fkey,
+                        "expected `bridge: NAME` or `uplink: NAME` to say where the interface \
+                         connects, found neither",
+                    );
+                    None
+                }
+                (Some(b), None) => match bridges.iter().position(|x| &x.name == b) {
+                    Some(k) => Some(Attach::Bridge(k)),
+                    None => {
+                        c.value(
+                            &join(&fkey, "bridge"),
+                            format!(
+                                "no bridge named `{b}` under host.bridges; bridges: {}",
+                                names(bridges.iter().map(|x| x.name.as_str()))
+                            ),
+                        );
+                        None
+                    }
+                },
+                (None, Some(u)) => match uplinks.iter().position(|x| &x.name == u) {
+                    Some(k) => {
+                        uplink_users[k].push((id, join(&fkey, "uplink")));
+                        Some(Attach::Uplink(k))
+                    }
+                    None => {
+                        c.value(
+                            &join(&fkey, "uplink"),
+                            format!(
+                                "no uplink named `{u}` under host.uplinks; uplinks: {}",
+                                names(uplinks.iter().map(|x| x.name.as_str()))
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+
+            let ifname = f.name.clone().unwrap_or_else(|| format!("eth{j}"));
+            let nkey = join(&fkey, "name");
+            if f.name.is_some() {
+                c.ifname(&nkey, &ifname, false);
+            }
+            match ifnames.get(&ifname) {
+                Some(first) if f.name.is_some() => {
+                    c.value(&nkey, format!("interface name `{ifname}` is already used by {first}"))
+                }
+                Some(first) => c.value(
+                    &fkey,
+                    format!(
+                        "this interface's default name `{ifname}` is already used by {first}; \
+                         give it a `name`"
+                    ),
+                ),
+                None => {
+                    ifnames.insert(ifname.clone(), fkey.clone());
+                }
+            }
+
+            let akey = join(&fkey, "address");
+            let address = match &f.address {
+                None => {
+                    c.missing(&akey, "an IPv4 address with a prefix length such as 192.168.0.2/20");
+                    None
+                }
+                Some(text) => c.cidr(&akey, text),
+            };
+            if let Some(a) = address {
+                let subnet = match attach {
+                    Some(Attach::Bridge(k)) => bridges[k].address.map(|n| (n, format!("bridge `{}`", bridges[k].name))),
+                    Some(Attach::Uplink(k)) => uplink_nets[k].map(|n| (n, format!("uplink `{}`", uplinks[k].name))),
+                    None => None,
+                };
+                if let Some((net, what)) = subnet {
+                    if !net.contains(&a.addr()) {
+                        c.value(
+                            &akey,
+                            format!("expected an address in {what}'s subnet {}, found {}", net.trunc(), a.addr()),
+                        );
+                    }
+                }
+                addresses.push((a.addr(), akey.clone()));
+            } else {
+                incomplete.insert(id);
+                rejected.extend(f.address.as_deref().and_then(written_address));
+            }
+
+            let gkey = join(&fkey, "gateway");
+            let gateway = f.gateway.as_deref().and_then(|g| c.address(&gkey, g));
+            if let (Some(g), Some(a)) = (gateway, address) {
+                if g == a.addr() {
+                    c.value(&gkey, format!("expected the address of a router, found the interface's own address {g}"));
+                } else if !a.contains(&g) {
+                    c.value(&gkey, format!("expected a gateway in the interface's subnet {}, found {g}", a.trunc()));
+                }
+            }
+            if f.gateway.is_some() {
+                match &gateway_at {
+                    Some(first) => {
+                        c.key(&gkey, format!("a node has one default route, and {first} already sets a gateway"))
+                    }
+                    None => gateway_at = Some(fkey.clone()),
+                }
+            }
+
+            interfaces.push(Interface {
+                name: ifname,
+                host_side: String::new(),
+                // Placeholders only reach a scenario that is not returned.
+                attach: attach.unwrap_or(Attach::Bridge(usize::MAX)),
+                address: address.unwrap_or(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 32).unwrap()),
+                gateway,
+            });
+        }
+        let loopback = nfile.loopback.unwrap_or(true);
+        let mut sysctls = Vec::new();
+        if !loopback {
+            // Lets the node send to 127.0.0.0/8 through its interfaces, and take
+            // answers from there, as a neighbour on the host's segment can.
+            sysctls.push(("net.ipv4.conf.all.route_localnet".to_string(), "1".to_string()));
+        }
+        sysctls.extend(c.sysctls(&join(&key, "sysctls"), nfile.sysctls.as_ref()));
+        nodes.push(Node {
+            name: nname.clone(),
+            interfaces,
+            sysctls,
+            loopback,
+            services: c.services(&join(&key, "services"), nfile.services.as_ref()),
+            container: None,
+        });
+    }
+
+    // Each uplink has exactly one node at its other end.
+    for (k, users) in uplink_users.iter().enumerate() {
+        let uname = uplinks[k].name.clone();
+        match users.as_slice() {
+            [] => c.key(
+                &join("host.uplinks", &uname),
+                format!(
+                    "expected one node interface with `uplink: {uname}` at the other end of \
+                     this uplink, found none"
+                ),
+            ),
+            [(peer, _), rest @ ..] => {
+                uplinks[k].peer = *peer;
+                for (_, at) in rest {
+                    c.value(
+                        at,
+                        format!(
+                            "uplink `{uname}` is already used by {}; an uplink connects the \
+                             host to exactly one node interface",
+                            yaml::parent(&users[0].1).unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // Host-side names of the veths: an uplink's own name, or one generated for a
+    // bridge port.
+    let mut taken: HashSet<String> =
+        bridges.iter().map(|b| b.name.clone()).chain(uplinks.iter().map(|u| u.name.clone())).collect();
+    for node in nodes.iter_mut().skip(1) {
+        for iface in &mut node.interfaces {
+            iface.host_side = match iface.attach {
+                Attach::Uplink(k) => uplinks[k].name.clone(),
+                Attach::Bridge(_) => {
+                    let wanted = format!("{}-{}", node.name, iface.name);
+                    let name = if wanted.len() <= MAX_IFNAME && !taken.contains(&wanted) {
+                        wanted
+                    } else {
+                        (0..).map(|k| format!("veth{k}")).find(|n| !taken.contains(n)).expect("some vethN is free")
+                    };
+                    taken.insert(name.clone());
+                    name
+                }
+            };
+        }
+    }
+
+    // No address twice in the lab.
+    let mut seen: HashMap<Ipv4Addr, &str> = HashMap::new();
+    for (addr, key) in &addresses {
+        match seen.get(addr) {
+            Some(first) => {
+                c.value(key, format!("address {addr} is already used by {first}; each address in the lab is unique"))
+            }
+            None => {
+                seen.insert(*addr, key);
+            }
+        }
+    }
+
+    let scenario = Scenario {
+        path: PathBuf::new(),
+        name: String::new(),
+        description: None,
+        skip: None,
+        ipv6: false,
+        timeout: DEFAULT_TIMEOUT,
+        sequential: false,
+        host: HostSetup { forwarding: host.forwarding.unwrap_or(false), bridges, uplinks },
+        nodes,
+        rules: RuleSet { backends: Vec::new(), files: Vec::new(), ipsets: Vec::new(), live: None },
+        probes: Vec::new(),
+        counters: Vec::new(),
+        networks: Vec::new(),
+        producer: None,
+        contract: None,
+        not_applicable: None,
+    };
+    let lab = LabIndex { ids, incomplete, rejected };
+    (scenario, lab)
+}
+
+/// Container networks and the containers on them, added to the lab after its nodes.
+pub(crate) fn containers(c: &mut Checker, scenario: &mut Scenario, lab: &mut LabIndex, file: &ScenarioFile) {
+    for (name, n) in file.networks.iter().flatten() {
+        let key = join("networks", name);
+        let default = crate::scenario::file::NetworkFile::default();
+        let n = n.as_ref().unwrap_or(&default);
+        let bridge = match &n.bridge {
+            None => {
+                c.missing(&join(&key, "bridge"), "the name of the bridge the producer creates");
+                continue;
+            }
+            Some(b) => b.clone(),
+        };
+        c.ifname(&join(&key, "bridge"), &bridge, false);
+        if scenario.host.bridges.iter().any(|b| b.name == bridge)
+            || scenario.host.uplinks.iter().any(|u| u.name == bridge)
+        {
+            c.value(&join(&key, "bridge"), format!("the host already has an interface named `{bridge}`"));
+        }
+        let subnet = match &n.subnet {
+            None => {
+                c.missing(&join(&key, "subnet"), "the network's subnet, e.g. 172.17.0.0/16");
+                continue;
+            }
+            Some(s) => match s.parse::<Ipv4Net>() {
+                Ok(net) => net.trunc(),
+                Err(_) => {
+                    c.value(&join(&key, "subnet"), format!("expected a subnet such as 172.17.0.0/16, found `{s}`"));
+                    continue;
+                }
+            },
+        };
+        let gateway = match &n.gateway {
+            None => subnet.hosts().next().unwrap_or(subnet.addr()),
+            Some(g) => match c.address(&join(&key, "gateway"), g) {
+                Some(a) => a,
+                None => continue,
+            },
+        };
+        if !subnet.contains(&gateway) || gateway == subnet.network() || gateway == subnet.broadcast() {
+            c.value(&join(&key, "gateway"), format!("expected a host address of {subnet}, found {gateway}"));
+        } else if let Some(owner) = scenario.owner_of(gateway) {
+            c.value(
+                &join(&key, "gateway"),
+                format!("address {gateway} already belongs to {}", scenario.node(owner).name),
+            );
+        }
+        scenario.networks.push(Network {
+            name: name.clone(),
+            bridge,
+            subnet,
+            gateway,
+            internal: n.internal.unwrap_or(false),
+        });
+    }
+    for (name, f) in file.containers.iter().flatten() {
+        let key = join("containers", name);
+        c.node_name(&key, name, true);
+        if lab.ids.contains_key(name) {
+            c.key(&key, format!("`{name}` is already the name of a node; names are unique in the lab"));
+            continue;
+        }
+        let default = crate::scenario::file::ContainerFile::default();
+        let f = f.as_ref().unwrap_or(&default);
+        let network = match &f.network {
+            None => {
+                c.missing(&join(&key, "network"), "the name of the network the container joins");
+                None
+            }
+            Some(n) => {
+                let found = scenario.networks.iter().position(|x| &x.name == n);
+                if found.is_none() {
+                    let known = names(scenario.networks.iter().map(|x| x.name.as_str()));
+                    c.value(&join(&key, "network"), format!("no network named `{n}`; networks: {known}"));
+                }
+                found
+            }
+        };
+        let address = match &f.address {
+            None => {
+                c.missing(&join(&key, "address"), "the container's IPv4 address, e.g. 172.17.0.2");
+                None
+            }
+            Some(a) => c.address(&join(&key, "address"), a),
+        };
+        if let (Some(net), Some(addr)) = (network, address) {
+            let subnet = scenario.networks[net].subnet;
+            if !subnet.contains(&addr) || addr == subnet.network() || addr == subnet.broadcast() {
+                c.value(&join(&key, "address"), format!("expected a host address of {subnet}, found {addr}"));
+            } else if let Some(owner) = scenario.owner_of(addr) {
+                c.value(
+                    &join(&key, "address"),
+                    format!("address {addr} already belongs to {}", scenario.node(owner).name),
+                );
+            }
+        }
+        let mut publish = Vec::new();
+        for (i, p) in f.publish.iter().flatten().enumerate() {
+            match parse_publish(p) {
+                Some(p) => publish.push(p),
+                None => c.value(
+                    &item(&join(&key, "publish"), i),
+                    format!("expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp] such as 8080:80, found `{p}`"),
+                ),
+            }
+        }
+        let node = Node {
+            name: name.clone(),
+            interfaces: Vec::new(),
+            sysctls: c.sysctls(&join(&key, "sysctls"), f.sysctls.as_ref()),
+            loopback: true,
+            services: c.services(&join(&key, "services"), f.services.as_ref()),
+            container: None,
+        };
+        if let (Some(network), Some(address)) = (network, address) {
+            lab.ids.insert(name.clone(), NodeId(scenario.nodes.len()));
+            scenario.nodes.push(Node { container: Some(Container { network, address, publish }), ..node });
+        }
+    }
+}
+
+pub(crate) fn parse_publish(text: &str) -> Option<Publish> {
+    let (ports, udp) = match text.rsplit_once('/') {
+        Some((p, "tcp")) => (p, false),
+        Some((p, "udp")) => (p, true),
+        Some(_) => return None,
+        None => (text, false),
+    };
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (host_ip, host, container) = match parts.as_slice() {
+        [h, c] => (None, h, c),
+        [ip, h, c] => (Some(ip.parse().ok()?), h, c),
+        _ => return None,
+    };
+    let port = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0);
+    Some(Publish { host_ip, host_port: port(host)?, container_port: port(container)?, udp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::testing::*;
+    use rstest::rstest;
+
+    #[test]
+    fn a_node_without_loopback_routes_127_through_its_interfaces() {
+        let s = load_str(&edit("  ext:\n    interfaces:", "  ext:\n    loopback: false\n    interfaces:"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ext = s.nodes.iter().find(|n| n.name == "ext").expect("ext");
+        assert!(!ext.loopback);
+        // route_localnet first, so the node's own sysctls can still change it.
+        assert_eq!(
+            ext.sysctls,
+            vec![
+                ("net.ipv4.conf.all.route_localnet".to_string(), "1".to_string()),
+                ("net.ipv4.tcp_syncookies".to_string(), "1".to_string())
+            ]
+        );
+        assert!(s.nodes.iter().filter(|n| n.name != "ext").all(|n| n.loopback));
+    }
+
+    #[test]
+    fn host_side_names_fall_back_to_vethn() {
+        let text = "\
+host:
+  name: gw
+  bridges:
+    br0: { address: 10.0.0.1/24 }
+    a-eth0: {}
+    veth0: {}
+nodes:
+  a:
+    interfaces: [{ bridge: br0, address: 10.0.0.2/24 }]
+  averylongname:
+    interfaces: [{ bridge: br0, address: 10.0.0.3/24 }, { bridge: br0, address: 10.0.0.4/24 }]
+  b-c:
+    interfaces: [{ bridge: br0, name: d, address: 10.0.0.5/24 }]
+  b:
+    interfaces: [{ bridge: br0, name: c-d, address: 10.0.0.6/24 }]
+rules:
+  backends: [iptables-legacy]
+  files: [rules/base.rules]
+probes:
+  - { from: gw, to: a, expect: reached }
+";
+        let s = load_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let sides: Vec<&str> = s.nodes.iter().flat_map(|n| n.interfaces.iter().map(|i| i.host_side.as_str())).collect();
+        assert_eq!(sides, ["veth1", "veth2", "veth3", "b-c-d", "veth4"]);
+        assert_eq!(s.host().name, "gw");
+        assert_eq!(s.probes[0].from, NodeId::HOST);
+        // Deterministic.
+        let again = load_str(text).unwrap();
+        let sides_again: Vec<String> =
+            again.nodes.iter().flat_map(|n| n.interfaces.iter().map(|i| i.host_side.clone())).collect();
+        assert_eq!(sides, sides_again);
+    }
+
+    #[rstest]
+    // Names.
+    #[case::node_named_like_host(
+        "nodes:\n",
+        "nodes:\n  host:\n    interfaces: [{ bridge: br0, address: 172.20.0.9/16 }]\n",
+        "nodes.host",
+        "nodes:\n  |host:",
+        "is the host's name"
+    )]
+    #[case::node_name_address(
+        "nodes:\n",
+        "nodes:\n  10.1.1.1:\n    interfaces: [{ bridge: br0, address: 172.20.0.9/16 }]\n",
+        "nodes.10.1.1.1",
+        "|10.1.1.1:",
+        "reads as an IPv4 address"
+    )]
+    #[case::node_name_slash(
+        "nodes:\n",
+        "nodes:\n  a/b:\n    interfaces: [{ bridge: br0, address: 172.20.0.9/16 }]\n",
+        "nodes.a/b",
+        "|a/b:",
+        "no '/'"
+    )]
+    #[case::ifname_too_long(
+        "name: inner",
+        "name: averyveryverylongname",
+        "nodes.c2.interfaces[1].name",
+        "name: |averyvery",
+        "at most 15 bytes; `averyveryverylongname` is 21 bytes"
+    )]
+    #[case::ifname_slash(
+        "name: inner",
+        "name: in/ner",
+        "nodes.c2.interfaces[1].name",
+        "name: |in/ner",
+        "no '/', ':' or white space"
+    )]
+    #[case::ifname_colon(
+        "name: inner",
+        "name: \"in:ner\"",
+        "nodes.c2.interfaces[1].name",
+        "name: |\"in:ner",
+        "no '/', ':' or white space"
+    )]
+    #[case::ifname_dot(
+        "name: inner",
+        "name: \"..\"",
+        "nodes.c2.interfaces[1].name",
+        "name: |\"..\"",
+        "not a valid interface name"
+    )]
+    #[case::ifname_empty("name: inner", "name: \"\"", "nodes.c2.interfaces[1].name", "name: |\"\"", "empty")]
+    #[case::ifname_lo("name: inner", "name: lo", "nodes.c2.interfaces[1].name", "name: |lo", "loopback")]
+    #[case::ifname_twice(
+        "name: inner",
+        "name: eth0",
+        "nodes.c2.interfaces[1].name",
+        "name: |eth0",
+        "already used by nodes.c2.interfaces[0]"
+    )]
+    #[case::default_ifname_taken(
+        "        address: 172.20.0.3/16\n        gateway: 172.20.0.1\n      - bridge: iso\n        name: inner\n",
+        "        name: eth1\n        address: 172.20.0.3/16\n        gateway: 172.20.0.1\n      - bridge: iso\n",
+        "nodes.c2.interfaces[1]",
+        "      - |bridge: iso",
+        "default name `eth1` is already used by nodes.c2.interfaces[0]"
+    )]
+    #[case::bridge_name_long(
+        "    iso:\n",
+        "    iso:\n    bridge-number-one: {}\n",
+        "host.bridges.bridge-number-one",
+        "|bridge-number-one",
+        "at most 15 bytes; `bridge-number-one` is 17 bytes"
+    )]
+    #[case::bridge_name_space(
+        "    iso:\n",
+        "    iso:\n    \"br 1\": {}\n",
+        "host.bridges.br 1",
+        "|\"br 1\"",
+        "white space"
+    )]
+    #[case::bridge_lo("    iso:\n", "    iso:\n    lo:\n", "host.bridges.lo", "    |lo:", "loopback")]
+    #[case::uplink_same_as_bridge(
+        "    iso:\n",
+        "    iso:\n    up0:\n",
+        "host.uplinks.up0",
+        "uplinks:\n    |up0:",
+        "already has a bridge named `up0`"
+    )]
+    // Attachments.
+    #[case::unknown_bridge(
+        "      - bridge: br0\n        address: 172.20.0.2/16",
+        "      - bridge: br9\n        address: 172.20.0.2/16",
+        "nodes.c1.interfaces[0].bridge",
+        "bridge: |br9",
+        "no bridge named `br9` under host.bridges; bridges: br0, iso"
+    )]
+    #[case::uplink_unused(
+        "  services:\n    tcp: [22]",
+        "    up1: { address: 198.51.100.1/24 }\n  services:\n    tcp: [22]",
+        "host.uplinks.up1",
+        "|up1:",
+        "found none"
+    )]
+    #[case::uplink_twice(
+        "nodes:\n",
+        "nodes:\n  ext2:\n    interfaces: [{ uplink: up0, address: 192.0.2.3/24 }]\n",
+        "nodes.ext.interfaces[0].uplink",
+        "uplink: |up0\n",
+        "already used by nodes.ext2.interfaces[0]"
+    )]
+    #[case::neither(
+        "      - bridge: br0\n        address: 172.20.0.2/16",
+        "      - address: 172.20.0.2/16",
+        "nodes.c1.interfaces[0]",
+        "      - |address: 172.20.0.2/16",
+        "found neither"
+    )]
+    #[case::no_interfaces(
+        "nodes:\n",
+        "nodes:\n  c9:\n    services: { tcp: [1] }\n",
+        "nodes.c9.interfaces",
+        "    |services: { tcp: [1] }",
+        "missing required key `interfaces`"
+    )]
+    #[case::null_node(
+        "nodes:\n",
+        "nodes:\n  c9:\n",
+        "nodes.c9.interfaces",
+        "  |c9:",
+        "missing required key `interfaces`"
+    )]
+    #[case::empty_interfaces(
+        "nodes:\n",
+        "nodes:\n  c9: { interfaces: [] }\n",
+        "nodes.c9.interfaces",
+        "interfaces: |[]",
+        "found an empty list"
+    )]
+    // Addresses.
+    #[case::network_address(
+        "address: 172.20.0.2/16",
+        "address: 172.20.0.0/16",
+        "nodes.c1.interfaces[0].address",
+        "address: |172.20.0.0/16",
+        "the network address of 172.20.0.0/16"
+    )]
+    #[case::broadcast_address(
+        "address: 10.9.0.3/24",
+        "address: 10.9.0.255/24",
+        "nodes.c2.interfaces[1].address",
+        "address: |10.9.0.255/24",
+        "the broadcast address of 10.9.0.0/24"
+    )]
+    #[case::bridge_network_address(
+        "address: 172.20.0.1/16",
+        "address: 172.20.0.0/16",
+        "host.bridges.br0.address",
+        "address: |172.20.0.0/16",
+        "network address"
+    )]
+    #[case::no_prefix(
+        "address: 10.9.0.3/24",
+        "address: 10.9.0.3",
+        "nodes.c2.interfaces[1].address",
+        "address: |10.9.0.3",
+        "without a prefix length"
+    )]
+    #[case::not_an_address(
+        "address: 10.9.0.3/24",
+        "address: fd00::3/64",
+        "nodes.c2.interfaces[1].address",
+        "address: |fd00::3/64",
+        "expected an IPv4 address with a prefix length"
+    )]
+    #[case::prefix_too_long(
+        "address: 10.9.0.3/24",
+        "address: 10.9.0.3/33",
+        "nodes.c2.interfaces[1].address",
+        "address: |10.9.0.3/33",
+        "found `10.9.0.3/33`"
+    )]
+    #[case::outside_bridge(
+        "address: 172.20.0.2/16",
+        "address: 172.21.0.2/12",
+        "nodes.c1.interfaces[0].address",
+        "address: |172.21.0.2/12",
+        "expected an address in bridge `br0`'s subnet 172.20.0.0/16, found 172.21.0.2"
+    )]
+    #[case::outside_uplink(
+        "address: 192.0.2.2/24\n        gateway: 192.0.2.1",
+        "address: 198.51.100.2/24",
+        "nodes.ext.interfaces[0].address",
+        "address: |198.51.100.2/24",
+        "uplink `up0`'s subnet 192.0.2.0/24"
+    )]
+    #[case::address_twice(
+        "address: 172.20.0.3/16",
+        "address: 172.20.0.2/16",
+        "nodes.c2.interfaces[0].address",
+        "address: |172.20.0.2/16\n        gateway: 172.20.0.1\n      - bridge: iso",
+        "address 172.20.0.2 is already used by nodes.c1.interfaces[0].address"
+    )]
+    #[case::address_of_bridge(
+        "address: 10.9.0.3/24",
+        "address: 172.20.0.1/24",
+        "nodes.c2.interfaces[1].address",
+        "address: |172.20.0.1/24",
+        "already used by host.bridges.br0.address"
+    )]
+    #[case::address_missing(
+        "        name: inner\n        address: 10.9.0.3/24\n",
+        "        name: inner\n",
+        "nodes.c2.interfaces[1].address",
+        "      - |bridge: iso",
+        "missing required key `address`"
+    )]
+    #[case::gateway_outside(
+        "gateway: 172.20.0.1",
+        "gateway: 10.0.0.1",
+        "nodes.c1.interfaces[0].gateway",
+        "gateway: |10.0.0.1",
+        "in the interface's subnet 172.20.0.0/16, found 10.0.0.1"
+    )]
+    #[case::gateway_own(
+        "gateway: 172.20.0.1",
+        "gateway: 172.20.0.2",
+        "nodes.c1.interfaces[0].gateway",
+        "gateway: |172.20.0.2",
+        "own address"
+    )]
+    #[case::gateway_not_address(
+        "gateway: 172.20.0.1",
+        "gateway: 172.20.0.1/16",
+        "nodes.c1.interfaces[0].gateway",
+        "gateway: |172.20.0.1/16",
+        "expected an IPv4 address"
+    )]
+    #[case::two_gateways(
+        "address: 10.9.0.3/24\n",
+        "address: 10.9.0.3/24\n        gateway: 10.9.0.1\n",
+        "nodes.c2.interfaces[1].gateway",
+        "        |gateway: 10.9.0.1",
+        "nodes.c2.interfaces[0] already sets a gateway"
+    )]
+    fn invalid(#[case] from: &str, #[case] to: &str, #[case] key: &str, #[case] needle: &str, #[case] says: &str) {
+        let text = edit(from, to);
+        assert_one(&text, key, needle, says);
+    }
+}

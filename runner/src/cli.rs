@@ -256,15 +256,15 @@ fn check(paths: &[PathBuf]) -> ExitCode {
                 println!("  [{backend}] runs in the lab host: {command}");
             }
             if let Some(live) = &scn.rules.live {
-                let program = match live.program {
-                    harness::scenario::LiveProgram::Command => live.run.join(" "),
+                let program = match live.kind() {
+                    harness::scenario::LiveProgram::Command => live.run().join(" "),
                     other => format!("{} (netconform's {} producer)", other.name(), other.name()),
                 };
                 println!("  [{backend}] runs in the lab host's sandbox, as root: {program}");
-                for (key, value) in &live.daemon {
+                for (key, value) in live.daemon() {
                     println!("  [{backend}]   with daemon.json: \"{key}\": {value}");
                 }
-                for command in &live.commands {
+                for command in live.commands() {
                     println!("  [{backend}] runs in the lab host's sandbox, as root: {command}");
                 }
             }

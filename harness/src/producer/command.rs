@@ -34,7 +34,7 @@ impl Producer for Command {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             let sandbox = super::sandbox(scn, lab, backend).await?;
             let dir = scn.path.parent().unwrap_or(Path::new(""));
-            let mut argv = live.run.clone();
+            let mut argv = live.run().to_vec();
             if argv[0].contains('/') {
                 let resolved = dir.join(&argv[0]);
                 argv[0] = std::fs::canonicalize(&resolved).unwrap_or(resolved).display().to_string();

@@ -60,7 +60,7 @@ pub struct Dockerd {
 
 impl Dockerd {
     pub fn new(scn: &Scenario) -> Dockerd {
-        let ufw = scn.rules.live.as_ref().is_some_and(|l| !l.commands.is_empty());
+        let ufw = scn.rules.live.as_ref().is_some_and(|l| !l.commands().is_empty());
         Dockerd { ufw, ..Dockerd::default() }
     }
 }
@@ -102,9 +102,9 @@ impl Producer for Dockerd {
                     .map_err(|e| format!("starting the sandbox: {e}"))?
             };
             self.sandbox = Some(sandbox);
-            self.prepare(&live.daemon, log).await?;
-            if !live.commands.is_empty() {
-                self.ufw_first(&live.commands, backend, log).await?;
+            self.prepare(live.daemon(), log).await?;
+            if !live.commands().is_empty() {
+                self.ufw_first(live.commands(), backend, log).await?;
             }
             self.start_daemon(scn, log).await?;
             self.docker(log, &["import", "-", IMAGE], Some(rootfs)).await?;
@@ -420,7 +420,7 @@ fn daemon_args(scn: &Scenario, cgroup: &str) -> Vec<String> {
     if let Some(n) = scn.networks.iter().find(|n| n.bridge == DEFAULT_BRIDGE) {
         args.push(format!("--bip={}/{}", n.gateway, n.subnet.prefix_len()));
     }
-    args.extend(switched_on(scn.rules.live.as_ref().map(|l| l.daemon.as_slice()).unwrap_or_default()));
+    args.extend(switched_on(scn.rules.live.as_ref().map(|l| l.daemon()).unwrap_or_default()));
     args
 }
 

@@ -141,7 +141,7 @@ impl Producer for Firewalld {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
-            let commands = command_lines(&live.commands, "firewall-cmd")?;
+            let commands = command_lines(live.commands(), "firewall-cmd")?;
             let flavour = super::flavour(backend);
             let links = alternatives(flavour)?;
             let conf = read("/etc/firewalld/firewalld.conf")?;

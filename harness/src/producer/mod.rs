@@ -108,7 +108,7 @@ pub(super) async fn run_logged(
 
 /// The producer of `scn`'s rules.
 pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
-    match scn.rules.live.as_ref().map(|l| l.program) {
+    match scn.rules.live.as_ref().map(|l| l.kind()) {
         None => Box::new(files::Files),
         Some(LiveProgram::Command) => Box::new(command::Command::default()),
         Some(LiveProgram::Netavark) => Box::new(netavark::Netavark::new(scn)),
@@ -121,7 +121,7 @@ pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
 
 /// Why `scn` cannot run here because its producer's programs are missing, if so.
 pub fn unavailable(scn: &Scenario) -> Option<String> {
-    let program = scn.rules.live.as_ref().map(|l| l.program);
+    let program = scn.rules.live.as_ref().map(|l| l.kind());
     if program == Some(LiveProgram::Dockerd) && in_user_namespace() {
         return Some("dockerd needs real root (cgroups, mounts); this run is in a user namespace".into());
     }
@@ -130,7 +130,7 @@ pub fn unavailable(scn: &Scenario) -> Option<String> {
     if !missing.is_empty() {
         return Some(format!("{} not installed (ci/install-deps installs it)", missing.join(", ")));
     }
-    let own = scn.rules.live.iter().flat_map(|l| l.reads.iter().map(String::as_str));
+    let own = scn.rules.live.iter().flat_map(|l| l.reads().iter().map(String::as_str));
     for_scenario(scn)
         .reads()
         .into_iter()

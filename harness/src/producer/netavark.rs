@@ -51,7 +51,7 @@ impl Netavark {
         Netavark {
             sandbox: None,
             done: Vec::new(),
-            driver: live.and_then(|l| l.driver.clone()).unwrap_or_else(|| DEFAULT_DRIVER.to_string()),
+            driver: live.and_then(|l| l.driver().map(str::to_string)).unwrap_or_else(|| DEFAULT_DRIVER.to_string()),
             timeout: live.map(|l| l.timeout).unwrap_or(crate::lab::sandbox::DEFAULT_TIMEOUT),
             firewalld: None,
         }

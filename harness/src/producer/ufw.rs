@@ -54,7 +54,7 @@ impl Producer for Ufw {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             let sandbox = self.sandbox.insert(super::sandbox(scn, lab, backend).await?);
-            configure(sandbox, &live.commands, backend, live.timeout, log).await
+            configure(sandbox, live.commands(), backend, live.timeout, log).await
         })
     }
 

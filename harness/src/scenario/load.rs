@@ -206,7 +206,7 @@ pub(crate) fn convert(
             ctx.producer.format
         }
     };
-    let wired = scenario.rules.live.as_ref().is_some_and(|l| l.program.wires_containers());
+    let wired = scenario.rules.live.as_ref().is_some_and(|l| l.kind().wires_containers());
     if !wired && (file.containers.is_some() || file.networks.is_some()) {
         let what = if file.containers.is_some() { "containers" } else { "networks" };
         c.key(
@@ -216,8 +216,8 @@ pub(crate) fn convert(
         );
     }
     if let (None, Some(live)) = (ctx, &scenario.rules.live) {
-        if live.program == LiveProgram::Command {
-            if let Some(program) = live.run.first() {
+        if let Program::Command { run, .. } = &live.program {
+            if let Some(program) = run.first() {
                 let folder = path.parent().unwrap_or(Path::new(""));
                 live_program(c, "rules.live.run[0]", folder, program);
             }

@@ -166,21 +166,103 @@ pub struct RuleSet {
 /// A program run inside the lab host to produce the rule set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Live {
-    pub program: LiveProgram,
-    /// `command`: the program and its arguments; a first word with a '/' is resolved
-    /// against the scenario's folder.
-    pub run: Vec<String>,
-    /// `ufw`, `firewalld`: configuration commands, each one command line.
-    pub commands: Vec<String>,
-    /// `netavark`: the firewall driver (iptables, nftables, firewalld).
-    pub driver: Option<String>,
-    /// `dockerd`: daemon.json settings (`icc`, `userland-proxy`, ...), in file order.
-    pub daemon: Vec<(String, serde_json::Value)>,
     /// Longest time any one step of the program may take.
     pub timeout: Duration,
-    /// `command`: files and folders of the machine the command reads; where one
-    /// cannot be read (a rootless run), the scenario is ignored with the path.
-    pub reads: Vec<String>,
+    /// The program, with the settings only it takes.
+    pub program: Program,
+}
+
+/// A live program and its own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    Command {
+        /// The program and its arguments; a first word with a '/' is resolved against
+        /// the scenario's folder.
+        run: Vec<String>,
+        /// Files and folders of the machine the command reads; where one cannot be
+        /// read (a rootless run), the scenario is ignored with the path.
+        reads: Vec<String>,
+    },
+    Netavark {
+        /// The firewall driver (iptables, nftables, firewalld).
+        driver: Option<String>,
+    },
+    Cni,
+    Dockerd {
+        /// daemon.json settings (`icc`, `userland-proxy`, ...), in file order.
+        daemon: Vec<(String, serde_json::Value)>,
+        /// ufw command lines, run before dockerd starts.
+        commands: Vec<String>,
+    },
+    Ufw {
+        /// Configuration commands, each one command line.
+        commands: Vec<String>,
+    },
+    Firewalld {
+        /// Configuration commands, each one command line.
+        commands: Vec<String>,
+    },
+}
+
+impl Program {
+    pub fn kind(&self) -> LiveProgram {
+        match self {
+            Program::Command { .. } => LiveProgram::Command,
+            Program::Netavark { .. } => LiveProgram::Netavark,
+            Program::Cni => LiveProgram::Cni,
+            Program::Dockerd { .. } => LiveProgram::Dockerd,
+            Program::Ufw { .. } => LiveProgram::Ufw,
+            Program::Firewalld { .. } => LiveProgram::Firewalld,
+        }
+    }
+}
+
+/// Each program's settings, read where any program may be running; a setting the
+/// program does not take reads as empty.
+impl Live {
+    pub fn kind(&self) -> LiveProgram {
+        self.program.kind()
+    }
+
+    /// `command`: the program and its arguments.
+    pub fn run(&self) -> &[String] {
+        match &self.program {
+            Program::Command { run, .. } => run,
+            _ => &[],
+        }
+    }
+
+    /// `command`: what the command reads of the machine.
+    pub fn reads(&self) -> &[String] {
+        match &self.program {
+            Program::Command { reads, .. } => reads,
+            _ => &[],
+        }
+    }
+
+    /// `netavark`: the firewall driver, when one is named.
+    pub fn driver(&self) -> Option<&str> {
+        match &self.program {
+            Program::Netavark { driver } => driver.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// `dockerd`: daemon.json settings.
+    pub fn daemon(&self) -> &[(String, serde_json::Value)] {
+        match &self.program {
+            Program::Dockerd { daemon, .. } => daemon,
+            _ => &[],
+        }
+    }
+
+    /// `ufw`, `firewalld`, `dockerd`: configuration command lines.
+    pub fn commands(&self) -> &[String] {
+        match &self.program {
+            Program::Dockerd { commands, .. } | Program::Ufw { commands } | Program::Firewalld { commands } => commands,
+            _ => &[],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

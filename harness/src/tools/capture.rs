@@ -104,7 +104,7 @@ fn map(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
 pub fn static_scenario(scn: &Scenario, backend: Backend, rules_file: &str, captured: &Captured) -> String {
     let log = &captured.log;
     let mut top = Mapping::new();
-    let program = scn.rules.live.as_ref().map(|l| l.program.name()).unwrap_or("rule files");
+    let program = scn.rules.live.as_ref().map(|l| l.kind().name()).unwrap_or("rule files");
     top.insert(
         s("description"),
         s(format!(

@@ -93,22 +93,46 @@ pub(crate) const MAX_LIVE_TIMEOUT: Duration = Duration::from_secs(600);
 pub(crate) const DEFAULT_LIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) fn live(c: &mut Checker, key: &str, f: &LiveFile) -> Option<Live> {
-    let program = match f.program.as_deref() {
+    let kind = live_kind(c, key, f)?;
+    let run = live_run(c, key, f, kind);
+    live_commands(c, key, f, kind);
+    let driver = live_driver(c, key, f, kind);
+    let daemon = live_daemon(c, key, f, kind);
+    let timeout = live_timeout(c, key, f);
+    let reads = live_reads(c, key, f, kind);
+    let commands = f.commands.clone().unwrap_or_default();
+    let program = match kind {
+        LiveProgram::Command => Program::Command { run, reads },
+        LiveProgram::Netavark => Program::Netavark { driver },
+        LiveProgram::Cni => Program::Cni,
+        LiveProgram::Dockerd => Program::Dockerd { daemon, commands },
+        LiveProgram::Ufw => Program::Ufw { commands },
+        LiveProgram::Firewalld => Program::Firewalld { commands },
+    };
+    Some(Live { timeout, program })
+}
+
+/// `program`: which program, by name.
+fn live_kind(c: &mut Checker, key: &str, f: &LiveFile) -> Option<LiveProgram> {
+    match f.program.as_deref() {
         None => {
             c.missing(&join(key, "program"), "the program that writes the rules");
-            return None;
+            None
         }
-        Some(p) => match LiveProgram::ALL.into_iter().find(|l| l.name() == p) {
-            Some(l) => l,
-            None => {
+        Some(p) => {
+            let found = LiveProgram::ALL.into_iter().find(|l| l.name() == p);
+            if found.is_none() {
                 let all = names(LiveProgram::ALL.iter().map(|l| l.name()));
                 c.value(&join(key, "program"), format!("expected one of {all}, found `{p}`"));
-                return None;
             }
-        },
-    };
+            found
+        }
+    }
+}
+
+/// `run`: required by `command`, refused by the others.
+fn live_run(c: &mut Checker, key: &str, f: &LiveFile, program: LiveProgram) -> Vec<String> {
     let run = f.run.clone().unwrap_or_default();
-    let commands = f.commands.clone().unwrap_or_default();
     match program {
         LiveProgram::Command if run.is_empty() => {
             c.missing(&join(key, "run"), "the command to run, as a list: [program, arguments...]");
@@ -119,13 +143,22 @@ pub(crate) fn live(c: &mut Checker, key: &str, f: &LiveFile) -> Option<Live> {
         }
         _ => {}
     }
+    run
+}
+
+/// `commands`: only programs configured by command lines take them.
+fn live_commands(c: &mut Checker, key: &str, f: &LiveFile, program: LiveProgram) {
     if f.commands.is_some() && !matches!(program, LiveProgram::Ufw | LiveProgram::Firewalld | LiveProgram::Dockerd) {
         c.key(
             &join(key, "commands"),
             "expected `commands` only with program `ufw`, `firewalld` or `dockerd` (ufw command lines run before dockerd)",
         );
     }
-    let driver = match (&f.driver, program) {
+}
+
+/// `driver`: netavark's firewall driver.
+fn live_driver(c: &mut Checker, key: &str, f: &LiveFile, program: LiveProgram) -> Option<String> {
+    match (&f.driver, program) {
         (None, _) => None,
         (Some(d), LiveProgram::Netavark) if ["iptables", "nftables", "firewalld"].contains(&d.as_str()) => {
             Some(d.clone())
@@ -138,7 +171,11 @@ pub(crate) fn live(c: &mut Checker, key: &str, f: &LiveFile) -> Option<Live> {
             c.key(&join(key, "driver"), "expected `driver` only with program `netavark`");
             None
         }
-    };
+    }
+}
+
+/// `daemon`: dockerd's daemon.json keys, but not those netconform sets itself.
+fn live_daemon(c: &mut Checker, key: &str, f: &LiveFile, program: LiveProgram) -> Vec<(String, serde_json::Value)> {
     let mut daemon = Vec::new();
     match (&f.daemon, program) {
         (None, _) => {}
@@ -156,7 +193,12 @@ pub(crate) fn live(c: &mut Checker, key: &str, f: &LiveFile) -> Option<Live> {
         }
         (Some(_), _) => c.key(&join(key, "daemon"), "expected `daemon` only with program `dockerd`"),
     }
-    let timeout = match &f.timeout {
+    daemon
+}
+
+/// `timeout`: how long one step of the program may take.
+fn live_timeout(c: &mut Checker, key: &str, f: &LiveFile) -> Duration {
+    match &f.timeout {
         None => DEFAULT_LIVE_TIMEOUT,
         Some(t) => match humantime::parse_duration(t.0.trim()) {
             Ok(d) if !d.is_zero() && d <= MAX_LIVE_TIMEOUT => d,
@@ -168,7 +210,11 @@ pub(crate) fn live(c: &mut Checker, key: &str, f: &LiveFile) -> Option<Live> {
                 DEFAULT_LIVE_TIMEOUT
             }
         },
-    };
+    }
+}
+
+/// `reads`: absolute paths a `command` reads; the other programs know their own.
+fn live_reads(c: &mut Checker, key: &str, f: &LiveFile, program: LiveProgram) -> Vec<String> {
     let mut reads = Vec::new();
     match (&f.reads, program) {
         (None, _) => {}
@@ -189,7 +235,7 @@ pub(crate) fn live(c: &mut Checker, key: &str, f: &LiveFile) -> Option<Live> {
             format!("expected `reads` only with program `command`; `{}` knows what it reads", program.name()),
         ),
     }
-    Some(Live { program, run, commands, driver, daemon, timeout, reads })
+    reads
 }
 
 /// Why a daemon.json key is not the scenario's to set, if it is not.

@@ -6,10 +6,11 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use super::check::containers::containers;
 use super::check::counters::counters;
 use super::check::probes::probes;
 use super::check::rules::{live_program, rules};
-use super::check::topology::{build_lab, containers};
+use super::check::topology::build_lab;
 use super::check::Checker;
 use super::contract::{contract, extra_rules, load_producers, producers_key, ProducerCtx};
 use super::diagnostic::{Diagnostic, InputError};

@@ -35,103 +35,123 @@ pub(crate) fn counters(
                 continue;
             }
         }
-
-        let family = match (&f.family, format) {
-            (Some(_), Some(RuleFormat::Iptables)) => {
-                c.key(
-                    &join(&key, "family"),
-                    "expected no `family`: it names an nft table's family, and this scenario's \
-                     back ends load iptables-save files",
-                );
-                None
-            }
-            (Some(fam), Some(RuleFormat::Nft)) if !NFT_FAMILIES.contains(&fam.as_str()) => {
-                c.value(
-                    &join(&key, "family"),
-                    format!("expected an nft family (one of {}), found `{fam}`", NFT_FAMILIES.join(", ")),
-                );
-                None
-            }
-            (None, Some(RuleFormat::Nft)) => Some(NFT_DEFAULT_FAMILY.to_string()),
-            (fam, _) => fam.clone(),
-        };
-
-        let table = match &f.table {
-            None => {
-                c.missing(&join(&key, "table"), "the name of the table that holds the chain");
-                None
-            }
-            Some(t) if format == Some(RuleFormat::Iptables) && !IPTABLES_TABLES.contains(&t.as_str()) => {
-                c.value(
-                    &join(&key, "table"),
-                    format!("expected an iptables table (one of {}), found `{t}`", IPTABLES_TABLES.join(", ")),
-                );
-                None
-            }
-            Some(t) if t.is_empty() => {
-                c.value(&join(&key, "table"), "expected a table name, found an empty string");
-                None
-            }
-            Some(t) => Some(t.clone()),
-        };
-
-        let chain = match &f.chain {
-            None => {
-                c.missing(&join(&key, "chain"), "the name of the chain that holds the rule");
-                None
-            }
-            Some(ch) if ch.is_empty() => {
-                c.value(&join(&key, "chain"), "expected a chain name, found an empty string");
-                None
-            }
-            Some(ch) => Some(ch.clone()),
-        };
-
-        let given: Vec<&str> = [
-            f.rule.as_ref().map(|_| "rule"),
-            f.position.as_ref().map(|_| "position"),
-            f.comment.as_ref().map(|_| "comment"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let rule = match given.as_slice() {
-            [] => {
-                c.value(&key, "expected one of `rule`, `position` or `comment` to pick the rule, found none");
-                None
-            }
-            [_] => selector(c, &key, f, chain.as_deref()),
-            [first, second, ..] => {
-                c.key(
-                    &join(&key, second),
-                    format!("expected one of `rule`, `position` or `comment`, found both `{first}` and `{second}`"),
-                );
-                None
-            }
-        };
-
-        let packets = match &f.packets {
-            None => {
-                c.missing(
-                    &join(&key, "packets"),
-                    "a packet count: an integer (exactly) or a string such as \">= 1\" (at least)",
-                );
-                None
-            }
-            Some(p) => c.count(&join(&key, "packets"), p),
-        };
-        // Some(None): no byte count asked for.
-        let bytes = match &f.bytes {
-            None => Some(None),
-            Some(b) => c.count(&join(&key, "bytes"), b).map(Some),
-        };
-
-        if let (Some(table), Some(chain), Some(rule), Some(packets), Some(bytes)) = (table, chain, rule, packets, bytes)
-        {
-            out.push(CounterExpectation { location: c.location(&key), family, table, chain, rule, packets, bytes });
-        }
+        out.extend(counter(c, format, &key, f));
     }
     out
+}
+
+/// One counter expectation; None when any part of it is wrong.
+fn counter(c: &mut Checker, format: Option<RuleFormat>, key: &str, f: &CounterFile) -> Option<CounterExpectation> {
+    let family = family(c, format, key, f);
+    let table = table(c, format, key, f);
+    let chain = chain(c, key, f);
+    let given: Vec<&str> = [
+        f.rule.as_ref().map(|_| "rule"),
+        f.position.as_ref().map(|_| "position"),
+        f.comment.as_ref().map(|_| "comment"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let rule = match given.as_slice() {
+        [] => {
+            c.value(key, "expected one of `rule`, `position` or `comment` to pick the rule, found none");
+            None
+        }
+        [_] => selector(c, key, f, chain.as_deref()),
+        [first, second, ..] => {
+            c.key(
+                &join(key, second),
+                format!("expected one of `rule`, `position` or `comment`, found both `{first}` and `{second}`"),
+            );
+            None
+        }
+    };
+
+    let packets = match &f.packets {
+        None => {
+            c.missing(
+                &join(key, "packets"),
+                "a packet count: an integer (exactly) or a string such as \">= 1\" (at least)",
+            );
+            None
+        }
+        Some(p) => c.count(&join(key, "packets"), p),
+    };
+    // Some(None): no byte count asked for.
+    let bytes = match &f.bytes {
+        None => Some(None),
+        Some(b) => c.count(&join(key, "bytes"), b).map(Some),
+    };
+
+    Some(CounterExpectation {
+        location: c.location(key),
+        family,
+        table: table?,
+        chain: chain?,
+        rule: rule?,
+        packets: packets?,
+        bytes: bytes?,
+    })
+}
+
+/// `family`: an nft table's family, `ip` unless given; iptables tables have none.
+fn family(c: &mut Checker, format: Option<RuleFormat>, key: &str, f: &CounterFile) -> Option<String> {
+    match (&f.family, format) {
+        (Some(_), Some(RuleFormat::Iptables)) => {
+            c.key(
+                &join(key, "family"),
+                "expected no `family`: it names an nft table's family, and this scenario's \
+                 back ends load iptables-save files",
+            );
+            None
+        }
+        (Some(fam), Some(RuleFormat::Nft)) if !NFT_FAMILIES.contains(&fam.as_str()) => {
+            c.value(
+                &join(key, "family"),
+                format!("expected an nft family (one of {}), found `{fam}`", NFT_FAMILIES.join(", ")),
+            );
+            None
+        }
+        (None, Some(RuleFormat::Nft)) => Some(NFT_DEFAULT_FAMILY.to_string()),
+        (fam, _) => fam.clone(),
+    }
+}
+
+/// `table`: for iptables, one of its tables.
+fn table(c: &mut Checker, format: Option<RuleFormat>, key: &str, f: &CounterFile) -> Option<String> {
+    match &f.table {
+        None => {
+            c.missing(&join(key, "table"), "the name of the table that holds the chain");
+            None
+        }
+        Some(t) if format == Some(RuleFormat::Iptables) && !IPTABLES_TABLES.contains(&t.as_str()) => {
+            c.value(
+                &join(key, "table"),
+                format!("expected an iptables table (one of {}), found `{t}`", IPTABLES_TABLES.join(", ")),
+            );
+            None
+        }
+        Some(t) if t.is_empty() => {
+            c.value(&join(key, "table"), "expected a table name, found an empty string");
+            None
+        }
+        Some(t) => Some(t.clone()),
+    }
+}
+
+fn chain(c: &mut Checker, key: &str, f: &CounterFile) -> Option<String> {
+    match &f.chain {
+        None => {
+            c.missing(&join(key, "chain"), "the name of the chain that holds the rule");
+            None
+        }
+        Some(ch) if ch.is_empty() => {
+            c.value(&join(key, "chain"), "expected a chain name, found an empty string");
+            None
+        }
+        Some(ch) => Some(ch.clone()),
+    }
 }
 
 /// The one of `rule`, `position` and `comment` that is given.

@@ -10,6 +10,7 @@ use super::diagnostic::Diagnostic;
 use super::model::Location;
 use super::yaml::Positions;
 
+pub mod containers;
 pub mod counters;
 mod fields;
 pub mod probes;

@@ -22,188 +22,232 @@ pub(crate) fn probes(
     // Probe name → where it was declared.
     let mut names_seen: HashMap<String, String> = HashMap::new();
     for (i, p) in list.iter().enumerate() {
-        let key = item("probes", i);
-        let (p, difference) = differs(c, &key, p, ctx);
-        let p = &p;
-        let node = |c: &mut Checker, field: &str, text: &str| -> Option<NodeId> {
-            let id = lab.ids.get(text).copied();
-            if id.is_none() {
-                c.value(&join(&key, field), format!("no node named `{text}`; nodes: {}", lab.node_list(scenario)));
-            }
-            id
-        };
-
-        let from = match &p.from {
-            None => {
-                c.missing(&join(&key, "from"), "the name of the node that sends the probe");
-                None
-            }
-            Some(f) => node(c, "from", f),
-        };
-
-        let to = match &p.to {
-            None => {
-                c.missing(&join(&key, "to"), "a node name or an IPv4 address");
-                None
-            }
-            Some(t) => resolve_to(c, scenario, lab, &join(&key, "to"), t),
-        };
-
-        let port = p.port.and_then(|n| c.port(&join(&key, "port"), n));
-        let proto_name = p.proto.as_deref().unwrap_or(if p.port.is_some() { "tcp" } else { "icmp" });
-        let proto = match proto_name {
-            "icmp" => {
-                if p.port.is_some() {
-                    c.key(
-                        &join(&key, "port"),
-                        "expected no `port` for an icmp probe; remove it, or set `proto` to tcp or udp",
-                    );
-                }
-                Some(Proto::Icmp)
-            }
-            "tcp" | "udp" => {
-                if p.port.is_none() {
-                    c.missing(&join(&key, "port"), &format!("a port from 1 to 65535 for a {proto_name} probe"));
-                }
-                port.map(|n| if proto_name == "tcp" { Proto::Tcp(n) } else { Proto::Udp(n) })
-            }
-            other => {
-                c.value(&join(&key, "proto"), format!("expected icmp, tcp or udp, found `{other}`"));
-                None
-            }
-        };
-
-        let expect = match p.expect.as_deref() {
-            None => {
-                c.missing(&join(&key, "expect"), "reached, refused or dropped");
-                None
-            }
-            Some("reached") => Some(Expect::Reached),
-            Some("refused") => Some(Expect::Refused),
-            Some("dropped") => Some(Expect::Dropped),
-            Some(other) => {
-                c.value(&join(&key, "expect"), format!("expected reached, refused or dropped, found `{other}`"));
-                None
-            }
-        };
-
-        // served_by and source_seen describe the answering service.
-        let answers = |c: &mut Checker, field: &str| -> bool {
-            let reason = match (expect, proto) {
-                (Some(e), _) if e != Expect::Reached => Some(format!("this probe expects `{e}`")),
-                (_, Some(Proto::Icmp)) => Some("this is an icmp probe".to_string()),
-                _ => None,
-            };
-            if let Some(reason) = reason {
-                c.key(
-                    &join(&key, field),
-                    format!(
-                        "expected `{field}` only on a tcp or udp probe that expects `reached`; \
-                         {reason}"
-                    ),
-                );
-                return false;
-            }
-            true
-        };
-
-        let served_by = match &p.served_by {
-            None => None,
-            Some(s) => {
-                let applies = answers(c, "served_by");
-                let id = node(c, "served_by", s);
-                if let (true, Some(id), Some(proto)) = (applies, id, proto) {
-                    let services = &scenario.node(id).services;
-                    let (name, ports) = match proto {
-                        Proto::Udp(_) => ("udp", &services.udp),
-                        _ => ("tcp", &services.tcp),
-                    };
-                    if ports.is_empty() {
-                        c.value(
-                            &join(&key, "served_by"),
-                            format!(
-                                "expected a node with a {name} service, but `{s}` declares none; \
-                                 add its port under `services: {name}:`"
-                            ),
-                        );
-                    }
-                }
-                id
-            }
-        };
-
-        let source_seen = match &p.source_seen {
-            None => None,
-            Some(s) => {
-                answers(c, "source_seen");
-                if let Some(&id) = lab.ids.get(s) {
-                    Some(SourceSeen::Node(id))
-                } else if let Ok(a) = s.parse::<Ipv4Addr>() {
-                    Some(SourceSeen::Address(a))
-                } else {
-                    c.value(
-                        &join(&key, "source_seen"),
-                        format!(
-                            "expected a node name (one of {}) or an IPv4 address, found `{s}`",
-                            lab.node_list(scenario)
-                        ),
-                    );
-                    None
-                }
-            }
-        };
-
-        let timeout = match &p.timeout {
-            None => Some(scenario.timeout),
-            Some(t) => c.duration(&join(&key, "timeout"), t),
-        };
-
-        let name = match &p.name {
-            Some(n) if n.trim().is_empty() => {
-                c.value(&join(&key, "name"), "expected a probe name, found an empty string");
-                None
-            }
-            Some(n) => Some(n.clone()),
-            None => match (&p.from, &p.to, proto) {
-                (Some(f), Some(t), Some(Proto::Icmp)) => Some(format!("{f} -> {t} icmp")),
-                (Some(f), Some(t), Some(proto)) => Some(format!("{f} -> {t}:{proto}")),
-                _ => None,
-            },
-        };
-        if let Some(n) = &name {
-            match names_seen.get(n) {
-                Some(first) => c.value(
-                    if p.name.is_some() { join(&key, "name") } else { key.clone() }.as_str(),
-                    format!(
-                        "probe name `{n}` is already used by {first}; give one of them a \
-                         distinct `name`"
-                    ),
-                ),
-                None => {
-                    names_seen.insert(n.clone(), key.clone());
-                }
-            }
-        }
-
-        if let (Some(name), Some(from), Some(to), Some(proto), Some(expect), Some(timeout)) =
-            (name, from, to, proto, expect, timeout)
-        {
-            out.push(Probe {
-                name,
-                location: c.location(&key),
-                from,
-                to,
-                to_text: p.to.clone().unwrap_or_default(),
-                proto,
-                expect,
-                served_by,
-                source_seen,
-                timeout,
-                difference,
-            });
-        }
+        let at = At { scenario, lab, key: item("probes", i) };
+        let (p, difference) = differs(c, &at.key, p, ctx);
+        out.extend(probe(c, &at, &p, difference, &mut names_seen));
     }
     out
+}
+
+/// Where a probe is checked: its key, and the lab its names refer to.
+struct At<'a> {
+    scenario: &'a Scenario,
+    lab: &'a LabIndex,
+    key: String,
+}
+
+impl At<'_> {
+    /// The key of one of the probe's fields.
+    fn field(&self, field: &str) -> String {
+        join(&self.key, field)
+    }
+
+    /// The node named `text` in the probe's `field`.
+    fn node(&self, c: &mut Checker, field: &str, text: &str) -> Option<NodeId> {
+        let id = self.lab.ids.get(text).copied();
+        if id.is_none() {
+            c.value(
+                &self.field(field),
+                format!("no node named `{text}`; nodes: {}", self.lab.node_list(self.scenario)),
+            );
+        }
+        id
+    }
+}
+
+/// One probe, checked field by field; None when any field is wrong.
+fn probe(
+    c: &mut Checker,
+    at: &At,
+    p: &ProbeFile,
+    difference: Option<String>,
+    names_seen: &mut HashMap<String, String>,
+) -> Option<Probe> {
+    let from = match &p.from {
+        None => {
+            c.missing(&at.field("from"), "the name of the node that sends the probe");
+            None
+        }
+        Some(f) => at.node(c, "from", f),
+    };
+    let to = match &p.to {
+        None => {
+            c.missing(&at.field("to"), "a node name or an IPv4 address");
+            None
+        }
+        Some(t) => resolve_to(c, at.scenario, at.lab, &at.field("to"), t),
+    };
+    let proto = proto(c, at, p);
+    let expect = expect(c, at, p);
+    let served_by = served_by(c, at, p, expect, proto);
+    let source_seen = source_seen(c, at, p, expect, proto);
+    let timeout = match &p.timeout {
+        None => Some(at.scenario.timeout),
+        Some(t) => c.duration(&at.field("timeout"), t),
+    };
+    let name = probe_name(c, at, p, proto, names_seen);
+    Some(Probe {
+        name: name?,
+        location: c.location(&at.key),
+        from: from?,
+        to: to?,
+        to_text: p.to.clone().unwrap_or_default(),
+        proto: proto?,
+        expect: expect?,
+        served_by,
+        source_seen,
+        timeout: timeout?,
+        difference,
+    })
+}
+
+/// `proto` and `port`: icmp without a port, tcp or udp with one; a port alone means tcp.
+fn proto(c: &mut Checker, at: &At, p: &ProbeFile) -> Option<Proto> {
+    let port = p.port.and_then(|n| c.port(&at.field("port"), n));
+    let proto_name = p.proto.as_deref().unwrap_or(if p.port.is_some() { "tcp" } else { "icmp" });
+    match proto_name {
+        "icmp" => {
+            if p.port.is_some() {
+                c.key(
+                    &at.field("port"),
+                    "expected no `port` for an icmp probe; remove it, or set `proto` to tcp or udp",
+                );
+            }
+            Some(Proto::Icmp)
+        }
+        "tcp" | "udp" => {
+            if p.port.is_none() {
+                c.missing(&at.field("port"), &format!("a port from 1 to 65535 for a {proto_name} probe"));
+            }
+            port.map(|n| if proto_name == "tcp" { Proto::Tcp(n) } else { Proto::Udp(n) })
+        }
+        other => {
+            c.value(&at.field("proto"), format!("expected icmp, tcp or udp, found `{other}`"));
+            None
+        }
+    }
+}
+
+fn expect(c: &mut Checker, at: &At, p: &ProbeFile) -> Option<Expect> {
+    match p.expect.as_deref() {
+        None => {
+            c.missing(&at.field("expect"), "reached, refused or dropped");
+            None
+        }
+        Some("reached") => Some(Expect::Reached),
+        Some("refused") => Some(Expect::Refused),
+        Some("dropped") => Some(Expect::Dropped),
+        Some(other) => {
+            c.value(&at.field("expect"), format!("expected reached, refused or dropped, found `{other}`"));
+            None
+        }
+    }
+}
+
+/// Whether `field` may be given: served_by and source_seen describe the answering
+/// service, so only a tcp or udp probe that expects `reached` takes them.
+fn answers(c: &mut Checker, at: &At, field: &str, expect: Option<Expect>, proto: Option<Proto>) -> bool {
+    let reason = match (expect, proto) {
+        (Some(e), _) if e != Expect::Reached => Some(format!("this probe expects `{e}`")),
+        (_, Some(Proto::Icmp)) => Some("this is an icmp probe".to_string()),
+        _ => None,
+    };
+    if let Some(reason) = reason {
+        c.key(
+            &at.field(field),
+            format!(
+                "expected `{field}` only on a tcp or udp probe that expects `reached`; \
+                 {reason}"
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+/// `served_by`: a node with a service of the probe's protocol.
+fn served_by(c: &mut Checker, at: &At, p: &ProbeFile, expect: Option<Expect>, proto: Option<Proto>) -> Option<NodeId> {
+    let s = p.served_by.as_ref()?;
+    let applies = answers(c, at, "served_by", expect, proto);
+    let id = at.node(c, "served_by", s);
+    if let (true, Some(id), Some(proto)) = (applies, id, proto) {
+        let services = &at.scenario.node(id).services;
+        let (name, ports) = match proto {
+            Proto::Udp(_) => ("udp", &services.udp),
+            _ => ("tcp", &services.tcp),
+        };
+        if ports.is_empty() {
+            c.value(
+                &at.field("served_by"),
+                format!(
+                    "expected a node with a {name} service, but `{s}` declares none; \
+                     add its port under `services: {name}:`"
+                ),
+            );
+        }
+    }
+    id
+}
+
+/// `source_seen`: a node, any of whose addresses will do, or one address.
+fn source_seen(
+    c: &mut Checker,
+    at: &At,
+    p: &ProbeFile,
+    expect: Option<Expect>,
+    proto: Option<Proto>,
+) -> Option<SourceSeen> {
+    let s = p.source_seen.as_ref()?;
+    answers(c, at, "source_seen", expect, proto);
+    if let Some(&id) = at.lab.ids.get(s) {
+        Some(SourceSeen::Node(id))
+    } else if let Ok(a) = s.parse::<Ipv4Addr>() {
+        Some(SourceSeen::Address(a))
+    } else {
+        c.value(
+            &at.field("source_seen"),
+            format!("expected a node name (one of {}) or an IPv4 address, found `{s}`", at.lab.node_list(at.scenario)),
+        );
+        None
+    }
+}
+
+/// The probe's name, given or made from `from`, `to` and the protocol; unique in the
+/// scenario.
+fn probe_name(
+    c: &mut Checker,
+    at: &At,
+    p: &ProbeFile,
+    proto: Option<Proto>,
+    names_seen: &mut HashMap<String, String>,
+) -> Option<String> {
+    let name = match &p.name {
+        Some(n) if n.trim().is_empty() => {
+            c.value(&at.field("name"), "expected a probe name, found an empty string");
+            None
+        }
+        Some(n) => Some(n.clone()),
+        None => match (&p.from, &p.to, proto) {
+            (Some(f), Some(t), Some(Proto::Icmp)) => Some(format!("{f} -> {t} icmp")),
+            (Some(f), Some(t), Some(proto)) => Some(format!("{f} -> {t}:{proto}")),
+            _ => None,
+        },
+    };
+    if let Some(n) = &name {
+        match names_seen.get(n) {
+            Some(first) => c.value(
+                if p.name.is_some() { at.field("name") } else { at.key.clone() }.as_str(),
+                format!(
+                    "probe name `{n}` is already used by {first}; give one of them a \
+                     distinct `name`"
+                ),
+            ),
+            None => {
+                names_seen.insert(n.clone(), at.key.clone());
+            }
+        }
+    }
+    name
 }
 
 /// The probe as the producer in `ctx` is expected to see it, and why it differs from

@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 use super::fields::MAX_IFNAME;
 use super::Checker;
 use crate::scenario::diagnostic::names;
-use crate::scenario::file::{HostFile, NodeFile, ScenarioFile};
+use crate::scenario::file::{HostFile, InterfaceFile, NodeFile};
 use crate::scenario::load::DEFAULT_TIMEOUT;
 use crate::scenario::model::*;
 use crate::scenario::yaml::{self, item, join};
@@ -49,89 +49,10 @@ pub(crate) fn build_lab(
     if host.name.is_some() {
         c.node_name("host.name", &host_name, false);
     }
-
-    // Every address of the lab with where it was written, in file order.
-    let mut addresses: Vec<(Ipv4Addr, String)> = Vec::new();
-    let mut rejected = HashSet::new();
-
-    let mut bridges = Vec::new();
-    for (bname, b) in host.bridges.iter().flatten() {
-        let key = join("host.bridges", bname);
-        c.ifname(&key, bname, true);
-        let address = match b.as_ref().and_then(|b| b.address.as_deref()) {
-            None => None,
-            Some(text) => {
-                let akey = join(&key, "address");
-                let a = c.cidr(&akey, text);
-                match a {
-                    Some(a) => addresses.push((a.addr(), akey)),
-                    None => rejected.extend(written_address(text)),
-                }
-                a
-            }
-        };
-        bridges.push(Bridge { name: bname.clone(), address });
-    }
-
-    let mut uplinks = Vec::new();
-    // None where the address is missing or wrong.
-    let mut uplink_nets: Vec<Option<Ipv4Net>> = Vec::new();
-    for (uname, u) in host.uplinks.iter().flatten() {
-        let key = join("host.uplinks", uname);
-        c.ifname(&key, uname, true);
-        if bridges.iter().any(|b| &b.name == uname) {
-            c.key(
-                &key,
-                format!(
-                    "the host already has a bridge named `{uname}`; bridge and uplink names \
-                     must be unique on the host"
-                ),
-            );
-        }
-        let akey = join(&key, "address");
-        let text = u.as_ref().and_then(|u| u.address.as_deref());
-        let address = match text {
-            None => {
-                c.missing(&akey, "an IPv4 address with a prefix length such as 192.0.2.1/24");
-                None
-            }
-            Some(text) => c.cidr(&akey, text),
-        };
-        match address {
-            Some(a) => addresses.push((a.addr(), akey)),
-            None => rejected.extend(text.and_then(written_address)),
-        }
-        uplink_nets.push(address);
-        uplinks.push(Uplink {
-            name: uname.clone(),
-            address: address.unwrap_or(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 32).unwrap()),
-            peer: NodeId::HOST,
-        });
-    }
-
-    // The host routes a subnet through one interface: two with the same one contradict.
-    let mut subnets: Vec<(Ipv4Net, String)> = Vec::new();
-    let host_nets = bridges
-        .iter()
-        .filter_map(|b| {
-            b.address.map(|a| (a, format!("bridge `{}`", b.name), join(&join("host.bridges", &b.name), "address")))
-        })
-        .chain(uplinks.iter().zip(&uplink_nets).filter_map(|(u, n)| {
-            n.map(|a| (a, format!("uplink `{}`", u.name), join(&join("host.uplinks", &u.name), "address")))
-        }))
-        .collect::<Vec<_>>();
-    for (net, what, key) in host_nets {
-        match subnets.iter().find(|(n, _)| *n == net.trunc()) {
-            Some((_, first)) => c.value(
-                &key,
-                format!(
-                    "{what} has the subnet {}, as {first} does; the host would route it through only one of them",
-                    net.trunc()
-                ),
-            ),
-            None => subnets.push((net.trunc(), what)),
-        }
-    }
+    let mut draft = Draft::default();
+    draft.bridges(c, &host);
+    draft.uplinks(c, &host);
+    draft.check_host_subnets(c);
 
     let mut nodes = vec![Node {
         name: host_name.clone(),
@@ -141,11 +62,8 @@ pub(crate) fn build_lab(
         services: c.services("host.services", host.services.as_ref()),
         container: None,
     }];
-    let mut ids = HashMap::from([(host_name.clone(), NodeId::HOST)]);
-    let mut incomplete = HashSet::new();
-    // For each uplink, the interfaces that use it.
-    let mut uplink_users: Vec<Vec<(NodeId, String)>> = vec![Vec::new(); uplinks.len()];
-
+    draft.ids.insert(host_name.clone(), NodeId::HOST);
+    draft.uplink_users = vec![Vec::new(); draft.uplinks.len()];
     for (i, (nname, nfile)) in node_files.iter().enumerate() {
         let id = NodeId(i + 1);
         let key = join("nodes", nname);
@@ -153,221 +71,14 @@ pub(crate) fn build_lab(
         if nname == &host_name {
             c.key(&key, format!("`{nname}` is the host's name (`host.name`); node names must differ from it"));
         } else {
-            ids.insert(nname.clone(), id);
+            draft.ids.insert(nname.clone(), id);
         }
         let default = NodeFile::default();
-        let nfile = nfile.as_ref().unwrap_or(&default);
-        let ikey = join(&key, "interfaces");
-        let list = c.list(&ikey, &nfile.interfaces, "a non-empty list of interfaces");
-        let mut interfaces: Vec<Interface> = Vec::new();
-        // Interface name → where it was declared.
-        let mut ifnames: HashMap<String, String> = HashMap::new();
-        let mut gateway_at: Option<String> = None;
-        for (j, f) in list.iter().enumerate() {
-            let fkey = item(&ikey, j);
-            let attach = match (&f.bridge, &f.uplink) {
-                (Some(_), Some(_)) => {
-                    c.key(
-                        &join(&fkey, "uplink"),
-                        "expected either `bridge` or `uplink`, found both: an interface connects \
-                         to one of them",
-                    );
-                    None
-                }
-                (None, None) => {
-                    c.value(
-                        &fkey,
-                        "expected `bridge: NAME` or `uplink: NAME` to say where the interface \
-                         connects, found neither",
-                    );
-                    None
-                }
-                (Some(b), None) => match bridges.iter().position(|x| &x.name == b) {
-                    Some(k) => Some(Attach::Bridge(k)),
-                    None => {
-                        c.value(
-                            &join(&fkey, "bridge"),
-                            format!(
-                                "no bridge named `{b}` under host.bridges; bridges: {}",
-                                names(bridges.iter().map(|x| x.name.as_str()))
-                            ),
-                        );
-                        None
-                    }
-                },
-                (None, Some(u)) => match uplinks.iter().position(|x| &x.name == u) {
-                    Some(k) => {
-                        uplink_users[k].push((id, join(&fkey, "uplink")));
-                        Some(Attach::Uplink(k))
-                    }
-                    None => {
-                        c.value(
-                            &join(&fkey, "uplink"),
-                            format!(
-                                "no uplink named `{u}` under host.uplinks; uplinks: {}",
-                                names(uplinks.iter().map(|x| x.name.as_str()))
-                            ),
-                        );
-                        None
-                    }
-                },
-            };
-
-            let ifname = f.name.clone().unwrap_or_else(|| format!("eth{j}"));
-            let nkey = join(&fkey, "name");
-            if f.name.is_some() {
-                c.ifname(&nkey, &ifname, false);
-            }
-            match ifnames.get(&ifname) {
-                Some(first) if f.name.is_some() => {
-                    c.value(&nkey, format!("interface name `{ifname}` is already used by {first}"))
-                }
-                Some(first) => c.value(
-                    &fkey,
-                    format!(
-                        "this interface's default name `{ifname}` is already used by {first}; \
-                         give it a `name`"
-                    ),
-                ),
-                None => {
-                    ifnames.insert(ifname.clone(), fkey.clone());
-                }
-            }
-
-            let akey = join(&fkey, "address");
-            let address = match &f.address {
-                None => {
-                    c.missing(&akey, "an IPv4 address with a prefix length such as 192.168.0.2/20");
-                    None
-                }
-                Some(text) => c.cidr(&akey, text),
-            };
-            if let Some(a) = address {
-                let subnet = match attach {
-                    Some(Attach::Bridge(k)) => bridges[k].address.map(|n| (n, format!("bridge `{}`", bridges[k].name))),
-                    Some(Attach::Uplink(k)) => uplink_nets[k].map(|n| (n, format!("uplink `{}`", uplinks[k].name))),
-                    None => None,
-                };
-                if let Some((net, what)) = subnet {
-                    if !net.contains(&a.addr()) {
-                        c.value(
-                            &akey,
-                            format!("expected an address in {what}'s subnet {}, found {}", net.trunc(), a.addr()),
-                        );
-                    }
-                }
-                addresses.push((a.addr(), akey.clone()));
-            } else {
-                incomplete.insert(id);
-                rejected.extend(f.address.as_deref().and_then(written_address));
-            }
-
-            let gkey = join(&fkey, "gateway");
-            let gateway = f.gateway.as_deref().and_then(|g| c.address(&gkey, g));
-            if let (Some(g), Some(a)) = (gateway, address) {
-                if g == a.addr() {
-                    c.value(&gkey, format!("expected the address of a router, found the interface's own address {g}"));
-                } else if !a.contains(&g) {
-                    c.value(&gkey, format!("expected a gateway in the interface's subnet {}, found {g}", a.trunc()));
-                }
-            }
-            if f.gateway.is_some() {
-                match &gateway_at {
-                    Some(first) => {
-                        c.key(&gkey, format!("a node has one default route, and {first} already sets a gateway"))
-                    }
-                    None => gateway_at = Some(fkey.clone()),
-                }
-            }
-
-            interfaces.push(Interface {
-                name: ifname,
-                host_side: String::new(),
-                // Placeholders only reach a scenario that is not returned.
-                attach: attach.unwrap_or(Attach::Bridge(usize::MAX)),
-                address: address.unwrap_or(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 32).unwrap()),
-                gateway,
-            });
-        }
-        let loopback = nfile.loopback.unwrap_or(true);
-        let mut sysctls = Vec::new();
-        if !loopback {
-            // Lets the node send to 127.0.0.0/8 through its interfaces, and take
-            // answers from there, as a neighbour on the host's segment can.
-            sysctls.push(("net.ipv4.conf.all.route_localnet".to_string(), "1".to_string()));
-        }
-        sysctls.extend(c.sysctls(&join(&key, "sysctls"), nfile.sysctls.as_ref()));
-        nodes.push(Node {
-            name: nname.clone(),
-            interfaces,
-            sysctls,
-            loopback,
-            services: c.services(&join(&key, "services"), nfile.services.as_ref()),
-            container: None,
-        });
+        nodes.push(draft.node(c, id, &key, nname, nfile.as_ref().unwrap_or(&default)));
     }
-
-    // Each uplink has exactly one node at its other end.
-    for (k, users) in uplink_users.iter().enumerate() {
-        let uname = uplinks[k].name.clone();
-        match users.as_slice() {
-            [] => c.key(
-                &join("host.uplinks", &uname),
-                format!(
-                    "expected one node interface with `uplink: {uname}` at the other end of \
-                     this uplink, found none"
-                ),
-            ),
-            [(peer, _), rest @ ..] => {
-                uplinks[k].peer = *peer;
-                for (_, at) in rest {
-                    c.value(
-                        at,
-                        format!(
-                            "uplink `{uname}` is already used by {}; an uplink connects the \
-                             host to exactly one node interface",
-                            yaml::parent(&users[0].1).unwrap_or_default()
-                        ),
-                    );
-                }
-            }
-        }
-    }
-
-    // Host-side names of the veths: an uplink's own name, or one generated for a
-    // bridge port.
-    let mut taken: HashSet<String> =
-        bridges.iter().map(|b| b.name.clone()).chain(uplinks.iter().map(|u| u.name.clone())).collect();
-    for node in nodes.iter_mut().skip(1) {
-        for iface in &mut node.interfaces {
-            iface.host_side = match iface.attach {
-                Attach::Uplink(k) => uplinks[k].name.clone(),
-                Attach::Bridge(_) => {
-                    let wanted = format!("{}-{}", node.name, iface.name);
-                    let name = if wanted.len() <= MAX_IFNAME && !taken.contains(&wanted) {
-                        wanted
-                    } else {
-                        (0..).map(|k| format!("veth{k}")).find(|n| !taken.contains(n)).expect("some vethN is free")
-                    };
-                    taken.insert(name.clone());
-                    name
-                }
-            };
-        }
-    }
-
-    // No address twice in the lab.
-    let mut seen: HashMap<Ipv4Addr, &str> = HashMap::new();
-    for (addr, key) in &addresses {
-        match seen.get(addr) {
-            Some(first) => {
-                c.value(key, format!("address {addr} is already used by {first}; each address in the lab is unique"))
-            }
-            None => {
-                seen.insert(*addr, key);
-            }
-        }
-    }
+    draft.connect_uplinks(c);
+    draft.name_host_sides(&mut nodes);
+    draft.check_unique_addresses(c);
 
     let scenario = Scenario {
         path: PathBuf::new(),
@@ -377,7 +88,11 @@ pub(crate) fn build_lab(
         ipv6: false,
         timeout: DEFAULT_TIMEOUT,
         sequential: false,
-        host: HostSetup { forwarding: host.forwarding.unwrap_or(false), bridges, uplinks },
+        host: HostSetup {
+            forwarding: host.forwarding.unwrap_or(false),
+            bridges: draft.bridges,
+            uplinks: draft.uplinks,
+        },
         nodes,
         rules: RuleSet { backends: Vec::new(), files: Vec::new(), ipsets: Vec::new(), live: None },
         probes: Vec::new(),
@@ -387,146 +102,367 @@ pub(crate) fn build_lab(
         contract: None,
         not_applicable: None,
     };
-    let lab = LabIndex { ids, incomplete, rejected };
+    let lab = LabIndex { ids: draft.ids, incomplete: draft.incomplete, rejected: draft.rejected };
     (scenario, lab)
 }
 
-/// Container networks and the containers on them, added to the lab after its nodes.
-pub(crate) fn containers(c: &mut Checker, scenario: &mut Scenario, lab: &mut LabIndex, file: &ScenarioFile) {
-    for (name, n) in file.networks.iter().flatten() {
-        let key = join("networks", name);
-        let default = crate::scenario::file::NetworkFile::default();
-        let n = n.as_ref().unwrap_or(&default);
-        let bridge = match &n.bridge {
-            None => {
-                c.missing(&join(&key, "bridge"), "the name of the bridge the producer creates");
-                continue;
-            }
-            Some(b) => b.clone(),
-        };
-        c.ifname(&join(&key, "bridge"), &bridge, false);
-        if scenario.host.bridges.iter().any(|b| b.name == bridge)
-            || scenario.host.uplinks.iter().any(|u| u.name == bridge)
-        {
-            c.value(&join(&key, "bridge"), format!("the host already has an interface named `{bridge}`"));
-        }
-        let subnet = match &n.subnet {
-            None => {
-                c.missing(&join(&key, "subnet"), "the network's subnet, e.g. 172.17.0.0/16");
-                continue;
-            }
-            Some(s) => match s.parse::<Ipv4Net>() {
-                Ok(net) => net.trunc(),
-                Err(_) => {
-                    c.value(&join(&key, "subnet"), format!("expected a subnet such as 172.17.0.0/16, found `{s}`"));
-                    continue;
+/// What the checks of the host and its nodes gather as they go, for the checks that
+/// need the whole lab.
+#[derive(Default)]
+struct Draft {
+    bridges: Vec<Bridge>,
+    uplinks: Vec<Uplink>,
+    /// Each uplink's subnet; None where the address is missing or wrong.
+    uplink_nets: Vec<Option<Ipv4Net>>,
+    /// Every address of the lab with where it was written, in file order.
+    addresses: Vec<(Ipv4Addr, String)>,
+    rejected: HashSet<Ipv4Addr>,
+    ids: HashMap<String, NodeId>,
+    incomplete: HashSet<NodeId>,
+    /// For each uplink, the interfaces that use it.
+    uplink_users: Vec<Vec<(NodeId, String)>>,
+}
+
+impl Draft {
+    /// `host.bridges`.
+    fn bridges(&mut self, c: &mut Checker, host: &HostFile) {
+        for (bname, b) in host.bridges.iter().flatten() {
+            let key = join("host.bridges", bname);
+            c.ifname(&key, bname, true);
+            let address = match b.as_ref().and_then(|b| b.address.as_deref()) {
+                None => None,
+                Some(text) => {
+                    let akey = join(&key, "address");
+                    let a = c.cidr(&akey, text);
+                    match a {
+                        Some(a) => self.addresses.push((a.addr(), akey)),
+                        None => self.rejected.extend(written_address(text)),
+                    }
+                    a
                 }
-            },
-        };
-        let gateway = match &n.gateway {
-            None => subnet.hosts().next().unwrap_or(subnet.addr()),
-            Some(g) => match c.address(&join(&key, "gateway"), g) {
-                Some(a) => a,
-                None => continue,
-            },
-        };
-        if !subnet.contains(&gateway) || gateway == subnet.network() || gateway == subnet.broadcast() {
-            c.value(&join(&key, "gateway"), format!("expected a host address of {subnet}, found {gateway}"));
-        } else if let Some(owner) = scenario.owner_of(gateway) {
-            c.value(
-                &join(&key, "gateway"),
-                format!("address {gateway} already belongs to {}", scenario.node(owner).name),
-            );
+            };
+            self.bridges.push(Bridge { name: bname.clone(), address });
         }
-        scenario.networks.push(Network {
-            name: name.clone(),
-            bridge,
-            subnet,
-            gateway,
-            internal: n.internal.unwrap_or(false),
-        });
     }
-    for (name, f) in file.containers.iter().flatten() {
-        let key = join("containers", name);
-        c.node_name(&key, name, true);
-        if lab.ids.contains_key(name) {
-            c.key(&key, format!("`{name}` is already the name of a node; names are unique in the lab"));
-            continue;
-        }
-        let default = crate::scenario::file::ContainerFile::default();
-        let f = f.as_ref().unwrap_or(&default);
-        let network = match &f.network {
-            None => {
-                c.missing(&join(&key, "network"), "the name of the network the container joins");
-                None
-            }
-            Some(n) => {
-                let found = scenario.networks.iter().position(|x| &x.name == n);
-                if found.is_none() {
-                    let known = names(scenario.networks.iter().map(|x| x.name.as_str()));
-                    c.value(&join(&key, "network"), format!("no network named `{n}`; networks: {known}"));
-                }
-                found
-            }
-        };
-        let address = match &f.address {
-            None => {
-                c.missing(&join(&key, "address"), "the container's IPv4 address, e.g. 172.17.0.2");
-                None
-            }
-            Some(a) => c.address(&join(&key, "address"), a),
-        };
-        if let (Some(net), Some(addr)) = (network, address) {
-            let subnet = scenario.networks[net].subnet;
-            if !subnet.contains(&addr) || addr == subnet.network() || addr == subnet.broadcast() {
-                c.value(&join(&key, "address"), format!("expected a host address of {subnet}, found {addr}"));
-            } else if let Some(owner) = scenario.owner_of(addr) {
-                c.value(
-                    &join(&key, "address"),
-                    format!("address {addr} already belongs to {}", scenario.node(owner).name),
+
+    /// `host.uplinks`; each one's peer is set once the nodes are known.
+    fn uplinks(&mut self, c: &mut Checker, host: &HostFile) {
+        for (uname, u) in host.uplinks.iter().flatten() {
+            let key = join("host.uplinks", uname);
+            c.ifname(&key, uname, true);
+            if self.bridges.iter().any(|b| &b.name == uname) {
+                c.key(
+                    &key,
+                    format!(
+                        "the host already has a bridge named `{uname}`; bridge and uplink names \
+                         must be unique on the host"
+                    ),
                 );
             }
+            let akey = join(&key, "address");
+            let text = u.as_ref().and_then(|u| u.address.as_deref());
+            let address = match text {
+                None => {
+                    c.missing(&akey, "an IPv4 address with a prefix length such as 192.0.2.1/24");
+                    None
+                }
+                Some(text) => c.cidr(&akey, text),
+            };
+            match address {
+                Some(a) => self.addresses.push((a.addr(), akey)),
+                None => self.rejected.extend(text.and_then(written_address)),
+            }
+            self.uplink_nets.push(address);
+            self.uplinks.push(Uplink {
+                name: uname.clone(),
+                address: address.unwrap_or(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 32).unwrap()),
+                peer: NodeId::HOST,
+            });
         }
-        let mut publish = Vec::new();
-        for (i, p) in f.publish.iter().flatten().enumerate() {
-            match parse_publish(p) {
-                Some(p) => publish.push(p),
-                None => c.value(
-                    &item(&join(&key, "publish"), i),
-                    format!("expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp] such as 8080:80, found `{p}`"),
+    }
+
+    /// The host routes a subnet through one interface: two with the same one contradict.
+    fn check_host_subnets(&self, c: &mut Checker) {
+        let mut subnets: Vec<(Ipv4Net, String)> = Vec::new();
+        let host_nets = self
+            .bridges
+            .iter()
+            .filter_map(|b| {
+                b.address.map(|a| (a, format!("bridge `{}`", b.name), join(&join("host.bridges", &b.name), "address")))
+            })
+            .chain(self.uplinks.iter().zip(&self.uplink_nets).filter_map(|(u, n)| {
+                n.map(|a| (a, format!("uplink `{}`", u.name), join(&join("host.uplinks", &u.name), "address")))
+            }))
+            .collect::<Vec<_>>();
+        for (net, what, key) in host_nets {
+            match subnets.iter().find(|(n, _)| *n == net.trunc()) {
+                Some((_, first)) => c.value(
+                    &key,
+                    format!(
+                        "{what} has the subnet {}, as {first} does; the host would route it through only one of them",
+                        net.trunc()
+                    ),
                 ),
+                None => subnets.push((net.trunc(), what)),
             }
         }
-        let node = Node {
-            name: name.clone(),
-            interfaces: Vec::new(),
-            sysctls: c.sysctls(&join(&key, "sysctls"), f.sysctls.as_ref()),
-            loopback: true,
-            services: c.services(&join(&key, "services"), f.services.as_ref()),
+    }
+
+    /// One node under `nodes`, at `key`.
+    fn node(&mut self, c: &mut Checker, id: NodeId, key: &str, name: &str, file: &NodeFile) -> Node {
+        let ikey = join(key, "interfaces");
+        let list = c.list(&ikey, &file.interfaces, "a non-empty list of interfaces");
+        let mut interfaces: Vec<Interface> = Vec::new();
+        // Interface name → where it was declared.
+        let mut ifnames: HashMap<String, String> = HashMap::new();
+        let mut gateway_at: Option<String> = None;
+        for (j, f) in list.iter().enumerate() {
+            let fkey = item(&ikey, j);
+            let attach = self.attachment(c, id, &fkey, f);
+            let ifname = interface_name(c, &fkey, j, f, &mut ifnames);
+            let address = self.interface_address(c, id, &fkey, f, attach);
+            let gateway = interface_gateway(c, &fkey, f, address, &mut gateway_at);
+            interfaces.push(Interface {
+                name: ifname,
+                host_side: String::new(),
+                // Placeholders only reach a scenario that is not returned.
+                attach: attach.unwrap_or(Attach::Bridge(usize::MAX)),
+                address: address.unwrap_or(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 32).unwrap()),
+                gateway,
+            });
+        }
+        let loopback = file.loopback.unwrap_or(true);
+        let mut sysctls = Vec::new();
+        if !loopback {
+            // Lets the node send to 127.0.0.0/8 through its interfaces, and take
+            // answers from there, as a neighbour on the host's segment can.
+            sysctls.push(("net.ipv4.conf.all.route_localnet".to_string(), "1".to_string()));
+        }
+        sysctls.extend(c.sysctls(&join(key, "sysctls"), file.sysctls.as_ref()));
+        Node {
+            name: name.to_string(),
+            interfaces,
+            sysctls,
+            loopback,
+            services: c.services(&join(key, "services"), file.services.as_ref()),
             container: None,
+        }
+    }
+
+    /// Where an interface connects: `bridge: NAME` or `uplink: NAME`.
+    fn attachment(&mut self, c: &mut Checker, id: NodeId, fkey: &str, f: &InterfaceFile) -> Option<Attach> {
+        match (&f.bridge, &f.uplink) {
+            (Some(_), Some(_)) => {
+                c.key(
+                    &join(fkey, "uplink"),
+                    "expected either `bridge` or `uplink`, found both: an interface connects \
+                     to one of them",
+                );
+                None
+            }
+            (None, None) => {
+                c.value(
+                    fkey,
+                    "expected `bridge: NAME` or `uplink: NAME` to say where the interface \
+                     connects, found neither",
+                );
+                None
+            }
+            (Some(b), None) => match self.bridges.iter().position(|x| &x.name == b) {
+                Some(k) => Some(Attach::Bridge(k)),
+                None => {
+                    c.value(
+                        &join(fkey, "bridge"),
+                        format!(
+                            "no bridge named `{b}` under host.bridges; bridges: {}",
+                            names(self.bridges.iter().map(|x| x.name.as_str()))
+                        ),
+                    );
+                    None
+                }
+            },
+            (None, Some(u)) => match self.uplinks.iter().position(|x| &x.name == u) {
+                Some(k) => {
+                    self.uplink_users[k].push((id, join(fkey, "uplink")));
+                    Some(Attach::Uplink(k))
+                }
+                None => {
+                    c.value(
+                        &join(fkey, "uplink"),
+                        format!(
+                            "no uplink named `{u}` under host.uplinks; uplinks: {}",
+                            names(self.uplinks.iter().map(|x| x.name.as_str()))
+                        ),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// An interface's address, which must sit in the subnet of what it connects to.
+    fn interface_address(
+        &mut self,
+        c: &mut Checker,
+        id: NodeId,
+        fkey: &str,
+        f: &InterfaceFile,
+        attach: Option<Attach>,
+    ) -> Option<Ipv4Net> {
+        let akey = join(fkey, "address");
+        let address = match &f.address {
+            None => {
+                c.missing(&akey, "an IPv4 address with a prefix length such as 192.168.0.2/20");
+                None
+            }
+            Some(text) => c.cidr(&akey, text),
         };
-        if let (Some(network), Some(address)) = (network, address) {
-            lab.ids.insert(name.clone(), NodeId(scenario.nodes.len()));
-            scenario.nodes.push(Node { container: Some(Container { network, address, publish }), ..node });
+        let Some(a) = address else {
+            self.incomplete.insert(id);
+            self.rejected.extend(f.address.as_deref().and_then(written_address));
+            return None;
+        };
+        let subnet = match attach {
+            Some(Attach::Bridge(k)) => {
+                self.bridges[k].address.map(|n| (n, format!("bridge `{}`", self.bridges[k].name)))
+            }
+            Some(Attach::Uplink(k)) => self.uplink_nets[k].map(|n| (n, format!("uplink `{}`", self.uplinks[k].name))),
+            None => None,
+        };
+        if let Some((net, what)) = subnet {
+            if !net.contains(&a.addr()) {
+                c.value(&akey, format!("expected an address in {what}'s subnet {}, found {}", net.trunc(), a.addr()));
+            }
+        }
+        self.addresses.push((a.addr(), akey));
+        address
+    }
+
+    /// Each uplink has exactly one node at its other end.
+    fn connect_uplinks(&mut self, c: &mut Checker) {
+        for (k, users) in self.uplink_users.iter().enumerate() {
+            let uname = self.uplinks[k].name.clone();
+            match users.as_slice() {
+                [] => c.key(
+                    &join("host.uplinks", &uname),
+                    format!(
+                        "expected one node interface with `uplink: {uname}` at the other end of \
+                         this uplink, found none"
+                    ),
+                ),
+                [(peer, _), rest @ ..] => {
+                    self.uplinks[k].peer = *peer;
+                    for (_, at) in rest {
+                        c.value(
+                            at,
+                            format!(
+                                "uplink `{uname}` is already used by {}; an uplink connects the \
+                                 host to exactly one node interface",
+                                yaml::parent(&users[0].1).unwrap_or_default()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Host-side names of the veths: an uplink's own name, or one generated for a
+    /// bridge port.
+    fn name_host_sides(&self, nodes: &mut [Node]) {
+        let mut taken: HashSet<String> =
+            self.bridges.iter().map(|b| b.name.clone()).chain(self.uplinks.iter().map(|u| u.name.clone())).collect();
+        for node in nodes.iter_mut().skip(1) {
+            for iface in &mut node.interfaces {
+                iface.host_side = match iface.attach {
+                    Attach::Uplink(k) => self.uplinks[k].name.clone(),
+                    Attach::Bridge(_) => {
+                        let wanted = format!("{}-{}", node.name, iface.name);
+                        let name = if wanted.len() <= MAX_IFNAME && !taken.contains(&wanted) {
+                            wanted
+                        } else {
+                            (0..).map(|k| format!("veth{k}")).find(|n| !taken.contains(n)).expect("some vethN is free")
+                        };
+                        taken.insert(name.clone());
+                        name
+                    }
+                };
+            }
+        }
+    }
+
+    /// No address twice in the lab.
+    fn check_unique_addresses(&self, c: &mut Checker) {
+        let mut seen: HashMap<Ipv4Addr, &str> = HashMap::new();
+        for (addr, key) in &self.addresses {
+            match seen.get(addr) {
+                Some(first) => c.value(
+                    key,
+                    format!("address {addr} is already used by {first}; each address in the lab is unique"),
+                ),
+                None => {
+                    seen.insert(*addr, key);
+                }
+            }
         }
     }
 }
 
-pub(crate) fn parse_publish(text: &str) -> Option<Publish> {
-    let (ports, udp) = match text.rsplit_once('/') {
-        Some((p, "tcp")) => (p, false),
-        Some((p, "udp")) => (p, true),
-        Some(_) => return None,
-        None => (text, false),
-    };
-    let parts: Vec<&str> = ports.split(':').collect();
-    let (host_ip, host, container) = match parts.as_slice() {
-        [h, c] => (None, h, c),
-        [ip, h, c] => (Some(ip.parse().ok()?), h, c),
-        _ => return None,
-    };
-    let port = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0);
-    Some(Publish { host_ip, host_port: port(host)?, container_port: port(container)?, udp })
+/// An interface's name in its node (`eth0`, `eth1`, ... unless given), unique there.
+fn interface_name(
+    c: &mut Checker,
+    fkey: &str,
+    j: usize,
+    f: &InterfaceFile,
+    ifnames: &mut HashMap<String, String>,
+) -> String {
+    let ifname = f.name.clone().unwrap_or_else(|| format!("eth{j}"));
+    let nkey = join(fkey, "name");
+    if f.name.is_some() {
+        c.ifname(&nkey, &ifname, false);
+    }
+    match ifnames.get(&ifname) {
+        Some(first) if f.name.is_some() => {
+            c.value(&nkey, format!("interface name `{ifname}` is already used by {first}"))
+        }
+        Some(first) => c.value(
+            fkey,
+            format!(
+                "this interface's default name `{ifname}` is already used by {first}; \
+                 give it a `name`"
+            ),
+        ),
+        None => {
+            ifnames.insert(ifname.clone(), fkey.to_string());
+        }
+    }
+    ifname
+}
+
+/// An interface's gateway: a router in its subnet, and one default route per node.
+fn interface_gateway(
+    c: &mut Checker,
+    fkey: &str,
+    f: &InterfaceFile,
+    address: Option<Ipv4Net>,
+    gateway_at: &mut Option<String>,
+) -> Option<Ipv4Addr> {
+    let gkey = join(fkey, "gateway");
+    let gateway = f.gateway.as_deref().and_then(|g| c.address(&gkey, g));
+    if let (Some(g), Some(a)) = (gateway, address) {
+        if g == a.addr() {
+            c.value(&gkey, format!("expected the address of a router, found the interface's own address {g}"));
+        } else if !a.contains(&g) {
+            c.value(&gkey, format!("expected a gateway in the interface's subnet {}, found {g}", a.trunc()));
+        }
+    }
+    if f.gateway.is_some() {
+        match gateway_at {
+            Some(first) => c.key(&gkey, format!("a node has one default route, and {first} already sets a gateway")),
+            None => *gateway_at = Some(fkey.to_string()),
+        }
+    }
+    gateway
 }
 
 #[cfg(test)]

@@ -337,40 +337,37 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// `text` read into `T`, with the positions of its keys. Deep nesting, syntax errors,
-/// duplicate keys and `!` tags are refused before `T` is looked at; any failure here
-/// ends the file's checks.
+/// `text` read into `T`, with the positions of its keys. The text is indexed first (it
+/// refuses deep nesting before serde_yaml's scanner spends quadratic time on it), then
+/// read as a generic value (syntax errors, duplicate keys, bad tags anywhere, even under
+/// keys `T` does not know), then into `T`. Any failure here ends the file's checks.
 pub fn read<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<(T, Positions), InputError> {
-    // Positions first: it refuses deep nesting early, before serde_yaml's scanner
-    // spends quadratic time on it.
-    let positions = match Positions::parse(text) {
-        Ok(positions) => positions,
-        Err(e) => return Err(syntax_error(path, text, e).into()),
+    let syntax = |e: SyntaxError| Diagnostic {
+        path: path.to_path_buf(),
+        location: Some(e.location),
+        key: None,
+        message: e.message,
     };
+    let indexed = match Positions::parse(text) {
+        Err(e) if e.too_deep => return Err(syntax(e).into()),
+        other => other,
+    };
+    if let Err(e) = serde_yaml::from_str::<Value>(text) {
+        let positions = indexed.unwrap_or_default();
+        if !positions.duplicates().is_empty() {
+            return Err(duplicates(path, &positions).into());
+        }
+        return Err(serde_error(path, &positions, e).into());
+    }
+    let positions = indexed.map_err(syntax)?;
     if !positions.duplicates().is_empty() {
         return Err(duplicates(path, &positions).into());
     }
     if !positions.tagged().is_empty() {
         return Err(tagged(path, &positions).into());
     }
-    // serde_yaml reads the whole document before it looks at `T`, so a syntax error
-    // it finds comes out ahead of any error of shape.
     let file = serde_yaml::from_str(text).map_err(|e| serde_error(path, &positions, e))?;
     Ok((file, positions))
-}
-
-/// A syntax error, in serde_yaml's words where it sees one too (they name what was
-/// expected), else in yaml-rust2's.
-fn syntax_error(path: &Path, text: &str, e: SyntaxError) -> Diagnostic {
-    let own =
-        || Diagnostic { path: path.to_path_buf(), location: Some(e.location), key: None, message: e.message.clone() };
-    if e.too_deep {
-        return own();
-    }
-    match serde_yaml::from_str::<Value>(text) {
-        Err(serde) => serde_error(path, &Positions::default(), serde),
-        Ok(_) => own(),
-    }
 }
 
 /// Values written with the non-specific tag `!`, which serde_yaml drops without a word.

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use super::check::rules::rules;
 use super::check::Checker;
-use super::diagnostic::{names, InputError};
-use super::file::{ContractFile, ExtraRuleFile, ProducersFile};
+use super::diagnostic::{names, one_line, InputError};
+use super::file::{ContractFile, ExtraRuleFile, ProducersFile, ScenarioFile};
 use super::load::read_text;
 use super::model::*;
 use super::vars::substitute;
@@ -46,17 +46,17 @@ pub(crate) fn load_producers(path: &Path) -> Result<Vec<ProducerDef>, InputError
         file.vars.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
     // Values go into the scenario's text as they are: a line break would move every
     // later line, and with it every position reported.
-    let mut one_line = |key: String, value: &str| {
+    let mut single_line = |key: String, value: &str| {
         if value.contains(['\n', '\r']) {
             c.value(&key, "expected a value of one line (it is put into the scenario's text), found a line break");
         }
     };
     for (k, v) in file.vars.iter().flatten() {
-        one_line(join("vars", k), &v.0);
+        single_line(join("vars", k), &v.0);
     }
     for (name, p) in file.producers.iter().flatten() {
         for (k, v) in p.as_ref().and_then(|p| p.vars.as_ref()).into_iter().flatten() {
-            one_line(join(&join(&join("producers", name), "vars"), k), &v.0);
+            single_line(join(&join(&join("producers", name), "vars"), k), &v.0);
         }
     }
     let mut out = Vec::new();
@@ -178,6 +178,50 @@ pub(crate) fn contract(c: &mut Checker, f: &ContractFile) -> Option<Contract> {
         .map(|w| w.0.clone())
         .collect();
     Some(Contract { name: name?, statements, title: f.title.clone() })
+}
+
+/// The rules of a contract scenario for one producer: the producer's, then the
+/// scenario's `extra_rules`; also the keys that say how this producer is judged.
+pub(crate) fn producer_rules(
+    c: &mut Checker,
+    path: &Path,
+    file: &ScenarioFile,
+    ctx: &ProducerCtx,
+    scenario: &mut Scenario,
+) -> Option<RuleFormat> {
+    if file.rules.is_some() {
+        c.key(
+            "rules",
+            format!("expected no `rules`: a scenario with `producers` takes its rules from {}", ctx.file.display()),
+        );
+    }
+    for (producer, reason) in file.not_applicable.iter().flatten() {
+        ctx.check_name(c, &join("not_applicable", producer), producer);
+        if producer == &ctx.producer.name {
+            scenario.not_applicable = Some(one_line(reason));
+        }
+    }
+    scenario.contract = file.contract.as_ref().and_then(|f| contract(c, f));
+    scenario.producer = Some(Producer { name: ctx.producer.name.clone(), title: ctx.producer.title.clone() });
+    scenario.rules = ctx.producer.rules.clone();
+    extra_rules(c, path, file.extra_rules.as_deref().unwrap_or_default(), ctx, scenario);
+    ctx.producer.format
+}
+
+/// In a scenario that is no contract, the keys only a contract scenario has.
+pub(crate) fn refuse_contract_keys(c: &mut Checker, file: &ScenarioFile) {
+    if file.producers.is_some() {
+        c.key("producers", "write `producers: FILE` as a line of its own at the start of a line");
+    }
+    if file.extra_rules.is_some() {
+        c.key(
+            "extra_rules",
+            "expected `extra_rules` only in a scenario with `producers`; list rule files under `rules.files`",
+        );
+    }
+    if file.not_applicable.is_some() {
+        c.key("not_applicable", "expected `not_applicable` only in a scenario with `producers`");
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,11 @@ pub(crate) fn names<'n>(names: impl IntoIterator<Item = &'n str>) -> String {
     }
 }
 
+/// A reason as one line: runs of white space, line breaks included, become one space.
+pub(crate) fn one_line(reason: &str) -> String {
+    reason.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,12 +12,12 @@ use super::check::probes::probes;
 use super::check::rules::{live_program, rules};
 use super::check::topology::build_lab;
 use super::check::Checker;
-use super::contract::{contract, extra_rules, load_producers, producers_key, ProducerCtx};
-use super::diagnostic::{Diagnostic, InputError};
+use super::contract::{load_producers, producer_rules, producers_key, refuse_contract_keys, ProducerCtx};
+use super::diagnostic::{one_line, Diagnostic, InputError};
 use super::file::{HostFile, ScenarioFile};
 use super::model::*;
 use super::vars::substitute;
-use super::yaml::{self, join};
+use super::yaml;
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -136,11 +136,6 @@ pub(crate) fn load_text(
     }
 }
 
-/// A reason as one line: runs of white space, line breaks included, become one space.
-pub(crate) fn one_line(reason: &str) -> String {
-    reason.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 pub(crate) fn convert(
     c: &mut Checker,
     path: &Path,
@@ -161,7 +156,7 @@ pub(crate) fn convert(
     containers(c, &mut scenario, &mut lab, &file);
     scenario.path = path.to_path_buf();
     scenario.name = name.to_string();
-    scenario.description = file.description;
+    scenario.description = file.description.take();
     // A folded or literal block leaves line breaks and a final newline: one line.
     scenario.skip = file.skip.as_deref().map(one_line);
     scenario.ipv6 = file.ipv6.unwrap_or(false);
@@ -175,37 +170,8 @@ pub(crate) fn convert(
     }
 
     let format = match ctx {
-        None => {
-            if file.contract.is_some() {
-                c.key("contract", "a contract scenario runs against producers: add `producers: FILE`");
-            }
-            let folder = path.parent().unwrap_or(Path::new(""));
-            let (rules, format) = rules(c, "rules", folder, file.rules.as_ref());
-            scenario.rules = rules;
-            format
-        }
-        Some(ctx) => {
-            if file.rules.is_some() {
-                c.key(
-                    "rules",
-                    format!(
-                        "expected no `rules`: a scenario with `producers` takes its rules from {}",
-                        ctx.file.display()
-                    ),
-                );
-            }
-            for (producer, reason) in file.not_applicable.iter().flatten() {
-                ctx.check_name(c, &join("not_applicable", producer), producer);
-                if producer == &ctx.producer.name {
-                    scenario.not_applicable = Some(one_line(reason));
-                }
-            }
-            scenario.contract = file.contract.as_ref().and_then(|f| contract(c, f));
-            scenario.producer = Some(Producer { name: ctx.producer.name.clone(), title: ctx.producer.title.clone() });
-            scenario.rules = ctx.producer.rules.clone();
-            extra_rules(c, path, file.extra_rules.as_deref().unwrap_or_default(), ctx, &mut scenario);
-            ctx.producer.format
-        }
+        None => own_rules(c, path, &file, &mut scenario),
+        Some(ctx) => producer_rules(c, path, &file, ctx, &mut scenario),
     };
     let wired = scenario.rules.live.as_ref().is_some_and(|l| l.kind().wires_containers());
     if !wired && (file.containers.is_some() || file.networks.is_some()) {
@@ -216,29 +182,34 @@ pub(crate) fn convert(
              (rules.live.program: netavark, cni, dockerd or command); give other nodes `interfaces`",
         );
     }
-    if let (None, Some(live)) = (ctx, &scenario.rules.live) {
-        if let Program::Command { run, .. } = &live.program {
-            if let Some(program) = run.first() {
-                let folder = path.parent().unwrap_or(Path::new(""));
-                live_program(c, "rules.live.run[0]", folder, program);
-            }
-        }
-    }
-    if ctx.is_none() && file.producers.is_some() {
-        c.key("producers", "write `producers: FILE` as a line of its own at the start of a line");
-    }
-    if ctx.is_none() && file.extra_rules.is_some() {
-        c.key(
-            "extra_rules",
-            "expected `extra_rules` only in a scenario with `producers`; list rule files under `rules.files`",
-        );
-    }
-    if ctx.is_none() && file.not_applicable.is_some() {
-        c.key("not_applicable", "expected `not_applicable` only in a scenario with `producers`");
+    if ctx.is_none() {
+        own_program(c, path, &scenario);
+        refuse_contract_keys(c, &file);
     }
     scenario.probes = probes(c, &scenario, &lab, file.probes.as_deref().unwrap_or_default(), ctx);
     scenario.counters = counters(c, format, file.counters.as_deref().unwrap_or_default(), ctx);
     scenario
+}
+
+/// The rules of a scenario that is no contract: its own `rules`.
+fn own_rules(c: &mut Checker, path: &Path, file: &ScenarioFile, scenario: &mut Scenario) -> Option<RuleFormat> {
+    if file.contract.is_some() {
+        c.key("contract", "a contract scenario runs against producers: add `producers: FILE`");
+    }
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let (rules, format) = rules(c, "rules", folder, file.rules.as_ref());
+    scenario.rules = rules;
+    format
+}
+
+/// A `command` program of the scenario's own must be there to run.
+fn own_program(c: &mut Checker, path: &Path, scenario: &Scenario) {
+    if let Some(Program::Command { run, .. }) = scenario.rules.live.as_ref().map(|l| &l.program) {
+        if let Some(program) = run.first() {
+            let folder = path.parent().unwrap_or(Path::new(""));
+            live_program(c, "rules.live.run[0]", folder, program);
+        }
+    }
 }
 
 #[cfg(test)]

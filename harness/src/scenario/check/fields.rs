@@ -95,13 +95,7 @@ impl Checker<'_> {
         } else {
             None
         };
-        if let Some(p) = problem {
-            if at_key {
-                self.key(key, p);
-            } else {
-                self.value(key, p);
-            }
-        }
+        self.name_problem(key, at_key, problem);
     }
 
     /// A node name (the host's or a mapping key under `nodes`).
@@ -120,12 +114,15 @@ impl Checker<'_> {
         } else {
             None
         };
-        if let Some(p) = problem {
-            if at_key {
-                self.key(key, p);
-            } else {
-                self.value(key, p);
-            }
+        self.name_problem(key, at_key, problem);
+    }
+
+    /// A problem with a name, placed at the key when the name is one.
+    fn name_problem(&mut self, key: &str, at_key: bool, problem: Option<String>) {
+        match problem {
+            Some(p) if at_key => self.key(key, p),
+            Some(p) => self.value(key, p),
+            None => {}
         }
     }
 

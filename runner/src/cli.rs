@@ -1,15 +1,13 @@
 //! Command line: `run`, `check`, `list`, `diff`, `mutate`, `capture` and `init`. Exit status 0 when every scenario passed,
 //! 1 when some failed, 2 for bad input or a missing requirement.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::run::{self, Status};
 use harness::scenario::{self, Backend, InputError, Scenario};
-
-pub const FAILED: u8 = 1;
-pub const BAD_INPUT: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -150,15 +148,29 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputError> {
     }
 }
 
+/// Every scenario under `paths` that loads, and the problems of each file that does
+/// not; only a path that cannot be searched is an error here.
+pub fn load_each(paths: &[PathBuf]) -> Result<(Vec<Scenario>, Vec<InputError>), InputError> {
+    let mut scenarios = Vec::new();
+    let mut invalid = Vec::new();
+    for (path, name) in scenario::discover(paths)? {
+        match scenario::load_file(&path, &name) {
+            Ok(s) => scenarios.extend(s),
+            Err(e) => invalid.push(e),
+        }
+    }
+    Ok((scenarios, invalid))
+}
+
 pub fn bad_input(e: &InputError) -> ExitCode {
     eprintln!("{e}");
-    ExitCode::from(BAD_INPUT)
+    ExitCode::from(Exit::BadInput)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
         eprintln!("netconform: cannot start the async runtime: {e}");
-        ExitCode::from(BAD_INPUT)
+        ExitCode::from(Exit::BadInput)
     })
 }
 
@@ -180,17 +192,17 @@ fn diff(path: &Path, old: &Path, new: &Path, only: Option<Backend>) -> ExitCode 
     for file in [old, new] {
         if !file.is_file() {
             eprintln!("netconform: {}: no such rule file", file.display());
-            return ExitCode::from(BAD_INPUT);
+            return ExitCode::from(Exit::BadInput);
         }
     }
     let backend = only.unwrap_or(scn.rules.backends[0]);
     if backend.format() != scn.rules.backends[0].format() {
         eprintln!("netconform: {name} loads {} files; --backend {backend} loads another format", scn.rules.backends[0]);
-        return ExitCode::from(BAD_INPUT);
+        return ExitCode::from(Exit::BadInput);
     }
     if let Err(why) = run::requirements(&scn, backend) {
         eprintln!("netconform: cannot run: {why}");
-        return ExitCode::from(BAD_INPUT);
+        return ExitCode::from(Exit::BadInput);
     }
     let runtime = match runtime() {
         Ok(rt) => rt,
@@ -202,7 +214,7 @@ fn diff(path: &Path, old: &Path, new: &Path, only: Option<Backend>) -> ExitCode 
     for (label, rep) in [("old", &ra), ("new", &rb)] {
         if let Status::Error(why) = &rep.status {
             eprintln!("netconform: the {label} rule set could not be run: {why}");
-            return ExitCode::from(FAILED);
+            return ExitCode::from(Exit::Failed);
         }
     }
     let mut differing = 0;
@@ -229,7 +241,7 @@ fn diff(path: &Path, old: &Path, new: &Path, only: Option<Backend>) -> ExitCode 
     }
     println!("\n{differing} of {} probes differ [{backend}]", scn.probes.len());
     if differing > 0 {
-        ExitCode::from(FAILED)
+        ExitCode::from(Exit::Failed)
     } else {
         ExitCode::SUCCESS
     }
@@ -304,15 +316,15 @@ fn capture(path: &Path, output: &Path, only: Option<Backend>) -> ExitCode {
     let backend = only.unwrap_or(scn.rules.backends[0]);
     if !scn.rules.backends.contains(&backend) {
         eprintln!("netconform: {name} does not run under {backend}");
-        return ExitCode::from(BAD_INPUT);
+        return ExitCode::from(Exit::BadInput);
     }
     if let Err(why) = run::requirements(&scn, backend) {
         eprintln!("netconform: cannot run: {why}");
-        return ExitCode::from(BAD_INPUT);
+        return ExitCode::from(Exit::BadInput);
     }
     if let Some(why) = harness::producer::unavailable(&scn) {
         eprintln!("netconform: cannot run {name}: {why}");
-        return ExitCode::from(BAD_INPUT);
+        return ExitCode::from(Exit::BadInput);
     }
     let runtime = match runtime() {
         Ok(rt) => rt,
@@ -322,7 +334,7 @@ fn capture(path: &Path, output: &Path, only: Option<Backend>) -> ExitCode {
         Ok(c) => c,
         Err(why) => {
             eprintln!("netconform: the producer failed:\n{why}");
-            return ExitCode::from(FAILED);
+            return ExitCode::from(Exit::Failed);
         }
     };
     let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "scenario".into());
@@ -344,7 +356,7 @@ fn capture(path: &Path, output: &Path, only: Option<Backend>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("netconform: writing under {}: {e}", output.display());
-            ExitCode::from(BAD_INPUT)
+            ExitCode::from(Exit::BadInput)
         }
     }
 }

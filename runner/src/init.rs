@@ -1,6 +1,7 @@
 //! `netconform init --docker`: reads a running Docker host (only reads) and writes a
 //! scenario that rebuilds it in a lab, with the host's rules in a file beside it.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -28,14 +29,12 @@ pub struct InitArgs {
     netns: Option<PathBuf>,
 }
 
-const BAD_INPUT: u8 = 2;
-
 pub fn main(args: InitArgs) -> ExitCode {
     match write(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("netconform init: {e}");
-            ExitCode::from(BAD_INPUT)
+            ExitCode::from(Exit::BadInput)
         }
     }
 }

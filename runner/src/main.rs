@@ -1,6 +1,7 @@
 //! The `netconform` command.
 
 mod cli;
+mod exit;
 mod init;
 mod mutate;
 mod rootless;

@@ -6,6 +6,7 @@
 //! Exit status 0 when the run completes, whatever the score; 2 for bad input, a
 //! missing requirement, or scenarios that fail on the file as it is.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -14,11 +15,9 @@ use harness::run::{self, Status};
 use harness::scenario::{Backend, Scenario};
 use harness::tools::mutate::{self, Fate, Target};
 
-const BAD_INPUT: u8 = 2;
-
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("netconform mutate: {message}");
-    ExitCode::from(BAD_INPUT)
+    ExitCode::from(Exit::BadInput)
 }
 
 /// Mutates `rules` and runs against each mutation those of `scenarios` (loaded from
@@ -100,7 +99,7 @@ pub fn main(
         for f in failures {
             eprint!("{f}");
         }
-        return ExitCode::from(BAD_INPUT);
+        return ExitCode::from(Exit::BadInput);
     }
 
     let all = mutate::mutations(&text, format);

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
+use harness::report::human::Palette;
 use harness::report::matrix::{self, Entry};
-use harness::report::{self, connectivity, evidence, github, Summary};
+use harness::report::{self, evidence, github, Record, Reporter, Summary};
 use harness::run::partition::{parse_partition, Partition};
 use harness::run::{self, ScenarioReport, Status};
 use harness::scenario::{Backend, Scenario};
 
-use crate::cli::{bad_input, load_all, BackendArg, BAD_INPUT, FAILED};
+use crate::cli::{bad_input, load_each, BackendArg};
+use crate::exit::Exit;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -40,6 +42,9 @@ pub struct RunArgs {
     /// What to print on standard output.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+    /// Print only the runs that fail or err, the recap and the totals.
+    #[arg(long, short = 'q')]
+    quiet: bool,
     /// Also write a JUnit XML report to this file.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -70,6 +75,13 @@ enum Format {
     Human,
     Json,
     Tap,
+}
+
+impl Format {
+    fn reporter(self, options: &report::Options) -> Box<dyn Reporter> {
+        let name = self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+        report::for_format(&name, options).expect("every --format value has a reporter")
+    }
 }
 
 /// One unit of work: a scenario under one back end, or why it cannot run.
@@ -109,32 +121,6 @@ fn plan(scenarios: &[Arc<Scenario>], only: Option<Backend>) -> Vec<Planned> {
     planned
 }
 
-/// Colours for a terminal; plain text elsewhere.
-fn paint(text: &str) -> String {
-    if !std::io::stdout().is_terminal() {
-        return text.to_string();
-    }
-    let (green, red, yellow) =
-        (console::Style::new().green(), console::Style::new().red().bold(), console::Style::new().yellow());
-    text.lines()
-        .map(|line| {
-            for (prefix, style) in [("PASS", &green), ("FAIL", &red), ("ERROR", &red), ("IGNORED", &yellow)] {
-                if let Some(rest) = line.strip_prefix(prefix) {
-                    return format!("{}{rest}", style.apply_to(prefix));
-                }
-            }
-            for (prefix, style) in [("  ok  ", &green), ("  FAIL", &red)] {
-                if let Some(rest) = line.strip_prefix(prefix) {
-                    return format!("{}{rest}", style.apply_to(prefix));
-                }
-            }
-            line.to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
-
 /// What a run's verdicts were, to compare repeats.
 fn signature(entry: &Entry) -> String {
     match entry {
@@ -153,14 +139,15 @@ fn signature(entry: &Entry) -> String {
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
-    let scenarios = match load_all(&args.paths) {
-        Ok(s) => s,
+    // A file that does not load is reported as an error while the others run.
+    let (scenarios, invalid) = match load_each(&args.paths) {
+        Ok(loaded) => loaded,
         Err(e) => return bad_input(&e),
     };
-    if scenarios.is_empty() {
+    if scenarios.is_empty() && invalid.is_empty() {
         let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
         eprintln!("netconform: no scenario files (*.yaml, *.yml) under {}", shown.join(", "));
-        return ExitCode::from(BAD_INPUT);
+        return ExitCode::from(Exit::BadInput);
     }
     let scenarios: Vec<Arc<Scenario>> =
         scenarios.into_iter().filter(|s| args.partition.is_none_or(|p| p.keeps(&s.name))).map(Arc::new).collect();
@@ -169,7 +156,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     for p in planned.iter().filter(|p| p.ignored.is_none()) {
         if let Err(why) = run::requirements(&p.scenario, p.backend) {
             eprintln!("netconform: cannot run {} [{}]: {why}", p.scenario.name, p.backend);
-            return ExitCode::from(BAD_INPUT);
+            return ExitCode::from(Exit::Machine);
         }
     }
     let jobs =
@@ -178,10 +165,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("netconform: cannot start the async runtime: {e}");
-            return ExitCode::from(BAD_INPUT);
+            return ExitCode::from(Exit::Machine);
         }
     };
     let human = args.format == Format::Human;
+    let palette = if std::io::stdout().is_terminal() { Palette::COLOUR } else { Palette::PLAIN };
+    let options = report::Options { palette, quiet: args.quiet, tables: args.matrix };
+    let mut reporter = args.format.reporter(&options);
     let start = Instant::now();
     let mut signatures: Vec<Vec<String>> = vec![Vec::new(); planned.len()];
     let mut last: Vec<Entry> = Vec::new();
@@ -192,7 +182,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         if args.repeat > 1 && human {
             println!("== run {} of {}", round + 1, args.repeat);
         }
-        last = runtime.block_on(run_plan(&planned, jobs, human, args.matrix));
+        last = runtime.block_on(run_plan(&planned, jobs, human, reporter.as_mut()));
         for ((sig, entry), p) in signatures.iter_mut().zip(&last).zip(&planned) {
             sig.push(signature(entry));
             summary.add_entry(entry);
@@ -212,12 +202,9 @@ pub fn run(args: RunArgs) -> ExitCode {
     let elapsed = start.elapsed();
     let entries: Vec<(&Scenario, Entry)> = planned.iter().zip(last).map(|(p, e)| (p.scenario.as_ref(), e)).collect();
 
+    let record = Record { entries: &entries, invalid: &invalid, summary, elapsed };
     if github::enabled() {
-        for (scn, entry) in &entries {
-            for line in github::annotations(scn, entry) {
-                println!("{line}");
-            }
-        }
+        print!("{}", finish(&mut github::Github, &record));
     }
     if let Some(dir) = &args.evidence {
         for (scn, entry) in &entries {
@@ -230,28 +217,19 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
-    let matrices = matrix::build(&entries);
-    match args.format {
-        Format::Human => {
-            for m in &matrices {
-                println!("\n{}", matrix::render_text(m));
-            }
-        }
-        Format::Json => println!("{}", report::json::document(&entries, elapsed)),
-        Format::Tap => print!("{}", report::tap::report(&entries)),
-    }
     if let Some(path) = &args.matrix_md {
+        let matrices = matrix::build(&entries);
         let text: Vec<String> = matrices.iter().map(matrix::render_markdown).collect();
         if let Err(e) = std::fs::write(path, text.join("\n")) {
             eprintln!("netconform: cannot write {}: {e}", path.display());
-            return ExitCode::from(BAD_INPUT);
+            return ExitCode::from(Exit::BadInput);
         }
     }
     if let Some(path) = &args.junit {
-        let written = report::junit::report(&entries, elapsed).and_then(|xml| write(path, &xml));
+        let written = report::junit::Junit.finish(&record).map_err(|e| e.to_string()).and_then(|xml| write(path, &xml));
         if let Err(e) = written {
             eprintln!("netconform: cannot write {}: {e}", path.display());
-            return ExitCode::from(BAD_INPUT);
+            return ExitCode::from(Exit::BadInput);
         }
     }
     let flaky: Vec<String> = planned
@@ -269,37 +247,39 @@ pub fn run(args: RunArgs) -> ExitCode {
     } else {
         Vec::new()
     };
-    if human {
-        if args.repeat > 1 {
-            let runs = planned.iter().filter(|p| p.ignored.is_none()).count() * args.repeat as usize;
-            println!(
-                "\n{} flaky of {} scenario runs, {} runs in all over {} repeats",
-                flaky.len(),
-                planned.len(),
-                runs,
-                args.repeat
-            );
-            for f in &flaky {
-                println!("  FLAKY {f}");
-            }
-            for f in &failures {
-                println!("  FAILED {f}");
-            }
+    if human && args.repeat > 1 {
+        let runs = planned.iter().filter(|p| p.ignored.is_none()).count() * args.repeat as usize;
+        println!(
+            "\n{} flaky of {} scenario runs, {} runs in all over {} repeats",
+            flaky.len(),
+            planned.len(),
+            runs,
+            args.repeat
+        );
+        for f in &flaky {
+            println!("  FLAKY {f}");
         }
-        println!("\n{summary} in {:.2} s", elapsed.as_secs_f64());
+        for f in &failures {
+            println!("  FAILED {f}");
+        }
     }
+    print!("{}", finish(reporter.as_mut(), &record));
     if !unexpected.is_empty() {
         eprintln!("netconform: --fail-on-ignored: {} runs were ignored on this machine:", unexpected.len());
         for u in &unexpected {
             eprintln!("  IGNORED {u}");
         }
     }
+    if !invalid.is_empty() {
+        // Bad input wins over failed runs: the suite was not what was meant.
+        return ExitCode::from(Exit::BadInput);
+    }
     if summary.passed + summary.failed == 0 {
         eprintln!("netconform: nothing ran: every scenario was ignored (reasons above)");
-        return ExitCode::from(BAD_INPUT);
+        return ExitCode::from(Exit::BadInput);
     }
     if summary.failed > 0 || !flaky.is_empty() || !unexpected.is_empty() {
-        ExitCode::from(FAILED)
+        ExitCode::from(Exit::Failed)
     } else {
         ExitCode::SUCCESS
     }
@@ -311,12 +291,20 @@ fn allowed(patterns: &[String], name: &str) -> bool {
     patterns.iter().any(|p| p == name || (p.ends_with('/') && name.starts_with(p.as_str())))
 }
 
+/// A reporter's text; a report that cannot be made says so on standard error.
+fn finish(reporter: &mut dyn Reporter, record: &Record<'_>) -> String {
+    reporter.finish(record).unwrap_or_else(|e| {
+        eprintln!("netconform: {e}");
+        String::new()
+    })
+}
+
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| e.to_string())
 }
 
 /// Runs the plan `jobs` at a time; prints each result in plan order as it is known.
-async fn run_plan(planned: &[Planned], jobs: usize, human: bool, tables: bool) -> Vec<Entry> {
+async fn run_plan(planned: &[Planned], jobs: usize, human: bool, reporter: &mut dyn Reporter) -> Vec<Entry> {
     let limit = Arc::new(tokio::sync::Semaphore::new(jobs));
     let runnable = planned.iter().filter(|p| p.ignored.is_none()).count() as u64;
     let bar = indicatif::ProgressBar::new(runnable);
@@ -352,20 +340,9 @@ async fn run_plan(planned: &[Planned], jobs: usize, human: bool, tables: bool) -
                 )
             })),
         };
-        if human {
-            let text = match &entry {
-                Entry::Ignored { backend, reason } => format!("IGNORED {} [{backend}]: {reason}\n", p.scenario.name),
-                Entry::Ran(rep) => {
-                    let mut text = report::scenario(&p.scenario, rep);
-                    if tables {
-                        if let Some(t) = connectivity::table(&p.scenario, rep) {
-                            text.push_str(&t);
-                        }
-                    }
-                    text
-                }
-            };
-            bar.suspend(|| print!("{}", paint(&text)));
+        let text = reporter.entry(&p.scenario, &entry);
+        if !text.is_empty() {
+            bar.suspend(|| print!("{text}"));
         }
         if matches!(entry, Entry::Ran(_)) {
             bar.inc(1);

@@ -79,6 +79,7 @@ pub fn trials() -> Vec<Trial> {
         kernel_trial("lab_namespaces_have_ipv6_off_and_scenario_sysctls", lab_sysctls),
         kernel_trial("rejected_rule_file_fails_with_the_tools_message", rejected_rules),
         kernel_trial("repeat_counts_every_failing_run", repeat_counts_failures),
+        kernel_trial("quiet_run_recaps_failures_and_reports_a_bad_file_among_good_ones", quiet_recap_bad_file),
         kernel_trial("mutate_scores_the_seed_rules", mutation_score),
         kernel_trial("a_failing_scenario_explains_itself", failing_fixture_explains_itself),
         kernel_trial("capture_writes_a_static_fixture_that_replays", capture_replays),
@@ -100,6 +101,40 @@ fn repeat_counts_failures() -> Result<(), Failed> {
             out.status.code()
         )
         .into());
+    }
+    Ok(())
+}
+
+/// A file that does not load is an error run while the others run, and exit status 2
+/// wins; `--quiet` leaves out the passing runs; the recap lists every failure and error.
+fn quiet_recap_bad_file() -> Result<(), Failed> {
+    let dir = broken_isolation_copy()?;
+    std::fs::copy(repo().join("scenarios/seed/same-bridge.yaml"), dir.path().join("same-bridge.yaml"))?;
+    std::fs::write(dir.path().join("bad.yaml"), "name: bad\nnodes: [\n")?;
+    let loud = netconform().arg("run").arg(dir.path()).output()?;
+    let quiet = netconform().args(["run", "--quiet"]).arg(dir.path()).output()?;
+    let (loud_out, quiet_out) = (String::from_utf8_lossy(&loud.stdout), String::from_utf8_lossy(&quiet.stdout));
+    for (out, text) in [(&loud, &loud_out), (&quiet, &quiet_out)] {
+        if out.status.code() != Some(2) {
+            return Err(format!("expected exit status 2, got {:?}\n{text}", out.status.code()).into());
+        }
+        for needle in [
+            "failures and errors (3):",
+            "isolation.yaml [iptables-nft]: probe ",
+            "isolation.yaml [iptables-legacy]: probe ",
+            "bad.yaml:3:1: did not find expected node content",
+            ", 1 scenario file did not load in ",
+        ] {
+            if !text.contains(needle) {
+                return Err(format!("report lacks {needle:?}:\n{text}").into());
+            }
+        }
+    }
+    if !loud_out.contains("same-bridge.yaml [iptables-nft] (") {
+        return Err(format!("the passing run is missing without --quiet:\n{loud_out}").into());
+    }
+    if quiet_out.contains("PASS ") || !quiet_out.contains("isolation.yaml [iptables-nft] (7 probes") {
+        return Err(format!("--quiet should print the failing runs only:\n{quiet_out}").into());
     }
     Ok(())
 }

@@ -28,6 +28,27 @@ fn annotation(file: &str, line: usize, col: usize, title: &str, message: &str) -
     )
 }
 
+/// Annotations for a GitHub Actions job, printed beside the chosen format.
+pub struct Github;
+
+impl super::Reporter for Github {
+    fn finish(&mut self, record: &super::Record<'_>) -> Result<String, super::ReportError> {
+        let mut out = String::new();
+        for (scn, entry) in record.entries {
+            for line in annotations(scn, entry) {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        for d in record.invalid.iter().flat_map(|e| &e.diagnostics) {
+            let (line, col) = d.location.map_or((1, 1), |l| (l.line, l.column));
+            out.push_str(&annotation(&d.path.display().to_string(), line, col, "scenario file", &d.message));
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}
+
 /// The annotation lines for one run.
 pub fn annotations(scn: &Scenario, entry: &Entry) -> Vec<String> {
     let Entry::Ran(rep) = entry else { return Vec::new() };

@@ -120,6 +120,30 @@ fn cell_status(s: CellStatus) -> &'static str {
     }
 }
 
+/// `--format json`.
+pub struct Json;
+
+impl super::Reporter for Json {
+    fn finish(&mut self, record: &super::Record<'_>) -> Result<String, super::ReportError> {
+        let mut doc = document(record.entries, record.elapsed);
+        doc["invalid"] = record
+            .invalid
+            .iter()
+            .flat_map(|e| &e.diagnostics)
+            .map(|d| {
+                json!({
+                    "file": d.path.display().to_string(),
+                    "line": d.location.map(|l| l.line),
+                    "column": d.location.map(|l| l.column),
+                    "key": d.key,
+                    "message": d.message,
+                })
+            })
+            .collect();
+        Ok(format!("{doc}\n"))
+    }
+}
+
 /// The document for a whole run.
 pub fn document(entries: &[(&Scenario, Entry)], elapsed: std::time::Duration) -> Value {
     let mut summary = super::Summary::default();

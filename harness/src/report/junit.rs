@@ -15,6 +15,15 @@ fn classname(scn: &Scenario) -> String {
     }
 }
 
+/// `--junit FILE`.
+pub struct Junit;
+
+impl super::Reporter for Junit {
+    fn finish(&mut self, record: &super::Record<'_>) -> Result<String, super::ReportError> {
+        report(record.entries, record.elapsed).map_err(super::ReportError::Junit)
+    }
+}
+
 pub fn report(entries: &[(&Scenario, Entry)], elapsed: std::time::Duration) -> Result<String, String> {
     let mut suite = TestSuite::new("netconform");
     for (scn, entry) in entries {

@@ -1,129 +1,81 @@
-//! Reports. This module: the terminal report, each scenario, each probe and counter
-//! with its verdict, and a failing verdict with the file position, what was expected,
-//! what happened and the path. Submodules: machine-readable formats, the
-//! connectivity table, and evidence folders.
+//! Reports over the run record. This module: the [`Reporter`] trait, one
+//! implementation per format in its own file (`human`, `json`, `tap`, `junit`,
+//! `github`), the factory that picks one by name, and the totals of a run. Also here:
+//! the connectivity table, the contract matrix and evidence folders, which the
+//! reporters and the runner use.
 
 pub mod connectivity;
 pub mod evidence;
 pub mod github;
+pub mod human;
 pub mod json;
 pub mod junit;
 pub mod matrix;
 pub mod tap;
 
-use std::fmt::Write;
+use std::time::Duration;
 
-use crate::backend::counters::LookupError;
+pub use human::scenario;
+use matrix::Entry;
+
 use crate::run::{ScenarioReport, Status};
-use crate::scenario::Scenario;
-use crate::traffic::probe::OutcomeKind;
+use crate::scenario::{InputError, Scenario};
 
-/// The report of one scenario run, as lines for a terminal.
-pub fn scenario(scn: &Scenario, rep: &ScenarioReport) -> String {
-    let mut out = String::new();
-    let head = match &rep.status {
-        Status::Passed => "PASS ",
-        Status::Failed => "FAIL ",
-        Status::Error(_) => "ERROR",
-    };
-    let _ = writeln!(
-        out,
-        "{head} {} [{}] ({} probes, {} counters, {} ms)",
-        rep.name,
-        rep.backend,
-        scn.probes.len(),
-        scn.counters.len(),
-        rep.elapsed.as_millis()
-    );
-    if let Status::Error(why) = &rep.status {
-        for line in why.lines() {
-            let _ = writeln!(out, "      {line}");
-        }
+/// What every reporter is given at the end: the runs in plan order, each with its
+/// scenario, the scenario files that did not load, the totals and the wall time.
+pub struct Record<'a> {
+    pub entries: &'a [(&'a Scenario, Entry)],
+    pub invalid: &'a [InputError],
+    pub summary: Summary,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("writing the JUnit report: {0}")]
+    Junit(String),
+}
+
+/// Settings of the reports that people read.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub palette: human::Palette,
+    /// Failures, errors and the totals only.
+    pub quiet: bool,
+    /// A connectivity table (from × to) under each run.
+    pub tables: bool,
+}
+
+/// One report format over the run record.
+pub trait Reporter {
+    /// Text to print as soon as one run's verdict is known, in plan order.
+    fn entry(&mut self, _scn: &Scenario, _entry: &Entry) -> String {
+        String::new()
     }
-    // A live producer's words are evidence whether its rules made the scenario fail or
-    // kept it from running.
-    let live = scn.rules.live.is_some();
-    let shown = matches!(rep.status, Status::Error(_)) || (live && rep.status == Status::Failed);
-    if shown && !rep.producer_log.entries.is_empty() {
-        let _ = writeln!(out, "      what the producer ran:");
-        for line in rep.producer_log.to_string().lines() {
-            // No control characters from a program reach the terminal.
-            let line: String = line
-                .chars()
-                .map(|c| if c.is_control() && c != '\t' { char::REPLACEMENT_CHARACTER } else { c })
-                .collect();
-            let _ = writeln!(out, "        {line}");
-        }
-    }
-    for problem in &rep.teardown_problems {
-        let _ = writeln!(out, "  warning: teardown: {problem}");
-    }
-    for p in &rep.probes {
-        let probe = &scn.probes[p.probe];
-        let mark = if p.verdict.pass() { "ok  " } else { "FAIL" };
-        let got = match (&p.outcome.delivered_to, p.outcome.kind) {
-            (Some(node), OutcomeKind::Dropped) => {
-                format!("dropped on the way back (the request reached {node}; {})", p.outcome.detail)
-            }
-            (Some(node), OutcomeKind::Refused) => {
-                format!("refused ({}; the request reached {node})", p.outcome.detail)
-            }
-            (_, kind) => format!("{kind} ({})", p.outcome.detail),
-        };
-        let retried = if p.outcome.retried { ", sent twice (the first met only silence)" } else { "" };
-        let _ = writeln!(
-            out,
-            "  {mark} {}: expected {}, got {got}, {} ms{retried}",
-            probe.name,
-            probe.expect,
-            p.outcome.elapsed.as_millis()
-        );
-        if !p.verdict.pass() {
-            let _ = writeln!(out, "       at {}:{}:{}", scn.path.display(), probe.location.line, probe.location.column);
-            for problem in &p.verdict.problems {
-                let _ = writeln!(out, "       {problem}");
-            }
-            if let Some(rule) = &p.deciding {
-                let _ = writeln!(out, "       decided by {rule}");
-            }
-            match &p.path {
-                Some(steps) if steps.is_empty() => {
-                    let _ = writeln!(out, "       path: no rule counter moved (nothing in the rule set saw it)");
-                }
-                Some(steps) => {
-                    let _ = writeln!(out, "       path (rules whose counters this probe moved):");
-                    for step in steps {
-                        let _ = writeln!(out, "         {step}");
-                    }
-                }
-                None => {}
-            }
-        }
-    }
-    for c in &rep.counters {
-        let exp = &scn.counters[c.counter];
-        let mark = if c.verdict.pass() { "ok  " } else { "FAIL" };
-        let table = match &exp.family {
-            Some(f) => format!("{f} {}", exp.table),
-            None => exp.table.clone(),
-        };
-        let counted = match &c.delta {
-            Ok(d) => format!("{} packets, {} bytes", d.packets, d.bytes),
-            Err(LookupError::NoCounter { .. }) => "no counter on this rule".to_string(),
-            Err(LookupError::Ambiguous { .. } | LookupError::AmbiguousFamily { .. }) => "ambiguous".to_string(),
-            Err(_) => "not found".to_string(),
-        };
-        let _ = writeln!(out, "  {mark} counter {table} {} {}: {counted}", exp.chain, exp.rule);
-        if !c.verdict.pass() {
-            let _ = writeln!(out, "       at {}:{}:{}", scn.path.display(), exp.location.line, exp.location.column);
-            for problem in &c.verdict.problems {
-                for line in problem.lines() {
-                    let _ = writeln!(out, "       {line}");
-                }
-            }
-        }
-    }
-    out
+
+    /// The report's text once every run is done.
+    fn finish(&mut self, record: &Record<'_>) -> Result<String, ReportError>;
+}
+
+type MakeReporter = fn(&Options) -> Box<dyn Reporter>;
+
+/// Every format by name; a new one is its file and one line here.
+const FORMATS: &[(&str, MakeReporter)] = &[
+    ("human", |o| Box::new(human::Human::new(o))),
+    ("json", |_| Box::new(json::Json)),
+    ("tap", |_| Box::new(tap::Tap)),
+    ("junit", |_| Box::new(junit::Junit)),
+    ("github", |_| Box::new(github::Github)),
+];
+
+/// The names `for_format` knows.
+pub fn format_names() -> impl Iterator<Item = &'static str> {
+    FORMATS.iter().map(|(name, _)| *name)
+}
+
+/// The reporter for the format `name`, if there is one.
+pub fn for_format(name: &str, options: &Options) -> Option<Box<dyn Reporter>> {
+    FORMATS.iter().find(|(n, _)| *n == name).map(|(_, make)| make(options))
 }
 
 /// Totals of a run.

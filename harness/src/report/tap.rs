@@ -11,6 +11,34 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('#', "\\#")
 }
 
+/// `--format tap`.
+pub struct Tap;
+
+impl super::Reporter for Tap {
+    fn finish(&mut self, record: &super::Record<'_>) -> Result<String, super::ReportError> {
+        let mut out = report(record.entries);
+        // A file that did not load is a test point of its own, after the runs.
+        let invalid: Vec<_> = record.invalid.iter().flat_map(|e| &e.diagnostics).collect();
+        if !invalid.is_empty() {
+            out = out.replacen(
+                &format!("1..{}", record.entries.len()),
+                &format!("1..{}", record.entries.len() + invalid.len()),
+                1,
+            );
+            for (i, d) in invalid.iter().enumerate() {
+                let n = record.entries.len() + i + 1;
+                let _ = writeln!(
+                    out,
+                    "not ok {n} - {}\n  ---\n  message: {:?}\n  ...",
+                    escape(&d.path.display().to_string()),
+                    d.to_string()
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
 pub fn report(entries: &[(&Scenario, Entry)]) -> String {
     let mut out = format!("TAP version 14\n1..{}\n", entries.len());
     for (i, (scn, entry)) in entries.iter().enumerate() {

@@ -14,8 +14,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::netavark::{container_id, containers, netns_path};
 use super::run_logged;
+use super::support::{container_id, containers, netns_path};
 use super::{Log, Producer};
 use crate::lab::sandbox::{Invocation, Sandbox};
 use crate::lab::Lab;

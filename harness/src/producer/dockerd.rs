@@ -66,6 +66,11 @@ impl Dockerd {
 }
 
 impl Producer for Dockerd {
+    fn unavailable_here(&self) -> Option<String> {
+        super::in_user_namespace()
+            .then(|| "dockerd needs real root (cgroups, mounts); this run is in a user namespace".to_string())
+    }
+
     fn programs(&self) -> Vec<&'static str> {
         let mut programs =
             vec!["dockerd", "docker", "containerd", "containerd-shim-runc-v2", "runc", "busybox", "unshare", "nsenter"];

@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use super::ufw::{alternatives, alternatives_script, command_lines, indent, inside, make_dir, read, write_file};
+use super::support::{
+    alternatives, alternatives_script, command_lines, indent, inside, make_dir, read, write_file, BUS_CONFIG,
+    BUS_SOCKET,
+};
 use super::{run_logged, Log, Producer};
 use crate::lab::sandbox::{Invocation, Sandbox};
 use crate::lab::Lab;
@@ -28,33 +31,9 @@ use crate::scenario::{Backend, Scenario};
 
 /// The copies and the bus configuration, inside the sandbox.
 const STATE: &str = "/run/netconform/firewalld";
-const BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 
 /// How long a daemon may take to end after SIGTERM before the sandbox kills it.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A system bus that runs as root, activates nothing (no polkit, no service files, so
-/// firewalld authorizes callers by their uid, root here) and lets everyone talk.
-pub(super) const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=/run/dbus/system_bus_socket</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-  </policy>
-</busconfig>
-"#;
 
 #[derive(Default)]
 pub struct Firewalld {
@@ -304,15 +283,6 @@ mod tests {
     fn conf_adds_missing_settings() {
         let text = conf_text("DefaultZone=public\n", Backend::Nft);
         assert_eq!(text, "DefaultZone=public\nFirewallBackend=nftables\nCleanupModulesOnExit=no\n");
-    }
-
-    #[test]
-    fn bus_listens_in_the_sandbox_run() {
-        assert!(BUS_CONFIG.contains(&format!("<listen>unix:path={BUS_SOCKET}</listen>")));
-        assert!(BUS_SOCKET.starts_with("/run/"));
-        // No activation: a bus that started services could start the machine's.
-        assert!(!BUS_CONFIG.contains("servicedir"));
-        assert!(!BUS_CONFIG.contains("includedir"));
     }
 
     #[test]

@@ -9,15 +9,17 @@
 mod cni;
 mod command;
 mod dockerd;
-pub mod files;
+mod files;
 mod firewalld;
 mod netavark;
+mod support;
 mod ufw;
 
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
+use crate::lab::netns::NetNs;
 use crate::lab::sandbox::{IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, LiveProgram, NodeId, Scenario};
@@ -64,6 +66,31 @@ pub trait Producer: Send {
         Vec::new()
     }
 
+    /// Why this producer cannot run on this machine although its programs are there
+    /// (a daemon that needs real root, in a user namespace), if so.
+    fn unavailable_here(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether the producer needs nothing of the lab but the host's namespace (no
+    /// interface, no other node), so that [`Producer::produce_in_host`] may run while
+    /// the lab's links are made.
+    fn host_only(&self) -> bool {
+        false
+    }
+
+    /// For a [`Producer::host_only`] producer: put the rules into `host`, the lab
+    /// host's namespace, which may not have its links yet.
+    fn produce_in_host<'a>(
+        &'a mut self,
+        _scn: &'a Scenario,
+        _host: &'a NetNs,
+        _backend: Backend,
+        _log: &'a mut Log,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Err("this producer needs the whole lab, not only its host".to_string()) })
+    }
+
     /// Put the rules (and, for a container engine, its bridges and container links)
     /// into the lab. On error the message says what failed, with the program's own
     /// words.
@@ -106,7 +133,8 @@ pub(super) async fn run_logged(
     }
 }
 
-/// The producer of `scn`'s rules.
+/// The producer of `scn`'s rules: rule files, or the live program the scenario names.
+/// A producer is registered here, by one line, and nowhere else.
 pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
     match scn.rules.live.as_ref().map(|l| l.program) {
         None => Box::new(files::Files),
@@ -121,17 +149,17 @@ pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
 
 /// Why `scn` cannot run here because its producer's programs are missing, if so.
 pub fn unavailable(scn: &Scenario) -> Option<String> {
-    let program = scn.rules.live.as_ref().map(|l| l.program);
-    if program == Some(LiveProgram::Dockerd) && in_user_namespace() {
-        return Some("dockerd needs real root (cgroups, mounts); this run is in a user namespace".into());
+    let producer = for_scenario(scn);
+    if let Some(why) = producer.unavailable_here() {
+        return Some(why);
     }
     let missing: Vec<&str> =
-        for_scenario(scn).programs().into_iter().filter(|p| crate::lab::sandbox::which(p).is_none()).collect();
+        producer.programs().into_iter().filter(|p| crate::lab::sandbox::which(p).is_none()).collect();
     if !missing.is_empty() {
         return Some(format!("{} not installed (ci/install-deps installs it)", missing.join(", ")));
     }
     let own = scn.rules.live.iter().flat_map(|l| l.reads.iter().map(String::as_str));
-    for_scenario(scn)
+    producer
         .reads()
         .into_iter()
         .chain(own)

@@ -28,6 +28,9 @@ use crate::lab::sandbox::{ExecError, Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, NodeId, Scenario};
 
+/// The Docker CLI, which talks to the daemon (and honours DOCKER_HOST).
+pub const DOCKER_CLI: &str = "docker";
+
 /// Where the daemon keeps everything, inside the sandbox's private /run.
 const STATE: &str = "/run/netconform/docker";
 /// The image every container runs: busybox-static and nothing else.
@@ -72,8 +75,16 @@ impl Producer for Dockerd {
     }
 
     fn programs(&self) -> Vec<&'static str> {
-        let mut programs =
-            vec!["dockerd", "docker", "containerd", "containerd-shim-runc-v2", "runc", "busybox", "unshare", "nsenter"];
+        let mut programs = vec![
+            "dockerd",
+            DOCKER_CLI,
+            "containerd",
+            "containerd-shim-runc-v2",
+            "runc",
+            "busybox",
+            "unshare",
+            "nsenter",
+        ];
         if self.ufw {
             programs.extend(["ufw", "sh", "cp", "ln", "mount"]);
         }
@@ -181,7 +192,7 @@ impl Dockerd {
     }
 
     async fn docker(&self, log: &mut Log, args: &[&str], stdin: Option<Vec<u8>>) -> Result<String, String> {
-        self.run(log, "docker", args, stdin).await
+        self.run(log, DOCKER_CLI, args, stdin).await
     }
 
     /// Checks that the sandbox has a /proc of its own, mounts an empty /opt
@@ -247,7 +258,7 @@ impl Dockerd {
                 return Err(format!("dockerd exited ({status}) before it served its socket:\n{}", self.log_tail(40)));
             }
             if socket.exists() {
-                let mut probe = Invocation::new("docker", ["version", "--format", "{{.Server.Version}}"]);
+                let mut probe = Invocation::new(DOCKER_CLI, ["version", "--format", "{{.Server.Version}}"]);
                 probe.timeout = Duration::from_secs(5);
                 if let Ok(out) = self.sandbox()?.run(&probe).await {
                     log.push(format!(

@@ -15,6 +15,8 @@ mod netavark;
 mod support;
 mod ufw;
 
+pub use dockerd::DOCKER_CLI;
+
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;

@@ -1,7 +1,7 @@
 //! The lab as data: every namespace, interface index, veth pair, bridge, address,
 //! route and sysctl a scenario asks for, worked out from the [`Scenario`] alone. No
 //! kernel call is made here, so the topology is tested without root; [`super::Lab`]
-//! applies a plan through [`super::netlink::Netlink`].
+//! applies a plan through a small netlink trait (`lab/netlink.rs`).
 
 use std::net::Ipv4Addr;
 

@@ -176,6 +176,22 @@ pub enum IptablesFlavour {
     Legacy,
 }
 
+impl IptablesFlavour {
+    /// The program an iptables name stands for: `iptables-save` →
+    /// `iptables-legacy-save`; None for the system's own choice.
+    pub fn program(self, name: &str) -> Option<String> {
+        let suffix = match self {
+            IptablesFlavour::System => return None,
+            IptablesFlavour::Nft => "nft",
+            IptablesFlavour::Legacy => "legacy",
+        };
+        Some(match name.split_once('-') {
+            Some((base, rest)) => format!("{base}-{suffix}-{rest}"),
+            None => format!("{name}-{suffix}"),
+        })
+    }
+}
+
 /// A long-lived place to run a live producer: the lab host's network namespace, a
 /// private mount namespace with its own /run (and /sys, and a cgroup2 file system),
 /// and a PID namespace. Every program run in it sees the same /run, so a daemon's
@@ -418,17 +434,10 @@ async fn wait_for_child(pid: u32) -> Option<u32> {
 
 /// (link, target) pairs for the shim, prepared before fork.
 fn shim_links(flavour: IptablesFlavour) -> Vec<(CString, CString)> {
-    let suffix = match flavour {
-        IptablesFlavour::System => return Vec::new(),
-        IptablesFlavour::Nft => "nft",
-        IptablesFlavour::Legacy => "legacy",
-    };
     IPTABLES_NAMES
         .iter()
         .filter_map(|name| {
-            // iptables-save -> iptables-legacy-save
-            let (base, rest) = name.split_once('-').map(|(b, r)| (b, format!("-{r}"))).unwrap_or((name, String::new()));
-            let target = which(&format!("{base}-{suffix}{rest}"))?;
+            let target = which(&flavour.program(name)?)?;
             let link = CString::new(format!("{SHIM_DIR}/{name}")).ok()?;
             let target = CString::new(target.into_os_string().into_encoded_bytes()).ok()?;
             Some((link, target))

@@ -25,7 +25,7 @@ use super::support::{
     BUS_SOCKET,
 };
 use super::{run_logged, Log, Producer};
-use crate::lab::sandbox::{Invocation, Sandbox};
+use crate::lab::sandbox::{Invocation, IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
 
@@ -230,9 +230,11 @@ fn setup_script(alternatives: &str) -> String {
 /// firewalld.conf for the lab: the back end the scenario runs under, and no module
 /// unloading, replaced where they are and added where they are missing.
 pub(super) fn conf_text(original: &str, backend: Backend) -> String {
-    let firewall_backend = match backend {
-        Backend::Nft => "nftables",
-        Backend::IptablesNft | Backend::IptablesLegacy => "iptables",
+    // Under an iptables back end firewalld must write iptables rules; else its own
+    // nftables ones.
+    let firewall_backend = match super::flavour(backend) {
+        IptablesFlavour::System => "nftables",
+        IptablesFlavour::Nft | IptablesFlavour::Legacy => "iptables",
     };
     let set = [("FirewallBackend", firewall_backend), ("CleanupModulesOnExit", "no")];
     let mut seen = [false; 2];

@@ -1,13 +1,17 @@
-//! What several producers share: the iptables alternatives a program run by path
-//! finds, shell quoting and the scenario's command lines, files under the sandbox's
-//! /run, container IDs and namespace paths, and the D-Bus system bus that firewalld
-//! needs. Each producer's own file then holds only its program.
+//! What several producers share: a sandbox in the lab host with the lab in its
+//! environment, a logged run in it, the iptables a program finds on PATH or (run by
+//! path) through the alternatives, shell quoting and the scenario's command lines,
+//! files under the sandbox's /run, container IDs and namespace paths, and the D-Bus
+//! system bus that firewalld needs. Each producer's own file then holds only its
+//! program.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::Log;
 use crate::lab::sandbox::{IptablesFlavour, Sandbox};
 use crate::lab::Lab;
-use crate::scenario::{NodeId, Scenario};
+use crate::scenario::{Backend, NodeId, Scenario};
 
 /// A system bus that runs as root, activates nothing (no polkit, no service files, so
 /// firewalld authorizes callers by their uid, root here) and lets everyone talk.
@@ -43,15 +47,7 @@ const ALTERNATIVES: [&str; 6] =
 /// The program an alternatives name stands for under `flavour`:
 /// `iptables-save` → `iptables-legacy-save`.
 pub(super) fn alternative_target(name: &str, flavour: IptablesFlavour) -> Option<String> {
-    let suffix = match flavour {
-        IptablesFlavour::System => return None,
-        IptablesFlavour::Nft => "nft",
-        IptablesFlavour::Legacy => "legacy",
-    };
-    Some(match name.split_once('-') {
-        Some((base, rest)) => format!("{base}-{suffix}-{rest}"),
-        None => format!("{name}-{suffix}"),
-    })
+    flavour.program(name)
 }
 
 /// Each alternatives name with the installed program it must point at for `flavour`;
@@ -182,6 +178,96 @@ pub(super) fn hex_id(text: &str) -> String {
 /// The containers of the scenario, in file order.
 pub(super) fn containers(scn: &Scenario) -> Vec<NodeId> {
     (0..scn.nodes.len()).map(NodeId).filter(|&id| scn.node(id).container.is_some()).collect()
+}
+
+/// Run `inv` in the sandbox, logged as `shown` with its output; on failure the error
+/// carries the program's own words.
+pub(super) async fn run_logged(
+    sandbox: &Sandbox,
+    inv: &crate::lab::sandbox::Invocation,
+    shown: &str,
+    log: &mut Log,
+) -> Result<String, String> {
+    match sandbox.run(inv).await {
+        Ok(out) => {
+            log.command(shown, &out.stdout, &out.stderr);
+            Ok(out.stdout)
+        }
+        Err(crate::lab::sandbox::ExecError::Failed { status, stdout, stderr, .. }) => {
+            log.command(shown, &stdout, &stderr);
+            Err(format!("{shown} failed ({status}):\n{stdout}{stderr}"))
+        }
+        Err(e) => {
+            log.push(format!("$ {shown}\n  {e}"));
+            Err(format!("{shown}: {e}"))
+        }
+    }
+}
+
+/// Which `iptables` a live program should find for `backend`.
+pub(super) fn flavour(backend: Backend) -> IptablesFlavour {
+    match backend {
+        Backend::IptablesNft => IptablesFlavour::Nft,
+        Backend::IptablesLegacy => IptablesFlavour::Legacy,
+        Backend::Nft => IptablesFlavour::System,
+    }
+}
+
+/// `NAME` as part of an environment variable name: upper case, `_` for the rest.
+fn env_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+/// The lab as environment variables, for programs run in it:
+/// - `NETCONFORM_NODES`: node names, the host first;
+/// - `NETCONFORM_NETNS_<NODE>`: `/run/netns/<node>`, the node's network namespace
+///   (`nsenter --net=PATH`, or `ip netns exec <node>`), inside the sandbox;
+/// - `NETCONFORM_ADDRESS_<NODE>`: its first address;
+/// - `NETCONFORM_BRIDGES`: the host's bridges; `NETCONFORM_NETWORKS`: container
+///   networks, with `NETCONFORM_NETWORK_<NAME>_{BRIDGE,SUBNET,GATEWAY}`;
+/// - `NETCONFORM_CONTAINER_<NAME>_{NETWORK,ADDRESS}` for each container;
+/// - `NETCONFORM_BACKEND`, `NETCONFORM_SCENARIO_DIR`.
+pub(super) fn lab_environment(scn: &Scenario, backend: Backend) -> Vec<(String, String)> {
+    let mut env = BTreeMap::new();
+    let names: Vec<&str> = scn.nodes.iter().map(|n| n.name.as_str()).collect();
+    env.insert("NETCONFORM_NODES".to_string(), names.join(" "));
+    for (i, node) in scn.nodes.iter().enumerate() {
+        let id = NodeId(i);
+        let key = env_name(&node.name);
+        env.insert(format!("NETCONFORM_NETNS_{key}"), format!("/run/netns/{}", node.name));
+        if let Some(addr) = scn.addresses_of(id).first() {
+            env.insert(format!("NETCONFORM_ADDRESS_{key}"), addr.to_string());
+        }
+        if let Some(c) = &node.container {
+            env.insert(format!("NETCONFORM_CONTAINER_{key}_NETWORK"), scn.networks[c.network].name.clone());
+            env.insert(format!("NETCONFORM_CONTAINER_{key}_ADDRESS"), c.address.to_string());
+        }
+    }
+    let bridges: Vec<&str> = scn.host.bridges.iter().map(|b| b.name.as_str()).collect();
+    env.insert("NETCONFORM_BRIDGES".to_string(), bridges.join(" "));
+    let networks: Vec<&str> = scn.networks.iter().map(|n| n.name.as_str()).collect();
+    env.insert("NETCONFORM_NETWORKS".to_string(), networks.join(" "));
+    for n in &scn.networks {
+        let key = env_name(&n.name);
+        env.insert(format!("NETCONFORM_NETWORK_{key}_BRIDGE"), n.bridge.clone());
+        env.insert(format!("NETCONFORM_NETWORK_{key}_SUBNET"), n.subnet.to_string());
+        env.insert(format!("NETCONFORM_NETWORK_{key}_GATEWAY"), n.gateway.to_string());
+    }
+    env.insert("NETCONFORM_BACKEND".to_string(), backend.name().to_string());
+    let dir = scn.path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    env.insert("NETCONFORM_SCENARIO_DIR".to_string(), dir.display().to_string());
+    env.into_iter().collect()
+}
+
+/// A sandbox in the lab host for `scn` under `backend`, with the lab's environment.
+pub(super) async fn sandbox(scn: &Scenario, lab: &Lab, backend: Backend) -> Result<Sandbox, String> {
+    use std::os::fd::AsFd;
+    let namespaces: Vec<(&str, std::os::fd::RawFd)> =
+        (0..scn.nodes.len()).map(|i| (scn.nodes[i].name.as_str(), lab.ns(NodeId(i)).raw_fd())).collect();
+    Sandbox::start_with_namespaces(lab.host().as_fd(), flavour(backend), lab_environment(scn, backend), &namespaces)
+        .await
+        .map_err(|e| format!("starting the sandbox: {e}"))
 }
 
 #[cfg(test)]

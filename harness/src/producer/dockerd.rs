@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use super::{Log, Producer};
+use super::{Log, Producer, ProducerError};
 use crate::lab::netns::NetNs;
 use crate::lab::sandbox::{ExecError, Invocation, Sandbox};
 use crate::lab::Lab;
@@ -97,7 +97,7 @@ impl Producer for Dockerd {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             self.step = live.timeout;
@@ -234,7 +234,7 @@ impl Dockerd {
     /// ufw from copies of its configuration, bind-mounted in the sandbox as the `ufw`
     /// producer mounts them (its helpers do the copies' contents), then the
     /// scenario's ufw command lines and `ufw --force enable`.
-    async fn ufw_first(&self, commands: &[String], backend: Backend, log: &mut Log) -> Result<(), String> {
+    async fn ufw_first(&self, commands: &[String], backend: Backend, log: &mut Log) -> Result<(), ProducerError> {
         super::ufw::configure(self.sandbox()?, commands, backend, self.step, log).await
     }
 

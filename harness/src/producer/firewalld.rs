@@ -24,7 +24,7 @@ use super::support::{
     alternatives, alternatives_script, command_lines, indent, inside, make_dir, read, write_file, BUS_CONFIG,
     BUS_SOCKET,
 };
-use super::{run_logged, Log, Producer};
+use super::{run_logged, Log, Producer, ProducerError};
 use crate::lab::sandbox::{Invocation, IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
@@ -117,7 +117,7 @@ impl Producer for Firewalld {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             let commands = command_lines(&live.commands, "firewall-cmd")?;
@@ -152,10 +152,10 @@ impl Producer for Firewalld {
             let socket = inside(sandbox, BUS_SOCKET);
             while !socket.exists() {
                 if let Some(why) = self.daemons[0].exited() {
-                    return Err(why);
+                    return Err(why.into());
                 }
                 if Instant::now() > deadline {
-                    return Err(format!("dbus-daemon did not create {BUS_SOCKET} within {:?}", live.timeout));
+                    return Err(format!("dbus-daemon did not create {BUS_SOCKET} within {:?}", live.timeout).into());
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -172,7 +172,7 @@ impl Producer for Firewalld {
                     }
                     Err(e) => {
                         if let Some(why) = self.daemons[1].exited() {
-                            return Err(why);
+                            return Err(why.into());
                         }
                         if Instant::now() > deadline {
                             log.push(format!("$ {}\n  {e}", state.display()));
@@ -180,7 +180,8 @@ impl Producer for Firewalld {
                                 "firewalld was not running within {:?}: {e}\nits output:\n{}",
                                 live.timeout,
                                 self.daemons[1].output()
-                            ));
+                            )
+                            .into());
                         }
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }

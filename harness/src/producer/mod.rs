@@ -57,6 +57,30 @@ impl std::fmt::Display for Log {
     }
 }
 
+/// Why a producer could not put the rules in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// The scenario asks the producer for something it cannot do: the input is wrong.
+    #[error("{0}")]
+    Input(String),
+    /// A program, or its setup in the lab, failed; the message has the program's own
+    /// words.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for ProducerError {
+    fn from(why: String) -> ProducerError {
+        ProducerError::Failed(why)
+    }
+}
+
+impl From<&str> for ProducerError {
+    fn from(why: &str) -> ProducerError {
+        ProducerError::Failed(why.to_string())
+    }
+}
+
 pub trait Producer: Send {
     /// Programs that must be on PATH; without them the scenario is ignored.
     fn programs(&self) -> Vec<&'static str>;
@@ -89,8 +113,8 @@ pub trait Producer: Send {
         _host: &'a NetNs,
         _backend: Backend,
         _log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Err("this producer needs the whole lab, not only its host".to_string()) })
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
+        Box::pin(async { Err("this producer needs the whole lab, not only its host".into()) })
     }
 
     /// Put the rules (and, for a container engine, its bridges and container links)
@@ -102,7 +126,7 @@ pub trait Producer: Send {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), ProducerError>>;
 
     /// Undo what dropping the lab does not undo (a program's own teardown), collecting
     /// every error instead of stopping at the first.

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 use super::support::{container_id, containers, hex_id, netns_path};
-use super::{run_logged, Log, Producer};
+use super::{run_logged, Log, Producer, ProducerError};
 use crate::lab::sandbox::{Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{NodeId, Scenario};
@@ -154,7 +154,7 @@ impl Producer for Netavark {
         lab: &'a mut Lab,
         backend: crate::scenario::Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(async move {
             let sandbox = self.sandbox.insert(super::sandbox(scn, lab, backend).await?);
             let mkdir = Invocation::new("mkdir", ["-p", CONFIG_DIR]);

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::Log;
+use super::{Log, ProducerError};
 use crate::lab::sandbox::{IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, NodeId, Scenario};
@@ -97,14 +97,16 @@ pub(super) fn quote(s: &str) -> String {
 }
 
 /// The scenario's command lines, each checked to run `program`.
-pub(super) fn command_lines(lines: &[String], program: &str) -> Result<Vec<String>, String> {
+pub(super) fn command_lines(lines: &[String], program: &str) -> Result<Vec<String>, ProducerError> {
     lines
         .iter()
         .enumerate()
         .map(|(i, line)| {
             let line = line.trim();
             if line.split_whitespace().next() != Some(program) {
-                return Err(format!("rules.live.commands[{i}]: expected a `{program}` command line, found `{line}`"));
+                return Err(ProducerError::Input(format!(
+                    "rules.live.commands[{i}]: expected a `{program}` command line, found `{line}`"
+                )));
             }
             Ok(line.to_string())
         })
@@ -311,6 +313,8 @@ mod tests {
         let ok = command_lines(&["  ufw allow 22/tcp ".into(), "ufw deny 9091/tcp".into()], "ufw").unwrap();
         assert_eq!(ok, ["ufw allow 22/tcp", "ufw deny 9091/tcp"]);
         let err = command_lines(&["ufw allow 22/tcp".into(), "iptables -F".into()], "ufw").unwrap_err();
+        assert!(matches!(err, ProducerError::Input(_)), "{err:?}");
+        let err = err.to_string();
         assert!(err.starts_with("rules.live.commands[1]: expected a `ufw` command line"), "{err}");
         assert!(command_lines(&["ufwx enable".into()], "ufw").is_err());
         assert!(command_lines(&["".into()], "ufw").is_err());

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use futures::future::BoxFuture;
 
 use super::support::{alternatives, alternatives_script, command_lines, indent, inside, make_dir, read, write_file};
-use super::{run_logged, Log, Producer};
+use super::{run_logged, Log, Producer, ProducerError};
 use crate::lab::sandbox::{Invocation, IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
@@ -49,7 +49,7 @@ impl Producer for Ufw {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             let sandbox = self.sandbox.insert(super::sandbox(scn, lab, backend).await?);
@@ -73,10 +73,12 @@ pub(super) async fn configure(
     backend: Backend,
     step_timeout: std::time::Duration,
     log: &mut Log,
-) -> Result<(), String> {
+) -> Result<(), ProducerError> {
     let flavour = match super::flavour(backend) {
         IptablesFlavour::System => {
-            return Err("ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into())
+            return Err(ProducerError::Input(
+                "ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into(),
+            ))
         }
         f => f,
     };

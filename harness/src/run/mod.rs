@@ -316,12 +316,13 @@ async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport, 
     let (lab, produced) = if producer.host_only() {
         // It needs only the host namespace: it runs while the links are made.
         let (log, early) = (&mut report.producer_log, &mut producer);
-        Lab::build_with(scn, |host| async move { early.produce_in_host(scn, &host, backend, log).await })
-            .await
-            .map_err(|e| e.to_string())?
+        let load =
+            |host| async move { early.produce_in_host(scn, &host, backend, log).await.map_err(|e| e.to_string()) };
+        Lab::build_with(scn, load).await.map_err(|e| e.to_string())?
     } else {
         let mut lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
-        let mut produced = producer.produce(scn, &mut lab, backend, &mut report.producer_log).await;
+        let mut produced =
+            producer.produce(scn, &mut lab, backend, &mut report.producer_log).await.map_err(|e| e.to_string());
         if produced.is_ok() {
             produced = lab.settle().await.map_err(|e| e.to_string());
         }

@@ -57,8 +57,11 @@ fn write(args: &InitArgs) -> Result<(), String> {
         }
     }
 
-    let source =
-        Source { docker: "docker".into(), iptables_save: args.iptables_save.clone(), netns: args.netns.clone() };
+    let source = Source {
+        docker: harness::producer::DOCKER_CLI.into(),
+        iptables_save: args.iptables_save.clone(),
+        netns: args.netns.clone(),
+    };
     let capture = init::capture(&source)?;
     let written = init::render(&capture, &rules_rel);
 

@@ -6,19 +6,17 @@
 //! Dropping a [`Lab`] closes its descriptors and netlink sockets; the kernel then
 //! removes the namespaces and every interface in them.
 
+mod netlink;
 pub mod netns;
+pub mod plan;
 pub mod sandbox;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::RawFd;
 
-use futures::TryStreamExt;
-use ipnet::Ipv4Net;
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
-use tokio::task::JoinHandle;
-
+use crate::lab::netlink::{Connection, Netlink, RtNetlink};
 use crate::lab::netns::NetNs;
-use crate::scenario::{Attach, NodeId, Scenario};
+use crate::lab::plan::{HostPlan, LabPlan, NodePlan, LOOPBACK_IFINDEX};
+use crate::scenario::{NodeId, Scenario};
 
 #[derive(Debug, thiserror::Error)]
 #[error("building the lab: {what}: {source}")]
@@ -31,176 +29,6 @@ pub struct LabError {
 fn fail<E: std::error::Error + Send + Sync + 'static>(what: impl Into<String>) -> impl FnOnce(E) -> LabError {
     let what = what.into();
     move |e| LabError { what, source: Box::new(e) }
-}
-
-/// Every interface the lab makes gets an index of its choosing, so that none has to
-/// be looked up. The indexes start well above the few devices a kernel may put into
-/// every new namespace by itself (lo, and the fallback devices of tunnel modules such
-/// as tunl0, sit0 or gre0).
-const FIRST_IFINDEX: u32 = 1000;
-
-/// The index of a node's interface in the node's namespace: in order.
-fn node_ifindex(node: &crate::scenario::Node, iface: &crate::scenario::Interface) -> u32 {
-    let position = node.interfaces.iter().position(|i| std::ptr::eq(i, iface)).unwrap_or(0);
-    FIRST_IFINDEX + position as u32
-}
-
-/// The index of bridge `b` in the host namespace.
-fn bridge_ifindex(b: usize) -> u32 {
-    FIRST_IFINDEX + b as u32
-}
-
-/// The index of the host's end of a node interface's veth: after the bridges, in
-/// node order, then interface order.
-fn host_side_ifindex(scn: &Scenario, id: usize, iface: &crate::scenario::Interface) -> u32 {
-    let before: usize = scn.nodes[1..id].iter().map(|n| n.interfaces.len()).sum();
-    let position = scn.nodes[id].interfaces.iter().position(|i| std::ptr::eq(i, iface)).unwrap_or(0);
-    FIRST_IFINDEX + (scn.host.bridges.len() + before + position) as u32
-}
-
-/// How soon an unanswered ARP request is repeated on every lab interface.
-const RETRANS_TIME_MS: u64 = 100;
-
-/// How many requests a lab interface sends for one neighbour before it gives up on
-/// it, in each phase (broadcast while resolving, unicast and broadcast while
-/// re-checking a stale entry). With the kernel's 3 and the lab's short retransmit
-/// time, an entry failed after about 300 ms: a machine under heavy load that ran the
-/// answering namespace's softirq that late turned a reachable node into "ICMP host
-/// unreachable". At 50 × 100 ms the kernel keeps asking for 5 s, longer than any
-/// probe waits for an answer (even sent twice), so only a probe's own evidence, or
-/// its own deadline, ends it; a node that is not there still yields no answer.
-const NEIGH_PROBES: u32 = 50;
-
-/// How long an interface may take to come up before the lab counts as broken.
-const LINK_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// A netlink route socket opened inside one namespace. It stays bound to that
-/// namespace wherever the task that drives it runs.
-struct Netlink {
-    handle: Handle,
-    task: JoinHandle<()>,
-    /// A second socket in the namespace that joins the link group only while
-    /// [`Netlink::wait_ready`] waits, so that the wait ends when the kernel says a
-    /// link changed, not after a guessed interval.
-    events: netlink_sys::TokioSocket,
-}
-
-impl Netlink {
-    async fn add_address(&self, index: u32, net: Ipv4Net, what: &str) -> Result<(), LabError> {
-        self.handle
-            .address()
-            .add(index, IpAddr::V4(net.addr()), net.prefix_len())
-            .execute()
-            .await
-            .map_err(fail(format!("adding {net} to {what}")))
-    }
-
-    /// Waits until every interface named can transmit: the kernel gives a device its
-    /// transmit queue (instead of the "noop" one that drops everything) once it is up
-    /// with a carrier, for a veth in its link-watch work, which a busy machine runs
-    /// late. A packet sent before that is lost. The link dump names each device's
-    /// queue discipline (IFLA_QDISC), so one dump answers for all of them; between
-    /// dumps the wait is for the kernel's next link message, which follows every
-    /// such change. The socket joins the group before the first dump, so no change
-    /// falls between a dump and the wait.
-    async fn wait_ready(&self, names: &[&str], ns: &str) -> Result<(), LabError> {
-        use netlink_sys::{AsyncSocket, AsyncSocketExt};
-        let deadline = tokio::time::Instant::now() + LINK_UP_TIMEOUT;
-        self.events
-            .socket_ref()
-            .add_membership(libc::RTNLGRP_LINK)
-            .map_err(fail(format!("listening for link changes in {ns}")))?;
-        loop {
-            let mut ready = std::collections::HashSet::new();
-            let mut links = self.handle.link().get().execute();
-            while let Some(link) = links.try_next().await.map_err(fail(format!("listing links in {ns}")))? {
-                let name = link.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::IfName(n) => Some(n.as_str()),
-                    _ => None,
-                });
-                let qdisc = link.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::Qdisc(q) => Some(q.as_str()),
-                    _ => None,
-                });
-                if let (Some(name), Some(qdisc)) = (name, qdisc) {
-                    if qdisc != "noop" {
-                        ready.insert(name.to_string());
-                    }
-                }
-            }
-            let waiting: Vec<&str> = names.iter().copied().filter(|n| !ready.contains(*n)).collect();
-            if waiting.is_empty() {
-                // Out of the group again: nothing more is queued for nobody to read.
-                let _ = self.events.socket_ref().drop_membership(libc::RTNLGRP_LINK);
-                return Ok(());
-            }
-            let now = tokio::time::Instant::now();
-            if now > deadline {
-                return Err(LabError {
-                    what: format!("waiting for {} in {ns} to come up", waiting.join(", ")),
-                    source: format!("still not transmitting after {LINK_UP_TIMEOUT:?}").into(),
-                });
-            }
-            // Any message, or an error such as a full queue (ENOBUFS), means
-            // something changed: dump again. A message missed for any other reason
-            // costs at most the cap.
-            let cap = now + std::time::Duration::from_millis(50);
-            if let Ok(Err(_)) = tokio::time::timeout_at(cap.min(deadline), self.events.recv_from_full()).await {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        }
-    }
-
-    /// Probes to one next hop share its neighbour entry: should the first ARP
-    /// request go unanswered (a link still settling on a busy machine), the kernel
-    /// asks again after [`RETRANS_TIME_MS`] instead of a second, within a probe's
-    /// wait, and goes on asking [`NEIGH_PROBES`] times before it gives up. Per interface, over netlink: a new namespace has no defaults of its own
-    /// for the neighbour table (its interfaces copy the machine's).
-    async fn set_retrans_time(&self, index: u32, what: &str) -> Result<(), LabError> {
-        use futures::StreamExt;
-        use netlink_packet_route::neighbour_table::{
-            NeighbourTableAttribute, NeighbourTableMessage, NeighbourTableParameter,
-        };
-        use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
-        let what = || format!("setting the ARP retransmit time of {what}");
-        let mut msg = NeighbourTableMessage::default();
-        msg.header.family = netlink_packet_route::AddressFamily::Inet;
-        msg.attributes = vec![
-            NeighbourTableAttribute::Name("arp_cache".into()),
-            NeighbourTableAttribute::Parms(vec![
-                NeighbourTableParameter::Ifindex(index),
-                NeighbourTableParameter::RetransTime(RETRANS_TIME_MS),
-                NeighbourTableParameter::McastProbes(NEIGH_PROBES),
-                NeighbourTableParameter::UcastProbes(NEIGH_PROBES),
-                NeighbourTableParameter::McastReprobes(NEIGH_PROBES),
-            ]),
-        ];
-        let mut req = NetlinkMessage::from(netlink_packet_route::RouteNetlinkMessage::SetNeighbourTable(msg));
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        let mut answers = self.handle.clone().request(req).map_err(fail(what()))?;
-        while let Some(answer) = answers.next().await {
-            if let NetlinkPayload::Error(e) = answer.payload {
-                return Err(fail(what())(rtnetlink::Error::NetlinkError(e)));
-            }
-        }
-        Ok(())
-    }
-
-    async fn set_up(&self, index: u32, what: &str) -> Result<(), LabError> {
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await
-            .map_err(fail(format!("bringing {what} up")))
-    }
-}
-
-impl Drop for Netlink {
-    fn drop(&mut self) {
-        // The socket keeps its namespace alive until the task that owns it ends.
-        self.task.abort();
-    }
 }
 
 #[derive(Debug)]
@@ -227,31 +55,12 @@ impl Lab {
         let rt = tokio::runtime::Handle::current();
         for ns in &self.namespaces {
             let rt = rt.clone();
-            let (connection, handle, events) = ns
-                .run(move || {
-                    use netlink_sys::AsyncSocket;
-                    let _guard = rt.enter();
-                    let (connection, handle, _) = rtnetlink::new_connection()?;
-                    let events = netlink_sys::TokioSocket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
-                    Ok::<_, std::io::Error>((connection, handle, events))
-                })
+            let connection = ns
+                .run(move || RtNetlink::connect(&rt))
                 .and_then(|r| r)
                 .map_err(fail(format!("opening netlink in {}", ns.name())))?;
-            let nl = Netlink { handle, task: tokio::spawn(connection), events };
-            let mut carrying = Vec::new();
-            let mut links = nl.handle.link().get().execute();
-            while let Some(link) = links.try_next().await.map_err(fail(format!("listing links in {}", ns.name())))? {
-                use netlink_packet_route::link::LinkFlags;
-                let flags = link.header.flags;
-                if flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp) {
-                    if let Some(name) = link.attributes.iter().find_map(|a| match a {
-                        LinkAttribute::IfName(n) => Some(n.clone()),
-                        _ => None,
-                    }) {
-                        carrying.push(name);
-                    }
-                }
-            }
+            let nl = RtNetlink::start(connection);
+            let carrying = nl.carrying(ns.name()).await?;
             let names: Vec<&str> = carrying.iter().map(String::as_str).collect();
             nl.wait_ready(&names, ns.name()).await?;
         }
@@ -290,18 +99,13 @@ impl Lab {
         // Each namespace gets its sysctls and its netlink sockets on the thread that
         // made it; a socket is registered with the reactor there, and stays bound to
         // the namespace wherever it is used.
+        let plan = LabPlan::new(scn);
         let rt = tokio::runtime::Handle::current();
-        let connect = move || {
-            use netlink_sys::AsyncSocket;
-            let _guard = rt.enter();
-            let (connection, handle, _) = rtnetlink::new_connection()?;
-            let events = netlink_sys::TokioSocket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
-            Ok::<_, std::io::Error>((connection, handle, events))
-        };
+        let connect = move || RtNetlink::connect(&rt);
         let settings =
-            BuildSettings { ipv6: scn.ipv6, forwarding: scn.host.forwarding, bridges: !scn.host.bridges.is_empty() };
+            BuildSettings { ipv6: plan.ipv6, forwarding: plan.forwarding, bridges: !plan.host.bridges.is_empty() };
         let differ = Differ::default();
-        let mut host_made = NetNs::create_streamed(vec![scn.host().name.clone()], {
+        let mut host_made = NetNs::create_streamed(vec![plan.host.name.clone()], {
             let (connect, differ) = (connect.clone(), differ.clone());
             move |_| {
                 let prepared = settings.prepare_host();
@@ -310,7 +114,7 @@ impl Lab {
                 Ok(((), connect()?))
             }
         });
-        let names: Vec<String> = scn.nodes.iter().skip(1).map(|n| n.name.clone()).collect();
+        let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
         let made = NetNs::create_streamed(names, {
             let differ = differ.clone();
             move |_| {
@@ -322,30 +126,26 @@ impl Lab {
         // or this build is dropped before it is), the nodes' threads learn it when
         // this guard goes, rather than wait for ever.
         let _unblock = Unblock(differ);
-        let (_, (), host_ns, host_nl) = arrived(host_made.recv().await, NodeId::HOST.0, scn)?;
+        let (_, (), host_ns, host_nl) = arrived(host_made.recv().await, NodeId::HOST.0, &plan)?;
         let host = host_ns.try_clone().map_err(fail("holding the host namespace"))?;
-        let (links, done) = futures::future::join(build_links(scn, host_ns, host_nl, made), meanwhile(host)).await;
+        let (links, done) = futures::future::join(build_links(&plan, host_ns, host_nl, made), meanwhile(host)).await;
         let lab = Lab { namespaces: links? };
-        lab.apply_sysctls(scn)?;
+        lab.apply_sysctls(&plan)?;
         Ok((lab, done))
     }
 
     /// The scenario's own `sysctls`, once the links exist, in file order (after the
     /// baseline, so they win).
-    fn apply_sysctls(&self, scn: &Scenario) -> Result<(), LabError> {
-        for (id, node) in scn.nodes.iter().enumerate() {
-            let items: Vec<(&str, &str)> = node.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    fn apply_sysctls(&self, plan: &LabPlan) -> Result<(), LabError> {
+        for (id, name, sysctls) in plan.sysctls() {
+            let items: Vec<(&str, &str)> = sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             if !items.is_empty() {
-                self.namespaces[id].write_sysctls(items).map_err(fail(format!("writing sysctls in {}", node.name)))?;
+                self.namespaces[id].write_sysctls(items).map_err(fail(format!("writing sysctls in {name}")))?;
             }
         }
         Ok(())
     }
 }
-
-/// A new namespace's netlink sockets, before anything drives them.
-type Connection =
-    (rtnetlink::proto::Connection<netlink_packet_route::RouteNetlinkMessage>, Handle, netlink_sys::TokioSocket);
 
 /// A namespace handed over by [`NetNs::create_streamed`], with what its thread
 /// prepared, and its netlink socket driven from here on. `first` is the node id of
@@ -353,58 +153,44 @@ type Connection =
 fn arrived<X>(
     made: Option<crate::lab::netns::Arrival<(X, Connection)>>,
     first: usize,
-    scn: &Scenario,
-) -> Result<(usize, X, NetNs, Netlink), LabError> {
+    plan: &LabPlan,
+) -> Result<(usize, X, NetNs, RtNetlink), LabError> {
     let (position, made) = made.ok_or_else(|| LabError {
         what: "creating the namespaces".into(),
         source: "the threads making them ended early".into(),
     })?;
     let id = first + position;
-    let (ns, (prepared, (connection, handle, events))) =
-        made.map_err(fail(format!("creating and preparing the namespace for {}", scn.nodes[id].name)))?;
-    Ok((id, prepared, ns, Netlink { handle, task: tokio::spawn(connection), events }))
+    let (ns, (prepared, connection)) =
+        made.map_err(fail(format!("creating and preparing the namespace for {}", plan.name(id))))?;
+    Ok((id, prepared, ns, RtNetlink::start(connection)))
 }
 
 /// Everything with a link: the host's bridges, then each node as its namespace
 /// arrives (its veths, addresses, routes), then the bridges opened. Returns every
 /// namespace, in node order.
 async fn build_links(
-    scn: &Scenario,
+    plan: &LabPlan,
     host_ns: NetNs,
-    host: Netlink,
+    host: RtNetlink,
     mut made: crate::lab::netns::Made<((), Connection)>,
 ) -> Result<Vec<NetNs>, LabError> {
     use futures::StreamExt;
-    let host_name = &scn.host().name;
-    host.set_up(1, "lo in host").await?;
+    make_bridges(&plan.host, &host).await?;
 
-    let mut bridge_index = Vec::with_capacity(scn.host.bridges.len());
-    for (b, bridge) in scn.host.bridges.iter().enumerate() {
-        let index = bridge_ifindex(b);
-        host.handle
-            .link()
-            // Up only once its ports are: see below.
-            .add(LinkBridge::new(&bridge.name).index(index).build())
-            .execute()
-            .await
-            .map_err(fail(format!("creating bridge {}", bridge.name)))?;
-        if let Some(addr) = bridge.address {
-            host.add_address(index, addr, &bridge.name).await?;
-        }
-        host.set_retrans_time(index, &bridge.name).await?;
-        bridge_index.push(index);
-    }
-
-    let mut slots: Vec<Option<NetNs>> = (0..scn.nodes.len()).map(|_| None).collect();
+    let mut slots: Vec<Option<NetNs>> = (0..=plan.nodes.len()).map(|_| None).collect();
     slots[NodeId::HOST.0] = Some(host_ns);
     let mut running = futures::stream::FuturesUnordered::new();
-    let mut awaited = scn.nodes.len() - 1;
+    let mut awaited = plan.nodes.len();
+    let host = &host;
     while awaited > 0 || !running.is_empty() {
         tokio::select! {
             m = made.recv(), if awaited > 0 => {
-                let (id, (), ns, nl) = arrived(m, 1, scn)?;
+                let (id, (), ns, nl) = arrived(m, 1, plan)?;
                 awaited -= 1;
-                running.push(wire_node(scn, id, ns, nl, &host, &bridge_index));
+                running.push(async move {
+                    wire_node(&plan.nodes[id - 1], ns.raw_fd(), &nl, host, &plan.host.name).await?;
+                    Ok::<_, LabError>((id, ns))
+                });
             }
             Some(wired) = running.next() => {
                 let (id, ns) = wired?;
@@ -412,116 +198,81 @@ async fn build_links(
             }
         }
     }
-
-    // A bridge opened with a port already up has carrier at once, and the kernel
-    // activates its transmit queue right away; opened empty, it waits for the
-    // kernel's link-watch work, which may take up to a second, dropping what the
-    // host sends through it meanwhile.
-    for (bridge, &index) in scn.host.bridges.iter().zip(&bridge_index) {
-        host.set_up(index, &bridge.name).await?;
-    }
-    // The host side: every veth end, and every bridge that has a port.
-    let mut names: Vec<&str> = Vec::new();
-    for node in scn.nodes.iter().skip(1) {
-        for iface in &node.interfaces {
-            names.push(&iface.host_side);
-            if let Attach::Bridge(b) = iface.attach {
-                names.push(&scn.host.bridges[b].name);
-            }
-        }
-    }
-    names.sort_unstable();
-    names.dedup();
-    host.wait_ready(&names, host_name).await?;
+    open_bridges(plan, host).await?;
     Ok(slots.into_iter().map(|ns| ns.expect("every node was wired")).collect())
 }
 
-/// One node: its veths, created in the host with the peer born in the node's
-/// namespace (so no interface ever exists in a namespace it does not belong to),
-/// then its side of them: addresses, links up, default routes. Done once every
-/// interface can transmit.
-async fn wire_node(
-    scn: &Scenario,
-    id: usize,
-    ns: NetNs,
-    nl: Netlink,
-    host: &Netlink,
-    bridge_index: &[u32],
-) -> Result<(usize, NetNs), LabError> {
-    let node = &scn.nodes[id];
-    let host_name = &scn.host().name;
-    let veths = node.interfaces.iter().map(|iface| {
-        let ns = &ns;
-        async move {
-            // Both ends with indexes of our choosing, so neither needs a lookup.
-            // One queue each way: a veth gets one per CPU otherwise, each with its
-            // own sysfs entries, which on a large machine costs more than the rest
-            // of the link.
-            let peer = LinkMessageBuilder::<LinkUnspec>::new()
-                .name(iface.name.clone())
-                .index(node_ifindex(node, iface))
-                .setns_by_fd(ns.raw_fd())
-                .append_extra_attribute(LinkAttribute::NumTxQueues(1))
-                .append_extra_attribute(LinkAttribute::NumRxQueues(1))
-                .build();
-            let host_index = host_side_ifindex(scn, id, iface);
-            let mut msg = LinkVeth::new(&iface.host_side, &iface.name)
-                .index(host_index)
-                .append_extra_attribute(LinkAttribute::NumTxQueues(1))
-                .append_extra_attribute(LinkAttribute::NumRxQueues(1))
-                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-                .up();
-            if let Attach::Bridge(b) = iface.attach {
-                msg = msg.controller(bridge_index[b]);
-            }
-            host.handle.link().add(msg.build()).execute().await.map_err(fail(format!(
-                "creating veth {} in {} with peer {} in {}",
-                iface.host_side, host_name, iface.name, node.name
-            )))?;
-            if let Attach::Uplink(u) = iface.attach {
-                host.add_address(host_index, scn.host.uplinks[u].address, &iface.host_side).await?;
-                host.set_retrans_time(host_index, &iface.host_side).await?;
-            }
-            Ok::<(), LabError>(())
+/// The host's lo up, and its bridges, each with its address and ARP settings; down
+/// until their ports are up (see [`open_bridges`]).
+async fn make_bridges(host_plan: &HostPlan, host: &impl Netlink) -> Result<(), LabError> {
+    host.set_up(LOOPBACK_IFINDEX, "lo in host").await?;
+    for bridge in &host_plan.bridges {
+        host.add_bridge(bridge).await?;
+        if let Some(addr) = bridge.address {
+            host.add_address(bridge.index, addr, &bridge.name).await?;
         }
+        host.set_retrans_time(bridge.index, &bridge.name).await?;
+    }
+    Ok(())
+}
+
+/// The bridges up, once every node is wired, and the host's wait for its links.
+///
+/// A bridge opened with a port already up has carrier at once, and the kernel
+/// activates its transmit queue right away; opened empty, it waits for the kernel's
+/// link-watch work, which may take up to a second, dropping what the host sends
+/// through it meanwhile.
+async fn open_bridges(plan: &LabPlan, host: &impl Netlink) -> Result<(), LabError> {
+    for bridge in &plan.host.bridges {
+        host.set_up(bridge.index, &bridge.name).await?;
+    }
+    host.wait_ready(&plan.host_ready(), &plan.host.name).await
+}
+
+/// One node: its veths, created in the host with the peer born in the node's
+/// namespace `peer_ns`, then its side of them: addresses, links up, default routes.
+/// Done once every interface can transmit.
+async fn wire_node(
+    node: &NodePlan,
+    peer_ns: RawFd,
+    nl: &impl Netlink,
+    host: &impl Netlink,
+    host_name: &str,
+) -> Result<(), LabError> {
+    let veths = node.veths.iter().map(|veth| async move {
+        host.add_veth(veth, peer_ns, host_name, &node.name).await?;
+        if let Some(addr) = veth.host_address {
+            host.add_address(veth.host_index, addr, &veth.host_side).await?;
+            host.set_retrans_time(veth.host_index, &veth.host_side).await?;
+        }
+        Ok::<(), LabError>(())
     });
     futures::future::try_join_all(veths).await?;
 
     let lo = format!("lo in {}", node.name);
-    let addresses = node.interfaces.iter().map(|iface| {
-        let what = format!("{} in {}", iface.name, node.name);
-        let nl = &nl;
+    let addresses = node.veths.iter().map(|veth| {
+        let what = format!("{} in {}", veth.name, node.name);
         async move {
-            let index = node_ifindex(node, iface);
             futures::future::try_join3(
-                nl.add_address(index, iface.address, &what),
-                nl.set_up(index, &what),
-                nl.set_retrans_time(index, &what),
+                nl.add_address(veth.index, veth.address, &what),
+                nl.set_up(veth.index, &what),
+                nl.set_retrans_time(veth.index, &what),
             )
             .await
         }
     });
     let lo_up = async {
         match node.loopback {
-            true => nl.set_up(1, &lo).await,
+            true => nl.set_up(LOOPBACK_IFINDEX, &lo).await,
             false => Ok(()),
         }
     };
     futures::future::try_join(lo_up, futures::future::try_join_all(addresses)).await?;
-    for iface in node.interfaces.iter().filter(|i| i.gateway.is_some()) {
-        let gw = iface.gateway.expect("filtered");
-        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
-        nl.handle
-            .route()
-            .add(route)
-            .execute()
-            .await
-            .map_err(fail(format!("adding default route via {gw} in {}", node.name)))?;
+    for &gateway in &node.gateways {
+        nl.add_default_route(gateway, &node.name).await?;
     }
     // Waiting costs nothing but a dump or two: the wait is for the kernel's word.
-    let names: Vec<&str> = node.interfaces.iter().map(|i| i.name.as_str()).collect();
-    nl.wait_ready(&names, &node.name).await?;
-    Ok((id, ns))
+    nl.wait_ready(&node.ready(), &node.name).await
 }
 
 /// Settings every lab namespace gets before any interface exists in it. A new
@@ -647,6 +398,143 @@ const BASELINE_CONF: [(&str, &str); 7] = [
 mod tests {
     use super::*;
 
+    /// Netlink that only notes each call, as `namespace: call`, in one list shared
+    /// by every namespace; a call whose note contains `refuse` fails.
+    #[derive(Clone)]
+    struct Recorder {
+        ns: &'static str,
+        calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        refuse: Option<&'static str>,
+    }
+
+    impl Recorder {
+        fn new(ns: &'static str) -> Recorder {
+            Recorder { ns, calls: Default::default(), refuse: None }
+        }
+
+        fn beside(&self, ns: &'static str) -> Recorder {
+            Recorder { ns, ..self.clone() }
+        }
+
+        fn note(&self, call: String) -> Result<(), LabError> {
+            if self.refuse.is_some_and(|r| call.contains(r)) {
+                return Err(LabError { what: call, source: "refused".into() });
+            }
+            self.calls.lock().unwrap().push(format!("{}: {call}", self.ns));
+            Ok(())
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl Netlink for Recorder {
+        async fn add_bridge(&self, bridge: &plan::BridgePlan) -> Result<(), LabError> {
+            self.note(format!("bridge {} #{}", bridge.name, bridge.index))
+        }
+        async fn add_veth(&self, v: &plan::VethPlan, peer_ns: RawFd, host: &str, node: &str) -> Result<(), LabError> {
+            let controller = v.controller.map(|c| format!(" on #{c}")).unwrap_or_default();
+            self.note(format!(
+                "veth {} #{} in {host}{controller}, peer {} #{} in {node} (fd {peer_ns})",
+                v.host_side, v.host_index, v.name, v.index
+            ))
+        }
+        async fn add_address(&self, index: u32, net: ipnet::Ipv4Net, _: &str) -> Result<(), LabError> {
+            self.note(format!("address {net} on #{index}"))
+        }
+        async fn set_up(&self, index: u32, _: &str) -> Result<(), LabError> {
+            self.note(format!("up #{index}"))
+        }
+        async fn set_retrans_time(&self, index: u32, _: &str) -> Result<(), LabError> {
+            self.note(format!("arp #{index}"))
+        }
+        async fn add_default_route(&self, gateway: std::net::Ipv4Addr, _: &str) -> Result<(), LabError> {
+            self.note(format!("route via {gateway}"))
+        }
+        async fn wait_ready(&self, names: &[&str], _: &str) -> Result<(), LabError> {
+            self.note(format!("wait {}", names.join(" ")))
+        }
+    }
+
+    const LAB: &str =
+        "host:\n  bridges: { br0: { address: 10.0.0.1/24 } }\n  uplinks: { eno1: { address: 192.0.2.1/24 } }\n\
+         nodes:\n  a:\n    interfaces: [{ bridge: br0, address: 10.0.0.2/24, gateway: 10.0.0.1 }]\n  \
+         lan:\n    interfaces: [{ uplink: eno1, address: 192.0.2.2/24 }]\n\
+         rules: { backends: [nft], live: { program: command, run: [\"true\"] } }\n";
+
+    #[test]
+    fn the_host_gets_its_bridges_down_then_opens_them_once_wired() {
+        let plan = LabPlan::new(&crate::scenario::load_text(LAB));
+        let host = Recorder::new("host");
+        futures::executor::block_on(async {
+            make_bridges(&plan.host, &host).await.unwrap();
+            open_bridges(&plan, &host).await.unwrap();
+        });
+        assert_eq!(
+            host.calls(),
+            [
+                "host: up #1",
+                "host: bridge br0 #1000",
+                "host: address 10.0.0.1/24 on #1000",
+                "host: arp #1000",
+                "host: up #1000",
+                "host: wait a-eth0 br0 eno1",
+            ]
+            .map(String::from),
+        );
+    }
+
+    #[test]
+    fn a_node_gets_its_veths_from_the_host_then_addresses_routes_and_a_wait() {
+        let plan = LabPlan::new(&crate::scenario::load_text(LAB));
+        let host = Recorder::new("host");
+        let node = host.beside("a");
+        futures::executor::block_on(wire_node(&plan.nodes[0], 7, &node, &host, "host")).unwrap();
+        let calls = host.calls();
+        assert_eq!(
+            calls[0],
+            format!(
+                "host: veth {} #1001 in host on #1000, peer eth0 #1000 in a (fd 7)",
+                plan.nodes[0].veths[0].host_side
+            )
+        );
+        assert_eq!(
+            calls[1..],
+            [
+                "a: up #1",
+                "a: address 10.0.0.2/24 on #1000",
+                "a: up #1000",
+                "a: arp #1000",
+                "a: route via 10.0.0.1",
+                "a: wait eth0"
+            ]
+            .map(String::from),
+        );
+    }
+
+    #[test]
+    fn an_uplink_end_gets_the_hosts_address_and_arp_settings() {
+        let plan = LabPlan::new(&crate::scenario::load_text(LAB));
+        let host = Recorder::new("host");
+        let node = host.beside("lan");
+        futures::executor::block_on(wire_node(&plan.nodes[1], 8, &node, &host, "host")).unwrap();
+        let calls = host.calls();
+        assert_eq!(calls[0], "host: veth eno1 #1002 in host, peer eth0 #1000 in lan (fd 8)");
+        assert_eq!(calls[1..3], ["host: address 192.0.2.1/24 on #1002", "host: arp #1002"].map(String::from));
+        assert!(!calls.iter().any(|c| c.contains("route")), "{calls:?}");
+    }
+
+    #[test]
+    fn a_failed_call_stops_the_node_before_its_routes() {
+        let plan = LabPlan::new(&crate::scenario::load_text(LAB));
+        let host = Recorder::new("host");
+        let node = Recorder { refuse: Some("address"), ..host.beside("a") };
+        let err = futures::executor::block_on(wire_node(&plan.nodes[0], 7, &node, &host, "host")).unwrap_err();
+        assert_eq!(err.what, "address 10.0.0.2/24 on #1000");
+        assert!(!host.calls().iter().any(|c| c.contains("route") || c.contains("wait")), "{:?}", host.calls());
+    }
+
     /// A node's thread waiting for the host's answer.
     fn waiter(differ: &Differ) -> std::thread::JoinHandle<Result<Vec<(String, String)>, String>> {
         let differ = differ.clone();
@@ -670,24 +558,5 @@ mod tests {
         drop(Unblock(differ));
         let got = waiter.join().expect("no panic");
         assert_eq!(got, Err("preparing the host first: the host namespace could not be made".to_string()));
-    }
-
-    #[test]
-    fn chosen_indexes_never_collide_in_the_host() {
-        let scn = crate::scenario::load_text(
-            "host:\n  bridges: { br0: { address: 10.0.0.1/24 }, br1: { address: 10.0.1.1/24 } }\n\
-             nodes:\n  a:\n    interfaces: [{ bridge: br0, address: 10.0.0.2/24 }, { bridge: br1, address: 10.0.1.2/24 }]\n  \
-             b:\n    interfaces: [{ bridge: br0, address: 10.0.0.3/24 }]\n\
-             rules: { backends: [nft], live: { program: command, run: [\"true\"] } }\n",
-        );
-        let mut seen: Vec<u32> = (0..scn.host.bridges.len()).map(bridge_ifindex).collect();
-        for (id, node) in scn.nodes.iter().enumerate().skip(1) {
-            seen.extend(node.interfaces.iter().map(|i| host_side_ifindex(&scn, id, i)));
-        }
-        let mut unique = seen.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), seen.len(), "{seen:?}");
-        assert!(seen.iter().all(|&i| i >= FIRST_IFINDEX));
     }
 }

@@ -5,7 +5,7 @@
 //! under /run are its own, never the machine's. It dies with us (PR_SET_PDEATHSIG) and
 //! is killed when its time is up.
 
-use std::ffi::OsStr;
+use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::stat::Mode;
 use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +83,10 @@ pub async fn run_in(netns: BorrowedFd<'_>, inv: &Invocation) -> Result<Output, E
         .kill_on_drop(true);
     let fd = netns.as_raw_fd();
     let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec and only makes system
-    // calls (setns, unshare, mount, prctl, getppid), which are async-signal-safe.
+    // SAFETY: the closure runs in the forked child of a multi-threaded process, where
+    // only async-signal-safe calls are allowed. It makes system calls only (prctl,
+    // getppid, setns, unshare, mount); their paths are short literals that nix copies
+    // to the stack, and its errors are plain errno values, so it does not allocate.
     unsafe {
         cmd.pre_exec(move || enter_sandbox(fd, parent));
     }
@@ -116,14 +119,23 @@ pub async fn run_in(netns: BorrowedFd<'_>, inv: &Invocation) -> Result<Output, E
     Ok(Output { stdout, stderr })
 }
 
-fn enter_sandbox(netns_fd: i32, parent: nix::unistd::Pid) -> std::io::Result<()> {
-    // SAFETY: the descriptor stays open in the parent for the whole spawn.
-    let ns = unsafe { BorrowedFd::borrow_raw(netns_fd) };
+/// In a forked child: die with `parent`, and fail if it is gone already. Allocates
+/// nothing (see the callers' SAFETY notes); a pre_exec error reaches the parent as
+/// its errno only.
+fn die_with(parent: nix::unistd::Pid) -> std::io::Result<()> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     // The parent may have died before the line above took effect.
     if nix::unistd::getppid() != parent {
-        return Err(std::io::Error::other("the runner is gone"));
+        return Err(nix::errno::Errno::ESRCH.into());
     }
+    Ok(())
+}
+
+fn enter_sandbox(netns_fd: i32, parent: nix::unistd::Pid) -> std::io::Result<()> {
+    // SAFETY: the descriptor stays open in the parent for the whole spawn, and the
+    // child has its own copy of it.
+    let ns = unsafe { BorrowedFd::borrow_raw(netns_fd) };
+    die_with(parent)?;
     setns(ns, CloneFlags::CLONE_NEWNET)?;
     unshare(CloneFlags::CLONE_NEWNS)?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
@@ -162,6 +174,22 @@ pub enum IptablesFlavour {
     System,
     Nft,
     Legacy,
+}
+
+impl IptablesFlavour {
+    /// The program an iptables name stands for: `iptables-save` →
+    /// `iptables-legacy-save`; None for the system's own choice.
+    pub fn program(self, name: &str) -> Option<String> {
+        let suffix = match self {
+            IptablesFlavour::System => return None,
+            IptablesFlavour::Nft => "nft",
+            IptablesFlavour::Legacy => "legacy",
+        };
+        Some(match name.split_once('-') {
+            Some((base, rest)) => format!("{base}-{suffix}-{rest}"),
+            None => format!("{name}-{suffix}"),
+        })
+    }
 }
 
 /// A long-lived place to run a live producer: the lab host's network namespace, a
@@ -217,7 +245,11 @@ impl Sandbox {
         let binds = netns_binds(namespaces)?;
         let fd = netns.as_raw_fd();
         let parent = nix::unistd::getpid();
-        // SAFETY: only system calls between fork and exec, on data prepared before.
+        // SAFETY: the closure runs in the forked child of a multi-threaded process, where
+        // only async-signal-safe calls are allowed. It makes system calls only (see
+        // `enter_sandbox`), on C strings prepared before the fork and moved in; nix
+        // passes a `CStr` through and copies a short `&str` to the stack, and its
+        // errors are errno values, so nothing allocates.
         unsafe {
             cmd.pre_exec(move || {
                 enter_sandbox(fd, parent)?;
@@ -278,15 +310,11 @@ impl Sandbox {
             cmd.env("PATH", format!("{SHIM_DIR}:{path}"));
         }
         let parent = nix::unistd::getpid();
-        // SAFETY: only system calls between fork and exec.
+        // SAFETY: the closure runs in the forked child of a multi-threaded process, where
+        // only async-signal-safe calls are allowed: it makes two system calls (prctl,
+        // getppid) and allocates nothing.
         unsafe {
-            cmd.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-                if nix::unistd::getppid() != parent {
-                    return Err(std::io::Error::other("the runner is gone"));
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || die_with(parent));
         }
         Ok(cmd)
     }
@@ -405,47 +433,34 @@ async fn wait_for_child(pid: u32) -> Option<u32> {
 }
 
 /// (link, target) pairs for the shim, prepared before fork.
-fn shim_links(flavour: IptablesFlavour) -> Vec<(std::ffi::CString, std::ffi::CString)> {
-    let suffix = match flavour {
-        IptablesFlavour::System => return Vec::new(),
-        IptablesFlavour::Nft => "nft",
-        IptablesFlavour::Legacy => "legacy",
-    };
+fn shim_links(flavour: IptablesFlavour) -> Vec<(CString, CString)> {
     IPTABLES_NAMES
         .iter()
         .filter_map(|name| {
-            // iptables-save -> iptables-legacy-save
-            let (base, rest) = name.split_once('-').map(|(b, r)| (b, format!("-{r}"))).unwrap_or((name, String::new()));
-            let target = which(&format!("{base}-{suffix}{rest}"))?;
-            let link = std::ffi::CString::new(format!("{SHIM_DIR}/{name}")).ok()?;
-            let target = std::ffi::CString::new(target.into_os_string().into_encoded_bytes()).ok()?;
+            let target = which(&flavour.program(name)?)?;
+            let link = CString::new(format!("{SHIM_DIR}/{name}")).ok()?;
+            let target = CString::new(target.into_os_string().into_encoded_bytes()).ok()?;
             Some((link, target))
         })
         .collect()
 }
 
-fn make_shim(links: &[(std::ffi::CString, std::ffi::CString)]) -> std::io::Result<()> {
+/// In the forked child: the shim's folders and links, from C strings made before.
+fn make_shim(links: &[(CString, CString)]) -> std::io::Result<()> {
     if links.is_empty() {
         return Ok(());
     }
     for dir in ["/run/netconform", SHIM_DIR] {
-        let dir = std::ffi::CString::new(dir).expect("no NUL");
-        // SAFETY: a valid C string; mkdir is async-signal-safe.
-        if unsafe { libc::mkdir(dir.as_ptr(), 0o755) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        nix::unistd::mkdir(dir, Mode::from_bits_truncate(0o755))?;
     }
     for (link, target) in links {
-        // SAFETY: valid C strings; symlink is async-signal-safe.
-        if unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str())?;
     }
     Ok(())
 }
 
 /// (source, target) C strings for the namespace bind mounts, prepared before fork.
-fn netns_binds(namespaces: &[(&str, RawFd)]) -> Result<Vec<(std::ffi::CString, std::ffi::CString)>, ExecError> {
+fn netns_binds(namespaces: &[(&str, RawFd)]) -> Result<Vec<(CString, CString)>, ExecError> {
     namespaces
         .iter()
         .map(|(name, fd)| {
@@ -456,33 +471,29 @@ fn netns_binds(namespaces: &[(&str, RawFd)]) -> Result<Vec<(std::ffi::CString, s
             if name.contains('/') || name.is_empty() {
                 return Err(bad(()));
             }
-            let source = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).map_err(|_| bad(()))?;
-            let target = std::ffi::CString::new(format!("/run/netns/{name}")).map_err(|_| bad(()))?;
+            let source = CString::new(format!("/proc/self/fd/{fd}")).map_err(|_| bad(()))?;
+            let target = CString::new(format!("/run/netns/{name}")).map_err(|_| bad(()))?;
             Ok((source, target))
         })
         .collect()
 }
 
-fn make_netns_binds(binds: &[(std::ffi::CString, std::ffi::CString)]) -> std::io::Result<()> {
+/// In the forked child: each namespace bind-mounted on an empty file under
+/// /run/netns, from C strings made before.
+fn make_netns_binds(binds: &[(CString, CString)]) -> std::io::Result<()> {
+    use nix::fcntl::OFlag;
     if binds.is_empty() {
         return Ok(());
     }
-    let dir = std::ffi::CString::new("/run/netns").expect("no NUL");
-    // SAFETY: valid C strings; mkdir, open, close and mount are async-signal-safe.
-    unsafe {
-        if libc::mkdir(dir.as_ptr(), 0o755) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        for (source, target) in binds {
-            let fd = libc::open(target.as_ptr(), libc::O_CREAT | libc::O_RDONLY | libc::O_CLOEXEC, 0o444);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::close(fd);
-            if libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
+    nix::unistd::mkdir("/run/netns", Mode::from_bits_truncate(0o755))?;
+    for (source, target) in binds {
+        let file = nix::fcntl::open(
+            target.as_c_str(),
+            OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o444),
+        )?;
+        drop(file);
+        mount(Some(source.as_c_str()), target.as_c_str(), None::<&CStr>, MsFlags::MS_BIND, None::<&CStr>)?;
     }
     Ok(())
 }

@@ -14,9 +14,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::netavark::{container_id, containers, netns_path};
 use super::run_logged;
-use super::{Log, Producer};
+use super::support::{container_id, containers, netns_path};
+use super::{Log, Producer, ProducerError};
 use crate::lab::sandbox::{Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, NodeId, Scenario};
@@ -220,7 +220,7 @@ impl Producer for Cni {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             self.timeout = live.timeout;

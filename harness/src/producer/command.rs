@@ -7,7 +7,7 @@ use std::path::Path;
 
 use futures::future::BoxFuture;
 
-use super::{Log, Producer};
+use super::{Log, Producer, ProducerError};
 use crate::lab::sandbox::{ExecError, Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
@@ -29,7 +29,7 @@ impl Producer for Command {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             let sandbox = super::sandbox(scn, lab, backend).await?;
@@ -50,15 +50,15 @@ impl Producer for Command {
                 }
                 Err(ExecError::Failed { command, status, stdout, stderr }) => {
                     log.command(&command, &stdout, &stderr);
-                    Err(format!("{command} failed ({status}):\n{stdout}{stderr}"))
+                    Err(format!("{command} failed ({status}):\n{stdout}{stderr}").into())
                 }
                 Err(ExecError::Timeout { command, timeout, stdout, stderr }) => {
                     log.command(&command, &stdout, &stderr);
-                    Err(format!("{command} did not finish within {timeout:?}; it printed:\n{stdout}{stderr}"))
+                    Err(format!("{command} did not finish within {timeout:?}; it printed:\n{stdout}{stderr}").into())
                 }
                 Err(e) => {
                     log.push(format!("$ {}\n  {e}", inv.display()));
-                    Err(e.to_string())
+                    Err(e.to_string().into())
                 }
             }
         })

@@ -22,11 +22,14 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use super::{Log, Producer};
+use super::{Log, Producer, ProducerError};
 use crate::lab::netns::NetNs;
 use crate::lab::sandbox::{ExecError, Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, NodeId, Scenario};
+
+/// The Docker CLI, which talks to the daemon (and honours DOCKER_HOST).
+pub const DOCKER_CLI: &str = "docker";
 
 /// Where the daemon keeps everything, inside the sandbox's private /run.
 const STATE: &str = "/run/netconform/docker";
@@ -66,9 +69,22 @@ impl Dockerd {
 }
 
 impl Producer for Dockerd {
+    fn unavailable_here(&self) -> Option<String> {
+        super::in_user_namespace()
+            .then(|| "dockerd needs real root (cgroups, mounts); this run is in a user namespace".to_string())
+    }
+
     fn programs(&self) -> Vec<&'static str> {
-        let mut programs =
-            vec!["dockerd", "docker", "containerd", "containerd-shim-runc-v2", "runc", "busybox", "unshare", "nsenter"];
+        let mut programs = vec![
+            "dockerd",
+            DOCKER_CLI,
+            "containerd",
+            "containerd-shim-runc-v2",
+            "runc",
+            "busybox",
+            "unshare",
+            "nsenter",
+        ];
         if self.ufw {
             programs.extend(["ufw", "sh", "cp", "ln", "mount"]);
         }
@@ -81,7 +97,7 @@ impl Producer for Dockerd {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             self.step = live.timeout;
@@ -176,7 +192,7 @@ impl Dockerd {
     }
 
     async fn docker(&self, log: &mut Log, args: &[&str], stdin: Option<Vec<u8>>) -> Result<String, String> {
-        self.run(log, "docker", args, stdin).await
+        self.run(log, DOCKER_CLI, args, stdin).await
     }
 
     /// Checks that the sandbox has a /proc of its own, mounts an empty /opt
@@ -218,7 +234,7 @@ impl Dockerd {
     /// ufw from copies of its configuration, bind-mounted in the sandbox as the `ufw`
     /// producer mounts them (its helpers do the copies' contents), then the
     /// scenario's ufw command lines and `ufw --force enable`.
-    async fn ufw_first(&self, commands: &[String], backend: Backend, log: &mut Log) -> Result<(), String> {
+    async fn ufw_first(&self, commands: &[String], backend: Backend, log: &mut Log) -> Result<(), ProducerError> {
         super::ufw::configure(self.sandbox()?, commands, backend, self.step, log).await
     }
 
@@ -242,7 +258,7 @@ impl Dockerd {
                 return Err(format!("dockerd exited ({status}) before it served its socket:\n{}", self.log_tail(40)));
             }
             if socket.exists() {
-                let mut probe = Invocation::new("docker", ["version", "--format", "{{.Server.Version}}"]);
+                let mut probe = Invocation::new(DOCKER_CLI, ["version", "--format", "{{.Server.Version}}"]);
                 probe.timeout = Duration::from_secs(5);
                 if let Ok(out) = self.sandbox()?.run(&probe).await {
                     log.push(format!(

@@ -5,8 +5,9 @@ use std::os::fd::AsFd;
 
 use futures::future::BoxFuture;
 
-use super::{Log, Producer};
+use super::{Log, Producer, ProducerError};
 use crate::backend;
+use crate::lab::netns::NetNs;
 use crate::lab::sandbox::{self, Invocation};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
@@ -24,19 +25,28 @@ impl Producer for Files {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(load(scn, lab.host(), backend, log))
+    }
+
+    fn host_only(&self) -> bool {
+        true
+    }
+
+    fn produce_in_host<'a>(
+        &'a mut self,
+        scn: &'a Scenario,
+        host: &'a NetNs,
+        backend: Backend,
+        log: &'a mut Log,
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
+        Box::pin(load(scn, host, backend, log))
     }
 }
 
 /// Loads `scn`'s ipsets and rule files into `host`. Needs no interface of the lab, so
 /// it can run while the lab's links are made.
-pub async fn load(
-    scn: &Scenario,
-    host: &crate::lab::netns::NetNs,
-    backend: Backend,
-    log: &mut Log,
-) -> Result<(), String> {
+async fn load(scn: &Scenario, host: &NetNs, backend: Backend, log: &mut Log) -> Result<(), ProducerError> {
     for set in &scn.rules.ipsets {
         let inv =
             Invocation::new("ipset", [std::ffi::OsStr::new("restore"), std::ffi::OsStr::new("-f"), set.as_os_str()]);

@@ -1,26 +1,30 @@
 //! Producers: whatever puts the rule set into the lab host. One file per
 //! implementation: rule files loaded with the back end's restore tool (`files`), a
 //! command of the scenario's (`command`), and adapters that drive real programs
-//! inside the lab (netavark, CNI plugins, dockerd, ufw, firewalld).
+//! inside the lab (netavark, CNI plugins, dockerd, ufw, firewalld); what several of
+//! them share is in `support`. Adding one is its own file and one line in
+//! [`for_scenario`].
 //!
-//! A live producer runs its programs in a [`Sandbox`]: the lab host's network
+//! A live producer runs its programs in a [`Sandbox`](crate::lab::sandbox::Sandbox): the lab host's network
 //! namespace, a private /run, and a PID namespace that dies with this process.
 
 mod cni;
 mod command;
 mod dockerd;
-pub mod files;
+mod files;
 mod firewalld;
 mod netavark;
+mod support;
 mod ufw;
 
-use std::collections::BTreeMap;
+pub use dockerd::DOCKER_CLI;
 
 use futures::future::BoxFuture;
+use support::{flavour, lab_environment, run_logged, sandbox};
 
-use crate::lab::sandbox::{IptablesFlavour, Sandbox};
+use crate::lab::netns::NetNs;
 use crate::lab::Lab;
-use crate::scenario::{Backend, LiveProgram, NodeId, Scenario};
+use crate::scenario::{Backend, LiveProgram, Scenario};
 
 /// What a producer left for the report: each program it ran and what it printed.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +57,30 @@ impl std::fmt::Display for Log {
     }
 }
 
+/// Why a producer could not put the rules in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// The scenario asks the producer for something it cannot do: the input is wrong.
+    #[error("{0}")]
+    Input(String),
+    /// A program, or its setup in the lab, failed; the message has the program's own
+    /// words.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for ProducerError {
+    fn from(why: String) -> ProducerError {
+        ProducerError::Failed(why)
+    }
+}
+
+impl From<&str> for ProducerError {
+    fn from(why: &str) -> ProducerError {
+        ProducerError::Failed(why.to_string())
+    }
+}
+
 pub trait Producer: Send {
     /// Programs that must be on PATH; without them the scenario is ignored.
     fn programs(&self) -> Vec<&'static str>;
@@ -64,6 +92,31 @@ pub trait Producer: Send {
         Vec::new()
     }
 
+    /// Why this producer cannot run on this machine although its programs are there
+    /// (a daemon that needs real root, in a user namespace), if so.
+    fn unavailable_here(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether the producer needs nothing of the lab but the host's namespace (no
+    /// interface, no other node), so that [`Producer::produce_in_host`] may run while
+    /// the lab's links are made.
+    fn host_only(&self) -> bool {
+        false
+    }
+
+    /// For a [`Producer::host_only`] producer: put the rules into `host`, the lab
+    /// host's namespace, which may not have its links yet.
+    fn produce_in_host<'a>(
+        &'a mut self,
+        _scn: &'a Scenario,
+        _host: &'a NetNs,
+        _backend: Backend,
+        _log: &'a mut Log,
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
+        Box::pin(async { Err("this producer needs the whole lab, not only its host".into()) })
+    }
+
     /// Put the rules (and, for a container engine, its bridges and container links)
     /// into the lab. On error the message says what failed, with the program's own
     /// words.
@@ -73,7 +126,7 @@ pub trait Producer: Send {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), ProducerError>>;
 
     /// Undo what dropping the lab does not undo (a program's own teardown), collecting
     /// every error instead of stopping at the first.
@@ -82,31 +135,8 @@ pub trait Producer: Send {
     }
 }
 
-/// Run `inv` in the sandbox, logged as `shown` with its output; on failure the error
-/// carries the program's own words.
-pub(super) async fn run_logged(
-    sandbox: &Sandbox,
-    inv: &crate::lab::sandbox::Invocation,
-    shown: &str,
-    log: &mut Log,
-) -> Result<String, String> {
-    match sandbox.run(inv).await {
-        Ok(out) => {
-            log.command(shown, &out.stdout, &out.stderr);
-            Ok(out.stdout)
-        }
-        Err(crate::lab::sandbox::ExecError::Failed { status, stdout, stderr, .. }) => {
-            log.command(shown, &stdout, &stderr);
-            Err(format!("{shown} failed ({status}):\n{stdout}{stderr}"))
-        }
-        Err(e) => {
-            log.push(format!("$ {shown}\n  {e}"));
-            Err(format!("{shown}: {e}"))
-        }
-    }
-}
-
-/// The producer of `scn`'s rules.
+/// The producer of `scn`'s rules: rule files, or the live program the scenario names.
+/// A producer is registered here, by one line, and nowhere else.
 pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
     match scn.rules.live.as_ref().map(|l| l.kind()) {
         None => Box::new(files::Files),
@@ -121,17 +151,17 @@ pub fn for_scenario(scn: &Scenario) -> Box<dyn Producer> {
 
 /// Why `scn` cannot run here because its producer's programs are missing, if so.
 pub fn unavailable(scn: &Scenario) -> Option<String> {
-    let program = scn.rules.live.as_ref().map(|l| l.kind());
-    if program == Some(LiveProgram::Dockerd) && in_user_namespace() {
-        return Some("dockerd needs real root (cgroups, mounts); this run is in a user namespace".into());
+    let producer = for_scenario(scn);
+    if let Some(why) = producer.unavailable_here() {
+        return Some(why);
     }
     let missing: Vec<&str> =
-        for_scenario(scn).programs().into_iter().filter(|p| crate::lab::sandbox::which(p).is_none()).collect();
+        producer.programs().into_iter().filter(|p| crate::lab::sandbox::which(p).is_none()).collect();
     if !missing.is_empty() {
         return Some(format!("{} not installed (ci/install-deps installs it)", missing.join(", ")));
     }
     let own = scn.rules.live.iter().flat_map(|l| l.reads().iter().map(String::as_str));
-    for_scenario(scn)
+    producer
         .reads()
         .into_iter()
         .chain(own)
@@ -164,70 +194,4 @@ pub fn in_user_namespace() -> bool {
     std::fs::read_to_string("/proc/self/uid_map")
         .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
         .unwrap_or(false)
-}
-
-/// Which `iptables` a live program should find for `backend`.
-pub fn flavour(backend: Backend) -> IptablesFlavour {
-    match backend {
-        Backend::IptablesNft => IptablesFlavour::Nft,
-        Backend::IptablesLegacy => IptablesFlavour::Legacy,
-        Backend::Nft => IptablesFlavour::System,
-    }
-}
-
-/// `NAME` as part of an environment variable name: upper case, `_` for the rest.
-fn env_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
-}
-
-/// The lab as environment variables, for programs run in it:
-/// - `NETCONFORM_NODES`: node names, the host first;
-/// - `NETCONFORM_NETNS_<NODE>`: `/run/netns/<node>`, the node's network namespace
-///   (`nsenter --net=PATH`, or `ip netns exec <node>`), inside the sandbox;
-/// - `NETCONFORM_ADDRESS_<NODE>`: its first address;
-/// - `NETCONFORM_BRIDGES`: the host's bridges; `NETCONFORM_NETWORKS`: container
-///   networks, with `NETCONFORM_NETWORK_<NAME>_{BRIDGE,SUBNET,GATEWAY}`;
-/// - `NETCONFORM_CONTAINER_<NAME>_{NETWORK,ADDRESS}` for each container;
-/// - `NETCONFORM_BACKEND`, `NETCONFORM_SCENARIO_DIR`.
-pub fn lab_environment(scn: &Scenario, backend: Backend) -> Vec<(String, String)> {
-    let mut env = BTreeMap::new();
-    let names: Vec<&str> = scn.nodes.iter().map(|n| n.name.as_str()).collect();
-    env.insert("NETCONFORM_NODES".to_string(), names.join(" "));
-    for (i, node) in scn.nodes.iter().enumerate() {
-        let id = NodeId(i);
-        let key = env_name(&node.name);
-        env.insert(format!("NETCONFORM_NETNS_{key}"), format!("/run/netns/{}", node.name));
-        if let Some(addr) = scn.addresses_of(id).first() {
-            env.insert(format!("NETCONFORM_ADDRESS_{key}"), addr.to_string());
-        }
-        if let Some(c) = &node.container {
-            env.insert(format!("NETCONFORM_CONTAINER_{key}_NETWORK"), scn.networks[c.network].name.clone());
-            env.insert(format!("NETCONFORM_CONTAINER_{key}_ADDRESS"), c.address.to_string());
-        }
-    }
-    let bridges: Vec<&str> = scn.host.bridges.iter().map(|b| b.name.as_str()).collect();
-    env.insert("NETCONFORM_BRIDGES".to_string(), bridges.join(" "));
-    let networks: Vec<&str> = scn.networks.iter().map(|n| n.name.as_str()).collect();
-    env.insert("NETCONFORM_NETWORKS".to_string(), networks.join(" "));
-    for n in &scn.networks {
-        let key = env_name(&n.name);
-        env.insert(format!("NETCONFORM_NETWORK_{key}_BRIDGE"), n.bridge.clone());
-        env.insert(format!("NETCONFORM_NETWORK_{key}_SUBNET"), n.subnet.to_string());
-        env.insert(format!("NETCONFORM_NETWORK_{key}_GATEWAY"), n.gateway.to_string());
-    }
-    env.insert("NETCONFORM_BACKEND".to_string(), backend.name().to_string());
-    let dir = scn.path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    env.insert("NETCONFORM_SCENARIO_DIR".to_string(), dir.display().to_string());
-    env.into_iter().collect()
-}
-
-/// A sandbox in the lab host for `scn` under `backend`, with the lab's environment.
-pub async fn sandbox(scn: &Scenario, lab: &Lab, backend: Backend) -> Result<Sandbox, String> {
-    use std::os::fd::AsFd;
-    let namespaces: Vec<(&str, std::os::fd::RawFd)> =
-        (0..scn.nodes.len()).map(|i| (scn.nodes[i].name.as_str(), lab.ns(NodeId(i)).raw_fd())).collect();
-    Sandbox::start_with_namespaces(lab.host().as_fd(), flavour(backend), lab_environment(scn, backend), &namespaces)
-        .await
-        .map_err(|e| format!("starting the sandbox: {e}"))
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::{run_logged, Log, Producer};
+use super::support::{container_id, containers, hex_id, netns_path};
+use super::{run_logged, Log, Producer, ProducerError};
 use crate::lab::sandbox::{Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{NodeId, Scenario};
@@ -62,45 +63,6 @@ struct SetUp {
     name: String,
     netns: String,
     options: String,
-}
-
-/// The path, inside the sandbox, of the lab namespace of `id`, as
-/// [`super::lab_environment`] gives it (see [`crate::lab::sandbox::Sandbox::start_with_namespaces`]).
-pub(super) fn netns_path(lab: &Lab, id: NodeId) -> String {
-    format!("/run/netns/{}", lab.ns(id).name())
-}
-
-/// A container ID as container engines give them: the container's name when it is
-/// one that IDs may be (letters, digits, `_`, `.`, `-`, not starting with a
-/// punctuation mark), else 64 hexadecimal digits derived from the name.
-pub(super) fn container_id(name: &str) -> String {
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if valid {
-        name.to_string()
-    } else {
-        hex_id(name)
-    }
-}
-
-/// 64 hexadecimal digits that depend only on `text` (FNV-1a, four seeds): stable IDs,
-/// so chain names derived from them are the same on every run.
-pub(super) fn hex_id(text: &str) -> String {
-    (0u64..4)
-        .map(|seed| {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            for b in text.bytes() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-            format!("{h:016x}")
-        })
-        .collect()
-}
-
-/// The containers of the scenario, in file order.
-pub(super) fn containers(scn: &Scenario) -> Vec<NodeId> {
-    (0..scn.nodes.len()).map(NodeId).filter(|&id| scn.node(id).container.is_some()).collect()
 }
 
 /// netavark's options for the container `id`: what Podman passes to
@@ -192,7 +154,7 @@ impl Producer for Netavark {
         lab: &'a mut Lab,
         backend: crate::scenario::Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(async move {
             let sandbox = self.sandbox.insert(super::sandbox(scn, lab, backend).await?);
             let mkdir = Invocation::new("mkdir", ["-p", CONFIG_DIR]);
@@ -249,10 +211,8 @@ mod daemons {
     use crate::producer::Log;
 
     const DIR: &str = "/run/netconform/firewalld";
-    const BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
-
     // The bus of the firewalld producer, whose configuration is the same.
-    use super::super::firewalld::BUS_CONFIG;
+    use crate::producer::support::{BUS_CONFIG, BUS_SOCKET};
 
     /// The running daemons' output, shown in the log when they are done.
     pub struct Daemons {
@@ -338,7 +298,6 @@ mod daemons {
 mod tests {
     use super::*;
     use crate::scenario::load_text;
-    use rstest::rstest;
 
     const SCENARIO: &str = r#"
 host:
@@ -405,25 +364,6 @@ rules:
         assert_eq!(info["internal"], true);
         assert_eq!(info["subnets"][0]["gateway"], "10.89.0.254");
         assert_eq!(o["networks"].as_object().unwrap().len(), 1);
-    }
-
-    #[rstest]
-    #[case("web", "web")]
-    #[case("c-1.a_b", "c-1.a_b")]
-    fn readable_names_are_their_own_id(#[case] name: &str, #[case] id: &str) {
-        assert_eq!(container_id(name), id);
-    }
-
-    #[rstest]
-    #[case("-web")]
-    #[case("wëb")]
-    #[case("a+b")]
-    fn other_names_get_a_hex_id(#[case] name: &str) {
-        let id = container_id(name);
-        assert_eq!(id.len(), 64);
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(id, container_id(name), "stable");
-        assert_ne!(id, container_id("other"));
     }
 
     #[test]

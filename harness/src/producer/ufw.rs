@@ -14,14 +14,13 @@
 //! names ufw's own sysctl file, whose copy keeps only `net` keys: those belong to the
 //! lab host's network namespace, and ufw writes them when it starts, as on a real host.
 //!
-//! The helpers below (running a step, quoting, command lines, the alternatives copy)
-//! are shared with the firewalld producer.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 
-use super::{run_logged, Log, Producer};
+use super::support::{alternatives, alternatives_script, command_lines, indent, inside, make_dir, read, write_file};
+use super::{run_logged, Log, Producer, ProducerError};
 use crate::lab::sandbox::{Invocation, IptablesFlavour, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
@@ -50,7 +49,7 @@ impl Producer for Ufw {
         lab: &'a mut Lab,
         backend: Backend,
         log: &'a mut Log,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ProducerError>> {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             let sandbox = self.sandbox.insert(super::sandbox(scn, lab, backend).await?);
@@ -74,10 +73,12 @@ pub(super) async fn configure(
     backend: Backend,
     step_timeout: std::time::Duration,
     log: &mut Log,
-) -> Result<(), String> {
+) -> Result<(), ProducerError> {
     let flavour = match super::flavour(backend) {
         IptablesFlavour::System => {
-            return Err("ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into())
+            return Err(ProducerError::Input(
+                "ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into(),
+            ))
         }
         f => f,
     };
@@ -176,117 +177,6 @@ pub(super) fn sysctl_text(original: &str) -> String {
     out
 }
 
-// ---- Shared with the firewalld producer ----
-
-/// The names the alternatives system gives the iptables programs; programs that run
-/// them by full path (/usr/sbin/iptables) reach them through /etc/alternatives.
-const ALTERNATIVES: [&str; 6] =
-    ["iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"];
-
-/// The program an alternatives name stands for under `flavour`:
-/// `iptables-save` → `iptables-legacy-save`.
-pub(super) fn alternative_target(name: &str, flavour: IptablesFlavour) -> Option<String> {
-    let suffix = match flavour {
-        IptablesFlavour::System => return None,
-        IptablesFlavour::Nft => "nft",
-        IptablesFlavour::Legacy => "legacy",
-    };
-    Some(match name.split_once('-') {
-        Some((base, rest)) => format!("{base}-{suffix}-{rest}"),
-        None => format!("{name}-{suffix}"),
-    })
-}
-
-/// Each alternatives name with the installed program it must point at for `flavour`;
-/// empty for the system's own choice. An error when this machine does not run
-/// /usr/sbin/iptables through /etc/alternatives, or a program is missing.
-pub(super) fn alternatives(flavour: IptablesFlavour) -> Result<Vec<(&'static str, PathBuf)>, String> {
-    if flavour == IptablesFlavour::System {
-        return Ok(Vec::new());
-    }
-    let via = std::fs::read_link("/usr/sbin/iptables").ok();
-    if !via.as_deref().is_some_and(|p| p.starts_with("/etc/alternatives")) {
-        return Err("/usr/sbin/iptables does not lead through /etc/alternatives on this machine, so a program \
-                    that runs it by path cannot be given the back end under test"
-            .into());
-    }
-    ALTERNATIVES
-        .iter()
-        .map(|name| {
-            let target = alternative_target(name, flavour).expect("not the system's");
-            let path = crate::lab::sandbox::which(&target).ok_or_else(|| format!("{target} not installed"))?;
-            Ok((*name, path))
-        })
-        .collect()
-}
-
-/// Shell lines that copy /etc/alternatives to `dir`/alternatives, point the iptables
-/// names at `links`, and mount the copy over /etc/alternatives. Nothing for no links.
-pub(super) fn alternatives_script(dir: &str, links: &[(&'static str, PathBuf)]) -> String {
-    if links.is_empty() {
-        return String::new();
-    }
-    let copy = format!("{dir}/alternatives");
-    let mut s = format!("cp -a /etc/alternatives {}\n", quote(&copy));
-    for (name, target) in links {
-        s.push_str(&format!("ln -sfn {} {}\n", quote(&target.display().to_string()), quote(&format!("{copy}/{name}"))));
-    }
-    s.push_str(&format!("mount --bind {} /etc/alternatives\n", quote(&copy)));
-    s
-}
-
-/// `s` as one word for sh.
-pub(super) fn quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c)) {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// The scenario's command lines, each checked to run `program`.
-pub(super) fn command_lines(lines: &[String], program: &str) -> Result<Vec<String>, String> {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let line = line.trim();
-            if line.split_whitespace().next() != Some(program) {
-                return Err(format!("rules.live.commands[{i}]: expected a `{program}` command line, found `{line}`"));
-            }
-            Ok(line.to_string())
-        })
-        .collect()
-}
-
-/// `path` inside the sandbox, as this process reaches it.
-pub(super) fn inside(sandbox: &Sandbox, path: &str) -> PathBuf {
-    PathBuf::from(format!("/proc/{}/root{path}", sandbox.init_pid()))
-}
-
-pub(super) fn read(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))
-}
-
-/// A folder readable by all, as the programs' own checks want their configuration.
-pub(super) fn make_dir(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("creating {}: {e}", path.display()))
-}
-
-/// A file owned by root and writable only by it: ufw refuses anything else.
-pub(super) fn write_file(path: &Path, text: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
-}
-
-pub(super) fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,29 +230,6 @@ mod tests {
     }
 
     #[test]
-    fn alternatives_names_map_to_the_flavour() {
-        assert_eq!(alternative_target("iptables", IptablesFlavour::Legacy).unwrap(), "iptables-legacy");
-        assert_eq!(alternative_target("iptables-save", IptablesFlavour::Legacy).unwrap(), "iptables-legacy-save");
-        assert_eq!(alternative_target("ip6tables-restore", IptablesFlavour::Nft).unwrap(), "ip6tables-nft-restore");
-        assert_eq!(alternative_target("iptables", IptablesFlavour::System), None);
-    }
-
-    #[test]
-    fn alternatives_script_copies_links_and_mounts() {
-        let links =
-            [("iptables", PathBuf::from("/usr/sbin/iptables-legacy")), ("iptables-save", PathBuf::from("/x y"))];
-        let s = alternatives_script("/run/a", &links);
-        assert_eq!(
-            s,
-            "cp -a /etc/alternatives /run/a/alternatives\n\
-             ln -sfn /usr/sbin/iptables-legacy /run/a/alternatives/iptables\n\
-             ln -sfn '/x y' /run/a/alternatives/iptables-save\n\
-             mount --bind /run/a/alternatives /etc/alternatives\n"
-        );
-        assert_eq!(alternatives_script("/run/a", &[]), "");
-    }
-
-    #[test]
     fn setup_mounts_every_copy_over_its_original() {
         let s = setup_script(&[("iptables", PathBuf::from("/usr/sbin/iptables-nft"))]);
         for (copy, original) in [("etc-ufw", "/etc/ufw"), ("lib-ufw", "/lib/ufw"), ("default-ufw", "/etc/default/ufw")]
@@ -374,23 +241,5 @@ mod tests {
         let first_mount = s.find("mount --bind").unwrap();
         assert!(s.find("cp -a /etc/ufw").unwrap() < first_mount);
         assert!(s.find("cp \"$S/sysctl.conf\"").unwrap() < first_mount);
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote("/usr/sbin/iptables"), "/usr/sbin/iptables");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote(""), "''");
-    }
-
-    #[test]
-    fn command_lines_must_run_the_program() {
-        let ok = command_lines(&["  ufw allow 22/tcp ".into(), "ufw deny 9091/tcp".into()], "ufw").unwrap();
-        assert_eq!(ok, ["ufw allow 22/tcp", "ufw deny 9091/tcp"]);
-        let err = command_lines(&["ufw allow 22/tcp".into(), "iptables -F".into()], "ufw").unwrap_err();
-        assert!(err.starts_with("rules.live.commands[1]: expected a `ufw` command line"), "{err}");
-        assert!(command_lines(&["ufwx enable".into()], "ufw").is_err());
-        assert!(command_lines(&["".into()], "ufw").is_err());
     }
 }

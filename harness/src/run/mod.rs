@@ -313,15 +313,16 @@ pub async fn run_scenario_with(scn: &Scenario, backend: Backend, explain: bool) 
 async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport, explain: bool) -> Result<(), String> {
     let rb: Box<dyn RuleBackend> = backend::for_backend(backend);
     let mut producer = producer::for_scenario(scn);
-    let (lab, produced) = if scn.rules.live.is_none() {
-        // Rule files need only the host namespace: they load while the links are made.
-        let log = &mut report.producer_log;
-        Lab::build_with(scn, |host| async move { producer::files::load(scn, &host, backend, log).await })
-            .await
-            .map_err(|e| e.to_string())?
+    let (lab, produced) = if producer.host_only() {
+        // It needs only the host namespace: it runs while the links are made.
+        let (log, early) = (&mut report.producer_log, &mut producer);
+        let load =
+            |host| async move { early.produce_in_host(scn, &host, backend, log).await.map_err(|e| e.to_string()) };
+        Lab::build_with(scn, load).await.map_err(|e| e.to_string())?
     } else {
         let mut lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
-        let mut produced = producer.produce(scn, &mut lab, backend, &mut report.producer_log).await;
+        let mut produced =
+            producer.produce(scn, &mut lab, backend, &mut report.producer_log).await.map_err(|e| e.to_string());
         if produced.is_ok() {
             produced = lab.settle().await.map_err(|e| e.to_string());
         }

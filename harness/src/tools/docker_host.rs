@@ -417,56 +417,106 @@ fn node_name(container: &str, taken: &BTreeSet<String>) -> String {
     name
 }
 
+/// The lab that stands in for a captured host: the names and addresses every part of
+/// the scenario refers to.
+struct Layout<'c> {
+    capture: &'c Capture,
+    uplink: Uplink,
+    host_addr: Ipv4Addr,
+    /// The machine on the host's network: the router when its address is free.
+    lan_addr: Ipv4Addr,
+    host_name: &'static str,
+    lan: String,
+    /// One node name per container, in capture order.
+    names: Vec<String>,
+}
+
+impl<'c> Layout<'c> {
+    fn new(capture: &'c Capture) -> Layout<'c> {
+        const FALLBACK: (&str, &str) = ("eno1", "192.0.2.1/24");
+        let uplink = capture.uplink.clone().unwrap_or_else(|| Uplink {
+            name: FALLBACK.0.into(),
+            address: FALLBACK.1.parse().expect("a valid address"),
+            router: None,
+        });
+        let host_addr = uplink.address.addr();
+        let taken_addresses: BTreeSet<Ipv4Addr> = capture
+            .containers
+            .iter()
+            .flat_map(|c| c.endpoints.iter().map(|e| e.address.addr()))
+            .chain(capture.networks.iter().map(|n| n.gateway))
+            .chain([host_addr])
+            .collect();
+        let lan_addr = uplink
+            .router
+            .filter(|r| !taken_addresses.contains(r))
+            .or_else(|| uplink.address.hosts().find(|h| !taken_addresses.contains(h)))
+            .unwrap_or(host_addr);
+
+        // Node names: the host, lan, then one per container.
+        let mut taken: BTreeSet<String> = BTreeSet::new();
+        let host_name = if capture.containers.iter().any(|c| c.name == "host") { "docker-host" } else { "host" };
+        taken.insert(host_name.to_string());
+        let lan = node_name("lan", &taken);
+        taken.insert(lan.clone());
+        let names: Vec<String> = capture
+            .containers
+            .iter()
+            .map(|c| {
+                let n = node_name(&c.name, &taken);
+                taken.insert(n.clone());
+                n
+            })
+            .collect();
+        Layout { capture, uplink, host_addr, lan_addr, host_name, lan, names }
+    }
+
+    /// Docker's default route: the first network by name that has a gateway, internal
+    /// networks last.
+    fn gateway_of(&self, c: &DockerContainer) -> Option<usize> {
+        let with_gw = |internal: bool| {
+            c.endpoints
+                .iter()
+                .position(|e| e.gateway.is_some() && self.capture.networks[e.network].internal == internal)
+        };
+        with_gw(false).or_else(|| with_gw(true))
+    }
+
+    /// The network a container's traffic to other networks leaves through.
+    fn leaves_by(&self, c: &DockerContainer) -> Option<usize> {
+        self.gateway_of(c).map(|g| c.endpoints[g].network)
+    }
+}
+
+/// The starter checks, as YAML list items, with comments on what could not be probed.
+#[derive(Default)]
+struct Starters {
+    probes: Vec<String>,
+    counters: Vec<String>,
+    comments: Vec<String>,
+}
+
 /// The scenario for `capture`, loading its rules from `rules_path` (relative to the
 /// scenario).
 pub fn render(capture: &Capture, rules_path: &str) -> Written {
-    const FALLBACK: (&str, &str) = ("eno1", "192.0.2.1/24");
-    let uplink = capture.uplink.clone().unwrap_or_else(|| Uplink {
-        name: FALLBACK.0.into(),
-        address: FALLBACK.1.parse().expect("a valid address"),
-        router: None,
-    });
-    let host_addr = uplink.address.addr();
-    let taken_addresses: BTreeSet<Ipv4Addr> = capture
-        .containers
-        .iter()
-        .flat_map(|c| c.endpoints.iter().map(|e| e.address.addr()))
-        .chain(capture.networks.iter().map(|n| n.gateway))
-        .chain([host_addr])
-        .collect();
-    let lan_addr = uplink
-        .router
-        .filter(|r| !taken_addresses.contains(r))
-        .or_else(|| uplink.address.hosts().find(|h| !taken_addresses.contains(h)))
-        .unwrap_or(host_addr);
-
-    // Node names: the host, lan, then one per container.
-    let mut taken: BTreeSet<String> = BTreeSet::new();
-    let host_name = if capture.containers.iter().any(|c| c.name == "host") { "docker-host" } else { "host" };
-    taken.insert(host_name.to_string());
-    let lan = node_name("lan", &taken);
-    taken.insert(lan.clone());
-    let names: Vec<String> = capture
-        .containers
-        .iter()
-        .map(|c| {
-            let n = node_name(&c.name, &taken);
-            taken.insert(n.clone());
-            n
-        })
-        .collect();
-    // Docker's default route: the first network by name that has a gateway, internal
-    // networks last.
-    let gateway_of = |c: &DockerContainer| -> Option<usize> {
-        let with_gw = |internal: bool| {
-            c.endpoints.iter().position(|e| e.gateway.is_some() && capture.networks[e.network].internal == internal)
-        };
-        with_gw(false).or_else(|| with_gw(true))
-    };
-    // The network a container's traffic to other networks leaves through.
-    let leaves_by = |c: &DockerContainer| gateway_of(c).map(|g| c.endpoints[g].network);
-
+    let layout = Layout::new(capture);
     let mut y = String::new();
+    write_description(&layout, &mut y);
+    write_host(&layout, &mut y);
+    write_nodes(&layout, &mut y);
+    y.push_str(&format!("\nrules:\n  backends: [{}]\n  files: [{}]\n", backend_of(&capture.rules), scalar(rules_path)));
+
+    let mut starters = Starters::default();
+    published_probes(&layout, &mut starters);
+    isolation_probes(&layout, &mut starters);
+    way_out_probes(&layout, &mut starters);
+    write_starters(&starters, &mut y);
+    Written { scenario: y, probes: starters.probes.len() }
+}
+
+/// The header comment, the description and what was left out.
+fn write_description(layout: &Layout, y: &mut String) {
+    let capture = layout.capture;
     let published: usize = capture.containers.iter().map(|c| c.bindings.len()).sum();
     y.push_str(
         "# Written by `netconform init --docker`. Check it with `netconform check`, run it with\n\
@@ -476,7 +526,7 @@ pub fn render(capture: &Capture, rules_path: &str) -> Written {
         "The Docker host as `netconform init --docker` read it at {} (Docker {}, {} bridge \
          networks, {} running containers, {} published ports; rules from {}). The lab stands \
          in for it: Docker's bridges with their gateway addresses, one node per container, and \
-         {lan}, a machine on the host's network behind {}. Add what your policy promises, such \
+         {}, a machine on the host's network behind {}. Add what your policy promises, such \
          as \"only 203.0.113.0/24 reaches 8080\", as probes.",
         capture.when,
         if capture.docker_version.is_empty() { "unknown" } else { &capture.docker_version },
@@ -488,15 +538,20 @@ pub fn render(capture: &Capture, rules_path: &str) -> Written {
         } else {
             "iptables-save (legacy)"
         },
-        uplink.name,
+        layout.lan,
+        layout.uplink.name,
     )));
     for s in &capture.skipped {
         y.push_str(&format!("# Left out: {s}\n"));
     }
+}
 
+/// `host:`: forwarding, one bridge per Docker network, the uplink.
+fn write_host(layout: &Layout, y: &mut String) {
+    let capture = layout.capture;
     y.push_str("\nhost:\n");
-    if host_name != "host" {
-        y.push_str(&format!("  name: {host_name}\n"));
+    if layout.host_name != "host" {
+        y.push_str(&format!("  name: {}\n", layout.host_name));
     }
     y.push_str(&format!("  forwarding: {}\n", capture.forwarding));
     if !capture.networks.is_empty() {
@@ -514,24 +569,30 @@ pub fn render(capture: &Capture, rules_path: &str) -> Written {
     }
     y.push_str("  uplinks:\n");
     let note = if capture.uplink.is_none() { "  # no uplink found on the host: a stand-in" } else { "" };
-    y.push_str(&format!("    {}: {{ address: {} }}{note}\n", scalar(&uplink.name), uplink.address));
+    y.push_str(&format!("    {}: {{ address: {} }}{note}\n", scalar(&layout.uplink.name), layout.uplink.address));
     y.push_str("  # docker-proxy serves published ports on the host's own addresses (127.0.0.1 too);\n");
     y.push_str("  # a `forward` service stands in for it: services: { forward: [{ port: 8080, to: IP:80 }] }\n");
+}
 
+/// `nodes:`: the LAN machine, then each container with its interfaces and the
+/// services on its published ports.
+fn write_nodes(layout: &Layout, y: &mut String) {
+    let (lan, uplink) = (&layout.lan, &layout.uplink);
     y.push_str("\nnodes:\n");
     y.push_str(&format!("  {lan}:\n    interfaces:\n"));
     y.push_str(&format!(
-        "      - {{ uplink: {}, address: {}/{}, gateway: {host_addr} }}\n",
+        "      - {{ uplink: {}, address: {}/{}, gateway: {} }}\n",
         scalar(&uplink.name),
-        lan_addr,
-        uplink.address.prefix_len()
+        layout.lan_addr,
+        uplink.address.prefix_len(),
+        layout.host_addr
     ));
     y.push_str("    services: { tcp: [80], udp: [53] }\n");
-    for (c, name) in capture.containers.iter().zip(&names) {
+    for (c, name) in layout.capture.containers.iter().zip(&layout.names) {
         y.push_str(&format!("  {}:\n    interfaces:\n", scalar(name)));
-        let gw = gateway_of(c);
+        let gw = layout.gateway_of(c);
         for (i, e) in c.endpoints.iter().enumerate() {
-            let bridge = &capture.networks[e.network].bridge;
+            let bridge = &layout.capture.networks[e.network].bridge;
             let gateway = match (gw == Some(i), e.gateway) {
                 (true, Some(g)) => format!(", gateway: {g}"),
                 _ => String::new(),
@@ -554,14 +615,12 @@ pub fn render(capture: &Capture, rules_path: &str) -> Written {
             y.push_str(&format!("    services: {{ {} }}\n", services.join(", ")));
         }
     }
+}
 
-    y.push_str(&format!("\nrules:\n  backends: [{}]\n  files: [{}]\n", backend_of(&capture.rules), scalar(rules_path)));
-
-    let mut probes = Vec::new();
-    let mut counters = Vec::new();
-    let mut comments = Vec::new();
-    // Published ports, from the LAN.
-    for (c, name) in capture.containers.iter().zip(&names) {
+/// Published ports, from the LAN, with the DNAT rule each one should count on.
+fn published_probes(layout: &Layout, out: &mut Starters) {
+    let (capture, lan, host_addr) = (layout.capture, &layout.lan, layout.host_addr);
+    for (c, name) in capture.containers.iter().zip(&layout.names) {
         let mut seen = BTreeSet::new();
         for b in &c.bindings {
             let proto = if b.udp { "udp" } else { "tcp" };
@@ -569,7 +628,7 @@ pub fn render(capture: &Capture, rules_path: &str) -> Written {
                 None => host_addr,
                 Some(ip) if ip == host_addr => ip,
                 Some(ip) => {
-                    comments.push(format!(
+                    out.comments.push(format!(
                         "# {ip}:{}/{proto} -> {}:{} is published on an address the lab's uplink does not have",
                         b.host_port, c.name, b.container_port
                     ));
@@ -579,7 +638,7 @@ pub fn render(capture: &Capture, rules_path: &str) -> Written {
             if !seen.insert((b.udp, b.host_port)) {
                 continue;
             }
-            probes.push(format!(
+            out.probes.push(format!(
                 "  - name: \"{lan} reaches {}:{}/{proto} through the host's port {}\"\n    \
                  from: {lan}\n    to: {to}\n    proto: {proto}\n    port: {}\n    expect: reached\n    \
                  served_by: {}\n    source_seen: {lan}\n",
@@ -590,87 +649,97 @@ pub fn render(capture: &Capture, rules_path: &str) -> Written {
                 scalar(name)
             ));
             if let Some(rule) = dnat_rule(&capture.rules, b, c) {
-                counters.push(format!(
+                out.counters.push(format!(
                     "  - table: nat\n    chain: DOCKER\n    rule: '{}'\n    packets: 1\n",
                     rule.replace('\'', "''")
                 ));
             }
         }
     }
-    // Isolation: from a container whose traffic leaves through one network (and that
-    // is not on the other) to a container's address on the other.
+}
+
+/// Isolation: from a container whose traffic leaves through one network (and that
+/// is not on the other) to a container's address on the other.
+fn isolation_probes(layout: &Layout, out: &mut Starters) {
+    let capture = layout.capture;
+    let pick = |from_net: usize, to_net: usize| {
+        let from = capture
+            .containers
+            .iter()
+            .position(|c| layout.leaves_by(c) == Some(from_net) && !c.endpoints.iter().any(|e| e.network == to_net))?;
+        let (to, ep) = capture.containers.iter().enumerate().find_map(|(i, c)| {
+            let ep = c.endpoints.iter().find(|e| e.network == to_net)?;
+            (i != from).then_some((i, ep))
+        })?;
+        Some((from, from_net, to, to_net, ep.address.addr()))
+    };
     for (a, na) in capture.networks.iter().enumerate() {
         for (b, nb) in capture.networks.iter().enumerate().skip(a + 1) {
-            let pick = |from_net: usize, to_net: usize| {
-                let from = capture
-                    .containers
-                    .iter()
-                    .position(|c| leaves_by(c) == Some(from_net) && !c.endpoints.iter().any(|e| e.network == to_net))?;
-                let (to, ep) = capture.containers.iter().enumerate().find_map(|(i, c)| {
-                    let ep = c.endpoints.iter().find(|e| e.network == to_net)?;
-                    (i != from).then_some((i, ep))
-                })?;
-                Some((from, from_net, to, to_net, ep.address.addr()))
-            };
             match pick(a, b).or_else(|| pick(b, a)) {
-                Some((from, from_net, to, to_net, addr)) => probes.push(format!(
+                Some((from, from_net, to, to_net, addr)) => out.probes.push(format!(
                     "  - name: \"{} ({}) cannot reach {} ({})\"\n    from: {}\n    to: {addr}\n    \
                      proto: icmp\n    expect: dropped\n",
                     capture.containers[from].name,
                     capture.networks[from_net].name,
                     capture.containers[to].name,
                     capture.networks[to_net].name,
-                    scalar(&names[from]),
+                    scalar(&layout.names[from]),
                 )),
-                None => comments.push(format!(
+                None => out.comments.push(format!(
                     "# networks {} and {}: no container on one and not the other to probe isolation with",
                     na.name, nb.name
                 )),
             }
         }
     }
-    // The way out, per network: masqueraded to the host's address, none from an
-    // internal network.
+}
+
+/// The way out, per network: masqueraded to the host's address, none from an
+/// internal network.
+fn way_out_probes(layout: &Layout, out: &mut Starters) {
+    let (capture, lan, host_addr) = (layout.capture, &layout.lan, layout.host_addr);
     for (i, n) in capture.networks.iter().enumerate() {
-        let found = capture.containers.iter().position(|c| leaves_by(c) == Some(i));
+        let found = capture.containers.iter().position(|c| layout.leaves_by(c) == Some(i));
         let Some(from) = found else { continue };
-        let who = scalar(&names[from]);
+        let who = scalar(&layout.names[from]);
         if n.internal {
-            probes.push(format!(
+            out.probes.push(format!(
                 "  - name: \"{} on the internal network {} has no way out\"\n    from: {who}\n    \
                  to: {lan}\n    port: 80\n    expect: dropped\n",
                 capture.containers[from].name, n.name
             ));
         } else {
-            probes.push(format!(
+            out.probes.push(format!(
                 "  - name: \"{} ({}) reaches {lan}, masqueraded\"\n    from: {who}\n    to: {lan}\n    \
                  port: 80\n    expect: reached\n    served_by: {lan}\n    source_seen: {host_addr}\n",
                 capture.containers[from].name, n.name
             ));
         }
     }
+}
 
+/// `probes:` and `counters:`, after the comments on what was not probed.
+fn write_starters(starters: &Starters, y: &mut String) {
     y.push_str("\n# Starter probes: each published port from the LAN, each pair of networks, the way out.\n");
     y.push_str("# A probe that fails tells where the host differs from Docker's defaults.\n");
-    for c in &comments {
+    for c in &starters.comments {
         y.push_str(c);
         y.push('\n');
     }
-    if probes.is_empty() {
+    if starters.probes.is_empty() {
         y.push_str("probes: []\n");
     } else {
         y.push_str("probes:\n");
-        for p in &probes {
+        for p in &starters.probes {
             y.push_str(p);
         }
     }
-    if !counters.is_empty() {
+    if !starters.counters.is_empty() {
         y.push_str("\ncounters:\n");
-        for c in &counters {
+        for c in &starters.counters {
             y.push_str(c);
         }
     }
-    Written { scenario: y, probes: probes.len() }
 }
 
 /// `text` as lines of at most 86 characters, each indented by two spaces.

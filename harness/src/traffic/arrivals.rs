@@ -9,9 +9,9 @@
 use std::collections::HashSet;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
+use nix::{setsockopt_impl, sockopt_impl};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
@@ -22,6 +22,15 @@ use crate::scenario::{NodeId, Scenario};
 const ETH_P_IP: u16 = 0x0800;
 /// From linux/if_packet.h; not in the libc crate for every target.
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+sockopt_impl!(
+    /// Leaves out of a packet socket the packets its own namespace sends.
+    IgnoreOutgoing,
+    SetOnly,
+    libc::SOL_PACKET,
+    PACKET_IGNORE_OUTGOING,
+    bool
+);
 
 /// (node, IP protocol number, tag)
 type Seen = Arc<Mutex<HashSet<(NodeId, u8, u16)>>>;
@@ -46,7 +55,8 @@ impl Arrivals {
         let mut arrivals = Arrivals::default();
         for id in (1..scn.nodes.len()).map(NodeId) {
             let sock = lab.ns(id).run(packet_socket)??;
-            // SAFETY: the socket is owned by the AsyncFd and closed only when it drops.
+            // SAFETY: the Socket owns its descriptor and moves into the AsyncFd, so the
+            // descriptor stays open, and the same, until the AsyncFd drops.
             let sock = unsafe { AsyncFd::register(sock) }.map_err(io::Error::from)?;
             let addrs = scn.addresses_of(id);
             arrivals.tasks.push(tokio::spawn(record(sock, id, addrs, arrivals.seen.clone())));
@@ -64,33 +74,19 @@ impl Arrivals {
 
 fn packet_socket() -> io::Result<Socket> {
     let s = Socket::new(Domain::PACKET, Type::DGRAM, Some(Protocol::from(i32::from(ETH_P_IP.to_be()))))?;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid descriptor and a correctly sized option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            &on as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    nix::sys::socket::setsockopt(&s, IgnoreOutgoing, &true)?;
     s.set_nonblocking(true)?;
     Ok(s)
 }
 
 async fn record(sock: AsyncFd<Socket>, node: NodeId, addrs: Vec<Ipv4Addr>, seen: Seen) {
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 128];
+    use std::io::Read;
+    let mut buf = [0u8; 128];
     loop {
         let Ok(mut guard) = sock.readable().await else { return };
-        match guard.try_io(|s| s.get_ref().recv(&mut buf)) {
+        match guard.try_io(|s| s.get_ref().read(&mut buf)) {
             Ok(Ok(n)) => {
-                // SAFETY: recv initialised the first n bytes.
-                let packet: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
-                if let Some((proto, tag)) = parse(&packet, &addrs) {
+                if let Some((proto, tag)) = parse(&buf[..n], &addrs) {
                     seen.lock().unwrap_or_else(|e| e.into_inner()).insert((node, proto, tag));
                 }
             }

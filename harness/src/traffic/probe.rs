@@ -5,7 +5,6 @@
 
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -209,22 +208,8 @@ fn open(ns: &NetNs, ty: Type, proto: Protocol, tag: u16, to: SocketAddrV4) -> Re
 }
 
 fn set_recv_err(s: &Socket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid descriptor and a correctly sized option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_RECVERR,
-            &on as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::Ipv4RecvErr, &true)?;
+    Ok(())
 }
 
 async fn tcp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration) -> Outcome {

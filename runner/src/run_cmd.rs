@@ -333,11 +333,7 @@ async fn run_plan(planned: &[Planned], jobs: usize, human: bool, reporter: &mut 
             (None, Some(why)) => Entry::Ignored { backend: p.backend, reason: why.clone() },
             (None, None) => Entry::Ignored { backend: p.backend, reason: "not planned".into() },
             (Some(h), _) => Entry::Ran(h.await.unwrap_or_else(|e| {
-                ScenarioReport::new(
-                    &p.scenario.name,
-                    p.backend,
-                    Status::Error(format!("the run ended abnormally: {e}")),
-                )
+                ScenarioReport::new(&p.scenario.name, p.backend, Status::Error(run::RunError::Abnormal(e.to_string())))
             })),
         };
         let text = reporter.entry(&p.scenario, &entry);

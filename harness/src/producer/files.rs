@@ -54,7 +54,12 @@ async fn load(scn: &Scenario, host: &NetNs, backend: Backend, log: &mut Log) -> 
         log.push(format!("$ {}", inv.display()));
     }
     let rb = backend::for_backend(backend);
-    backend::load(rb.as_ref(), host, &scn.rules.files).await.map_err(|e| e.to_string())?;
+    backend::load(rb.as_ref(), host, &scn.rules.files).await.map_err(|e| match &e {
+        backend::BackendError::Load { file, .. } => {
+            ProducerError::Rejected { file: file.into(), message: e.to_string() }
+        }
+        _ => ProducerError::Failed(e.to_string()),
+    })?;
     for (i, f) in scn.rules.files.iter().enumerate() {
         log.push(format!("$ {}", rb.load(Some(&f.path), i == 0).display()));
     }

@@ -67,6 +67,9 @@ pub enum ProducerError {
     /// words.
     #[error("{0}")]
     Failed(String),
+    /// The back end's tool refused a rule file; the message names the file.
+    #[error("{message}")]
+    Rejected { file: std::path::PathBuf, message: String },
 }
 
 impl From<String> for ProducerError {

@@ -56,7 +56,7 @@ pub fn annotations(scn: &Scenario, entry: &Entry) -> Vec<String> {
     let title = format!("{} [{}]", scn.name, rep.backend);
     let mut out = Vec::new();
     if let Status::Error(why) = &rep.status {
-        out.push(annotation(&file, 1, 1, &title, why));
+        out.push(annotation(&file, 1, 1, &title, &why.to_string()));
     }
     for p in rep.probes.iter().filter(|p| !p.verdict.pass()) {
         let probe = &scn.probes[p.probe];

@@ -158,7 +158,7 @@ pub fn render(scn: &Scenario, rep: &ScenarioReport, palette: Palette) -> String 
         rep.elapsed.as_millis()
     );
     if let Status::Error(why) = &rep.status {
-        for line in why.lines() {
+        for line in why.to_string().lines() {
             let _ = writeln!(out, "      {line}");
         }
     }

@@ -41,7 +41,10 @@ fn run(scn: &Scenario, entry: &Entry) -> Value {
             let (status, reason) = match &rep.status {
                 Status::Passed => ("passed", None),
                 Status::Failed => ("failed", None),
-                Status::Error(why) => ("error", Some(why.clone())),
+                Status::Error(why) => {
+                    v["stage"] = json!(why.stage());
+                    ("error", Some(why.to_string()))
+                }
             };
             v["status"] = json!(status);
             v["reason"] = json!(reason);

@@ -38,10 +38,11 @@ pub fn report(entries: &[(&Scenario, Entry)], elapsed: std::time::Duration) -> R
                 let status = match &rep.status {
                     Status::Passed => TestCaseStatus::success(),
                     Status::Error(why) => {
+                        let why = why.to_string();
                         let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
                         s.set_message(why.lines().next().unwrap_or_default());
                         s.set_type("error");
-                        s.set_description(why.as_str());
+                        s.set_description(why);
                         s
                     }
                     Status::Failed => {

@@ -8,6 +8,9 @@ use crate::run::{ScenarioReport, Status};
 use crate::scenario::{Backend, Scenario};
 
 /// What became of one scenario under one back end.
+// One entry per planned run, kept in one Vec: boxing the report would only add an
+// allocation per run.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Entry {
     Ran(ScenarioReport),
@@ -105,6 +108,7 @@ fn judge_entry(scn: &Scenario, entry: &Entry) -> (CellStatus, Vec<String>) {
         Entry::Ignored { reason, .. } => (CellStatus::NotRun, vec![format!("{}: {reason}", scn.name)]),
         Entry::Ran(rep) => match &rep.status {
             Status::Error(why) => {
+                let why = why.to_string();
                 let first = why.lines().next().unwrap_or_default();
                 (CellStatus::Fail, vec![format!("{} [{}]: {first}", scn.name, rep.backend)])
             }

@@ -59,7 +59,7 @@ pub fn report(entries: &[(&Scenario, Entry)]) -> String {
                 let _ = writeln!(out, "  file: {:?}", scn.path.display().to_string());
                 match &rep.status {
                     Status::Error(why) => {
-                        let _ = writeln!(out, "  message: {:?}", why);
+                        let _ = writeln!(out, "  stage: {}\n  message: {:?}", why.stage(), why.to_string());
                     }
                     _ => {
                         out.push_str("  failures:\n");

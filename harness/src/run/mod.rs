@@ -1,8 +1,11 @@
 //! One scenario under one back end, start to finish: build the lab, load the rules,
 //! start the services, send the probes, read the counters, judge, tear down.
 
+mod error;
 pub mod partition;
 pub mod rootless;
+
+pub use error::RunError;
 
 use std::time::{Duration, Instant};
 
@@ -161,8 +164,8 @@ pub enum Status {
     Passed,
     /// Some expectation did not hold.
     Failed,
-    /// The scenario could not be carried out (lab, rules or services); says why.
-    Error(String),
+    /// The scenario could not be carried out; the stage that stopped it says why.
+    Error(RunError),
 }
 
 impl ScenarioReport {
@@ -310,21 +313,20 @@ pub async fn run_scenario_with(scn: &Scenario, backend: Backend, explain: bool) 
     report
 }
 
-async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport, explain: bool) -> Result<(), String> {
+async fn execute(scn: &Scenario, backend: Backend, report: &mut ScenarioReport, explain: bool) -> Result<(), RunError> {
     let rb: Box<dyn RuleBackend> = backend::for_backend(backend);
     let mut producer = producer::for_scenario(scn);
     let (lab, produced) = if producer.host_only() {
         // It needs only the host namespace: it runs while the links are made.
         let (log, early) = (&mut report.producer_log, &mut producer);
-        let load =
-            |host| async move { early.produce_in_host(scn, &host, backend, log).await.map_err(|e| e.to_string()) };
-        Lab::build_with(scn, load).await.map_err(|e| e.to_string())?
+        let load = |host| async move { early.produce_in_host(scn, &host, backend, log).await.map_err(RunError::from) };
+        Lab::build_with(scn, load).await.map_err(|e| RunError::Lab(e.to_string()))?
     } else {
-        let mut lab = Lab::build(scn).await.map_err(|e| e.to_string())?;
+        let mut lab = Lab::build(scn).await.map_err(|e| RunError::Lab(e.to_string()))?;
         let mut produced =
-            producer.produce(scn, &mut lab, backend, &mut report.producer_log).await.map_err(|e| e.to_string());
+            producer.produce(scn, &mut lab, backend, &mut report.producer_log).await.map_err(RunError::from);
         if produced.is_ok() {
-            produced = lab.settle().await.map_err(|e| e.to_string());
+            produced = lab.settle().await.map_err(|e| RunError::Lab(e.to_string()));
         }
         (lab, produced)
     };
@@ -347,13 +349,13 @@ async fn observe(
     lab: &Lab,
     report: &mut ScenarioReport,
     explain: bool,
-) -> Result<(), String> {
-    let services = Services::start(lab, scn).map_err(|e| e.to_string())?;
-    let arrivals = Arrivals::start(lab, scn).map_err(|e| format!("watching for arrivals: {e}"))?;
+) -> Result<(), RunError> {
+    let services = Services::start(lab, scn).map_err(|e| RunError::Services(e.to_string()))?;
+    let arrivals = Arrivals::start(lab, scn).map_err(|e| RunError::Arrivals(e.to_string()))?;
 
     let need_counters = !scn.counters.is_empty() || explain;
     let before = if need_counters {
-        let (dump, text) = backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?;
+        let (dump, text) = backend::dump(rb, lab.host()).await.map_err(|e| RunError::Counters(e.to_string()))?;
         report.rules_before = Some(text);
         Some(dump)
     } else {
@@ -382,7 +384,7 @@ async fn observe(
         let mut last = before.clone().unwrap_or_default();
         for (i, send) in sends.enumerate() {
             done.push(send.await);
-            let now = backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?.0;
+            let now = backend::dump(rb, lab.host()).await.map_err(|e| RunError::Counters(e.to_string()))?.0;
             paths[i] = Some(path(&last, &now));
             last = now;
         }
@@ -441,7 +443,7 @@ async fn observe(
         }
     }
 
-    let (after, text) = backend::dump(rb, lab.host()).await.map_err(|e| e.to_string())?;
+    let (after, text) = backend::dump(rb, lab.host()).await.map_err(|e| RunError::Counters(e.to_string()))?;
     report.rules_after = Some(text);
     if let Some(before) = before {
         report.counters = scn

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::run::{self, ScenarioReport, Status};
+use crate::run::{self, RunError, ScenarioReport, Status};
 use crate::scenario::{Backend, RuleFormat, Scenario};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,11 +447,7 @@ pub async fn run_targets(targets: &[Target]) -> Vec<ScenarioReport> {
         .zip(targets)
         .map(|(r, t)| {
             r.unwrap_or_else(|e| {
-                ScenarioReport::new(
-                    &t.scenario.name,
-                    t.backend,
-                    Status::Error(format!("the run ended abnormally: {e}")),
-                )
+                ScenarioReport::new(&t.scenario.name, t.backend, Status::Error(RunError::Abnormal(e.to_string())))
             })
         })
         .collect()
@@ -475,7 +471,7 @@ pub enum Fate {
 /// The first failing probe or counter of a failed run, in one line.
 pub fn first_failure(scn: &Scenario, rep: &ScenarioReport) -> String {
     if let Status::Error(why) = &rep.status {
-        return first_line(why);
+        return first_line(&why.to_string());
     }
     if let Some(p) = rep.probes.iter().find(|p| !p.verdict.pass()) {
         let probe = &scn.probes[p.probe];
@@ -512,8 +508,8 @@ fn first_line(s: &str) -> String {
 
 /// The rule file a rule tool rejected, if that is why a run failed.
 fn rejected_file<'a>(scn: &'a Scenario, rep: &ScenarioReport) -> Option<&'a Path> {
-    let Status::Error(why) = &rep.status else { return None };
-    scn.rules.files.iter().map(|f| f.path.as_path()).find(|p| why.starts_with(&format!("loading {}:", p.display())))
+    let Status::Error(RunError::RulesRejected { file, .. }) = &rep.status else { return None };
+    scn.rules.files.iter().map(|f| f.path.as_path()).find(|p| p == file)
 }
 
 /// The fate of a mutation of the file `mutated` from the reports of its targets (same
@@ -1072,9 +1068,9 @@ table ip docker-bridges {
         let failed = report(&scn, Status::Failed, Some(1));
         let mutated = scn.rules.files[0].path.clone();
         let rules = mutated.display();
-        let rejected =
-            report(&scn, Status::Error(format!("loading {rules}: iptables-nft-restore failed\nline 3")), None);
-        let broken = report(&scn, Status::Error("building the lab: no bridge".into()), None);
+        let refused = |message: String| Status::Error(RunError::RulesRejected { file: mutated.clone(), message });
+        let rejected = report(&scn, refused(format!("loading {rules}: iptables-nft-restore failed\nline 3")), None);
+        let broken = report(&scn, Status::Error(RunError::Lab("building the lab: no bridge".into())), None);
 
         assert_eq!(fate(&targets, &[passed.clone(), passed.clone()], &mutated), Fate::Survived);
         let probe = &scn.probes[1];
@@ -1090,8 +1086,7 @@ table ip docker-bridges {
         );
         assert!(matches!(fate(&targets, &[failed.clone(), rejected.clone()], &mutated), Fate::Invalid { reason, .. }
             if reason == format!("loading {rules}: iptables-nft-restore failed")));
-        let rejected =
-            report(&scn, Status::Error(format!("loading {rules}: restore failed:\n\nline 3: bad\nmore")), None);
+        let rejected = report(&scn, refused(format!("loading {rules}: restore failed:\n\nline 3: bad\nmore")), None);
         assert!(matches!(fate(&targets, &[rejected, passed.clone()], &mutated), Fate::Invalid { reason, .. }
             if reason == format!("loading {rules}: restore failed: line 3: bad")));
         assert!(matches!(fate(&targets, &[broken.clone(), failed], &mutated), Fate::Killed { .. }));

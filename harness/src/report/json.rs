@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 
 use crate::report::matrix::{self, CellStatus, Entry};
 use crate::run::Status;
-use crate::scenario::{Proto, Scenario, SourceSeen};
+use crate::scenario::{Count, Proto, Scenario, SourceSeen};
 
-pub const SCHEMA: &str = "netconform-report/1";
+pub const SCHEMA: &str = "netconform-report/2";
 
 fn proto(p: Proto) -> (&'static str, Option<u16>) {
     match p {
@@ -99,7 +99,10 @@ fn run(scn: &Scenario, entry: &Entry) -> Value {
                         "rule": exp.rule.to_string(),
                         "line": exp.location.line,
                         "column": exp.location.column,
-                        "expected_packets": exp.packets.to_string(),
+                        "expected_packets": match exp.packets {
+                            Count::Exactly(n) => json!({"exactly": n}),
+                            Count::AtLeast(n) => json!({"at_least": n}),
+                        },
                         "packets": c.delta.as_ref().ok().map(|d| d.packets),
                         "bytes": c.delta.as_ref().ok().map(|d| d.bytes),
                         "pass": c.verdict.pass(),

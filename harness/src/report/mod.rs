@@ -110,8 +110,96 @@ impl std::fmt::Display for Summary {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::{for_format, human::Palette, Options, Record, Summary};
     use crate::report::matrix::Entry;
-    use crate::scenario::{load_text, Backend};
+    use crate::run::{CounterReport, RunError, ScenarioReport, Status};
+    use crate::scenario::{load_text, Backend, Diagnostic, InputError};
+
+    const COUNTED: &str = "host:\n  bridges: { br0: { address: 10.0.0.1/24 } }\n\
+        nodes:\n  a:\n    interfaces: [{ bridge: br0, address: 10.0.0.2/24 }]\n\
+        rules: { backends: [iptables-nft], live: { program: command, run: [\"true\"] } }\n\
+        counters:\n  - { table: filter, chain: FORWARD, rule: 1, packets: 2 }\n  - { table: filter, chain: FORWARD, rule: 2, packets: \">= 3\" }\n";
+
+    fn record<'a>(entries: &'a [(&'a crate::scenario::Scenario, Entry)], invalid: &'a [InputError]) -> Record<'a> {
+        let mut summary = Summary::default();
+        for (_, e) in entries {
+            summary.add_entry(e);
+        }
+        Record { entries, invalid, summary, elapsed: Duration::ZERO }
+    }
+
+    fn options(quiet: bool) -> Options {
+        Options { palette: Palette::PLAIN, quiet, tables: false }
+    }
+
+    /// A passed run, a run stopped by its lab, and a file that did not load.
+    fn mixed() -> (crate::scenario::Scenario, Vec<Entry>, Vec<InputError>) {
+        let scn = load_text(COUNTED);
+        let passed = ScenarioReport::new(&scn.name, Backend::IptablesNft, Status::Passed);
+        let broken =
+            ScenarioReport::new(&scn.name, Backend::IptablesLegacy, Status::Error(RunError::Lab("no bridge".into())));
+        let bad = InputError::from(Diagnostic::new(std::path::Path::new("bad.yaml"), "not YAML"));
+        (scn, vec![Entry::Ran(passed), Entry::Ran(broken)], vec![bad])
+    }
+
+    #[test]
+    fn the_human_report_recaps_errors_and_quiet_leaves_out_passes() {
+        let (scn, entries, invalid) = mixed();
+        let pairs: Vec<_> = entries.into_iter().map(|e| (&scn, e)).collect();
+        for quiet in [false, true] {
+            let mut human = for_format("human", &options(quiet)).expect("a human reporter");
+            let streamed: String = pairs.iter().map(|(s, e)| human.entry(s, e)).collect();
+            let end = human.finish(&record(&pairs, &invalid)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(streamed.contains("PASS  s.yaml [iptables-nft]"), !quiet, "{streamed}");
+            assert!(streamed.contains("ERROR s.yaml [iptables-legacy]"), "{streamed}");
+            assert!(end.contains("failures and errors (2):\n"), "{end}");
+            assert!(end.contains("  ERROR s.yaml [iptables-legacy]: no bridge\n"), "{end}");
+            assert!(end.contains("  ERROR bad.yaml: not YAML\n"), "{end}");
+            assert!(end.contains("1 passed, 1 failed, 0 ignored, 1 scenario file did not load in 0.00 s"), "{end}");
+        }
+    }
+
+    #[test]
+    fn json_gives_counts_and_stages_as_data_and_lists_files_that_did_not_load() {
+        let (scn, mut entries, invalid) = mixed();
+        if let Entry::Ran(rep) = &mut entries[0] {
+            rep.counters = (0..2)
+                .map(|counter| CounterReport {
+                    counter,
+                    delta: Ok(crate::backend::counters::CounterDelta {
+                        position: 1,
+                        text: "-j ACCEPT".into(),
+                        packets: 2,
+                        bytes: 168,
+                    }),
+                    verdict: crate::judge::Verdict { problems: Vec::new() },
+                })
+                .collect();
+        }
+        let pairs: Vec<_> = entries.into_iter().map(|e| (&scn, e)).collect();
+        let text = for_format("json", &options(false))
+            .expect("a json reporter")
+            .finish(&record(&pairs, &invalid))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let counters = &doc["runs"][0]["counters"];
+        assert_eq!(counters[0]["expected_packets"], serde_json::json!({"exactly": 2}));
+        assert_eq!(counters[1]["expected_packets"], serde_json::json!({"at_least": 3}));
+        assert_eq!(doc["runs"][1]["stage"], "lab");
+        assert_eq!(doc["runs"][1]["reason"], "no bridge");
+        assert_eq!(doc["invalid"][0]["file"], "bad.yaml");
+        assert_eq!(doc["invalid"][0]["message"], "not YAML");
+    }
+
+    #[test]
+    fn every_format_has_a_reporter() {
+        for name in super::format_names() {
+            assert!(for_format(name, &options(false)).is_some(), "{name}");
+        }
+        assert!(for_format("yaml", &options(false)).is_none());
+    }
 
     /// One scenario ignored under two back ends, as a run of the full suite reports it.
     fn ignored_twice() -> (crate::scenario::Scenario, Vec<Entry>) {
@@ -145,6 +233,7 @@ mod tests {
 
         let doc = super::json::document(&pairs, std::time::Duration::ZERO);
         assert_eq!(doc["runs"].as_array().map(Vec::len), Some(2));
+        assert_eq!(doc["schema"], "netconform-report/2");
         for (run, backend) in doc["runs"].as_array().into_iter().flatten().zip(["iptables-nft", "iptables-legacy"]) {
             assert_eq!(run["backend"], backend);
             assert_eq!(run["status"], "ignored");

@@ -1,13 +1,13 @@
 //! Command line: `run`, `check`, `list`, `diff`, `mutate`, `capture` and `init`. Exit status 0 when every scenario passed,
 //! 1 when some failed, 2 for bad input or a missing requirement.
 
-use crate::exit::Exit;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use harness::run::{self, Status};
-use harness::scenario::{self, Backend, InputError, Scenario};
+
+use crate::commands;
+use harness::scenario::Backend;
 
 #[derive(Parser)]
 #[command(
@@ -23,10 +23,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build each scenario's lab, load its rules, send its probes and judge them.
-    Run(crate::run_cmd::RunArgs),
+    Run(crate::commands::run::RunArgs),
     /// Write a scenario that rebuilds a running Docker host in a lab, from what the
     /// Docker CLI and iptables-save show (nothing on the host is changed).
-    Init(crate::init::InitArgs),
+    Init(crate::commands::init::InitArgs),
     /// Run one scenario's probes against two rule files and list every probe whose
     /// outcome differs. Exit 0 when they behave the same, 1 when they differ.
     Diff {
@@ -109,14 +109,18 @@ impl From<BackendArg> for Backend {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => crate::run_cmd::run(args),
-        Command::Init(args) => crate::init::main(args),
-        Command::Capture { scenario, output, backend } => capture(&scenario, &output, backend.map(Backend::from)),
-        Command::Diff { scenario, old, new, backend } => diff(&scenario, &old, &new, backend.map(Backend::from)),
-        Command::Check { paths } => check(&paths),
-        Command::List { paths } => list(&paths),
-        Command::Mutate { rules, paths, backend, timeout, jobs, markdown } => match load_all(&paths) {
-            Ok(scenarios) => crate::mutate::main(
+        Command::Run(args) => commands::run::main(args),
+        Command::Init(args) => commands::init::main(args),
+        Command::Capture { scenario, output, backend } => {
+            commands::capture::main(&scenario, &output, backend.map(Backend::from))
+        }
+        Command::Diff { scenario, old, new, backend } => {
+            commands::diff::main(&scenario, &old, &new, backend.map(Backend::from))
+        }
+        Command::Check { paths } => commands::check::main(&paths),
+        Command::List { paths } => commands::list::main(&paths),
+        Command::Mutate { rules, paths, backend, timeout, jobs, markdown } => match commands::load_all(&paths) {
+            Ok(scenarios) => commands::mutate::main(
                 &rules,
                 &paths,
                 &scenarios,
@@ -125,239 +129,8 @@ pub fn main() -> ExitCode {
                 jobs.into(),
                 markdown.as_deref(),
             ),
-            Err(e) => bad_input(&e),
+            Err(e) => commands::bad_input(&e),
         },
-    }
-}
-
-/// Every scenario under `paths`, or every problem found in them.
-pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputError> {
-    let found = scenario::discover(paths)?;
-    let mut scenarios = Vec::new();
-    let mut problems = Vec::new();
-    for (path, name) in found {
-        match scenario::load_file(&path, &name) {
-            Ok(s) => scenarios.extend(s),
-            Err(e) => problems.extend(e.diagnostics),
-        }
-    }
-    if problems.is_empty() {
-        Ok(scenarios)
-    } else {
-        Err(InputError { diagnostics: problems })
-    }
-}
-
-/// Every scenario under `paths` that loads, and the problems of each file that does
-/// not; only a path that cannot be searched is an error here.
-pub fn load_each(paths: &[PathBuf]) -> Result<(Vec<Scenario>, Vec<InputError>), InputError> {
-    let mut scenarios = Vec::new();
-    let mut invalid = Vec::new();
-    for (path, name) in scenario::discover(paths)? {
-        match scenario::load_file(&path, &name) {
-            Ok(s) => scenarios.extend(s),
-            Err(e) => invalid.push(e),
-        }
-    }
-    Ok((scenarios, invalid))
-}
-
-pub fn bad_input(e: &InputError) -> ExitCode {
-    eprintln!("{e}");
-    ExitCode::from(Exit::BadInput)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
-        eprintln!("netconform: cannot start the async runtime: {e}");
-        ExitCode::from(Exit::BadInput)
-    })
-}
-
-/// The scenario at `path` with `rules` as its only rule file.
-fn with_rules(scn: &Scenario, rules: &Path, label: &str) -> Scenario {
-    let mut copy = scn.clone();
-    let format = scn.rules.backends[0].format();
-    copy.rules.files = vec![harness::scenario::RuleFile { path: rules.to_path_buf(), format, text: None }];
-    copy.name = format!("{} with {label} {}", scn.name, rules.display());
-    copy
-}
-
-fn diff(path: &Path, old: &Path, new: &Path, only: Option<Backend>) -> ExitCode {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let scn = match scenario::load(path, &name) {
-        Ok(s) => s,
-        Err(e) => return bad_input(&e),
-    };
-    for file in [old, new] {
-        if !file.is_file() {
-            eprintln!("netconform: {}: no such rule file", file.display());
-            return ExitCode::from(Exit::BadInput);
-        }
-    }
-    let backend = only.unwrap_or(scn.rules.backends[0]);
-    if backend.format() != scn.rules.backends[0].format() {
-        eprintln!("netconform: {name} loads {} files; --backend {backend} loads another format", scn.rules.backends[0]);
-        return ExitCode::from(Exit::BadInput);
-    }
-    if let Err(why) = run::requirements(&scn, backend) {
-        eprintln!("netconform: cannot run: {why}");
-        return ExitCode::from(Exit::BadInput);
-    }
-    let runtime = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let (a, b) = (with_rules(&scn, old, "old"), with_rules(&scn, new, "new"));
-    let (ra, rb) =
-        runtime.block_on(async { tokio::join!(run::run_scenario(&a, backend), run::run_scenario(&b, backend)) });
-    for (label, rep) in [("old", &ra), ("new", &rb)] {
-        if let Status::Error(why) = &rep.status {
-            eprintln!("netconform: the {label} rule set could not be run: {why}");
-            return ExitCode::from(Exit::Failed);
-        }
-    }
-    let mut differing = 0;
-    for (pa, pb) in ra.probes.iter().zip(&rb.probes) {
-        let probe = &scn.probes[pa.probe];
-        let describe = |o: &harness::traffic::probe::Outcome| match &o.answered_by {
-            Some(by) => {
-                format!("{} by {by}{}", o.kind, o.source_seen.map(|s| format!(", saw {}", s.ip())).unwrap_or_default())
-            }
-            None => format!("{} ({})", o.kind, o.detail),
-        };
-        let (da, db) = (describe(&pa.outcome), describe(&pb.outcome));
-        let same = pa.outcome.kind == pb.outcome.kind
-            && pa.outcome.answered_by == pb.outcome.answered_by
-            && pa.outcome.source_seen.map(|s| *s.ip()) == pb.outcome.source_seen.map(|s| *s.ip())
-            && pa.outcome.delivered_to == pb.outcome.delivered_to;
-        if same {
-            println!("  same    {}: {da}", probe.name);
-        } else {
-            differing += 1;
-            println!("  DIFFERS {}: old {da}; new {db}", probe.name);
-            println!("          at {}:{}:{}", scn.path.display(), probe.location.line, probe.location.column);
-        }
-    }
-    println!("\n{differing} of {} probes differ [{backend}]", scn.probes.len());
-    if differing > 0 {
-        ExitCode::from(Exit::Failed)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-fn check(paths: &[PathBuf]) -> ExitCode {
-    let scenarios = match load_all(paths) {
-        Ok(s) => s,
-        Err(e) => return bad_input(&e),
-    };
-    for scn in &scenarios {
-        println!("{}: ok", scn.name);
-        for &backend in &scn.rules.backends {
-            let rb = harness::backend::for_backend(backend);
-            for (i, file) in scn.rules.files.iter().enumerate() {
-                let command = match &file.text {
-                    Some(_) => format!(
-                        "{} < {} (with the producer's variables)",
-                        rb.load(None, i == 0).display(),
-                        file.path.display()
-                    ),
-                    None => rb.load(Some(&file.path), i == 0).display(),
-                };
-                println!("  [{backend}] runs in the lab host: {command}");
-            }
-            if let Some(live) = &scn.rules.live {
-                let program = match live.kind() {
-                    harness::scenario::LiveProgram::Command => live.run().join(" "),
-                    other => format!("{} (netconform's {} producer)", other.name(), other.name()),
-                };
-                println!("  [{backend}] runs in the lab host's sandbox, as root: {program}");
-                for (key, value) in live.daemon() {
-                    println!("  [{backend}]   with daemon.json: \"{key}\": {value}");
-                }
-                for command in live.commands() {
-                    println!("  [{backend}] runs in the lab host's sandbox, as root: {command}");
-                }
-            }
-            println!("  [{backend}] runs in the lab host: {}", rb.dump().display());
-        }
-    }
-    println!("{} scenarios valid", scenarios.len());
-    ExitCode::SUCCESS
-}
-
-fn list(paths: &[PathBuf]) -> ExitCode {
-    let scenarios = match load_all(paths) {
-        Ok(s) => s,
-        Err(e) => return bad_input(&e),
-    };
-    for scn in &scenarios {
-        let backends: Vec<&str> = scn.rules.backends.iter().map(|b| b.name()).collect();
-        let skip = scn.skip.as_deref().map(|s| format!("  (skip: {s})")).unwrap_or_default();
-        println!(
-            "{}  [{}]  {} nodes, {} probes, {} counters{skip}",
-            scn.name,
-            backends.join(", "),
-            scn.nodes.len(),
-            scn.probes.len(),
-            scn.counters.len()
-        );
-    }
-    ExitCode::SUCCESS
-}
-
-fn capture(path: &Path, output: &Path, only: Option<Backend>) -> ExitCode {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let scn = match scenario::load(path, &name) {
-        Ok(s) => s,
-        Err(e) => return bad_input(&e),
-    };
-    let backend = only.unwrap_or(scn.rules.backends[0]);
-    if !scn.rules.backends.contains(&backend) {
-        eprintln!("netconform: {name} does not run under {backend}");
-        return ExitCode::from(Exit::BadInput);
-    }
-    if let Err(why) = run::requirements(&scn, backend) {
-        eprintln!("netconform: cannot run: {why}");
-        return ExitCode::from(Exit::BadInput);
-    }
-    if let Some(why) = harness::producer::unavailable(&scn) {
-        eprintln!("netconform: cannot run {name}: {why}");
-        return ExitCode::from(Exit::BadInput);
-    }
-    let runtime = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let captured = match runtime.block_on(harness::tools::capture::capture(&scn, backend)) {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("netconform: the producer failed:\n{why}");
-            return ExitCode::from(Exit::Failed);
-        }
-    };
-    let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "scenario".into());
-    let ext = if captured.format == harness::scenario::RuleFormat::Nft { "nft" } else { "rules" };
-    let rules_name = format!("{stem}-{backend}.{ext}");
-    let yaml_name = format!("{stem}-{backend}.yaml");
-    let written = std::fs::create_dir_all(output.join("rules"))
-        .and_then(|()| std::fs::write(output.join("rules").join(&rules_name), &captured.rules))
-        .and_then(|()| {
-            let text =
-                harness::tools::capture::static_scenario(&scn, backend, &format!("rules/{rules_name}"), &captured);
-            std::fs::write(output.join(&yaml_name), text)
-        });
-    match written {
-        Ok(()) => {
-            println!("wrote {}", output.join(&yaml_name).display());
-            println!("wrote {}", output.join("rules").join(&rules_name).display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("netconform: writing under {}: {e}", output.display());
-            ExitCode::from(Exit::BadInput)
-        }
     }
 }
 

@@ -1,11 +1,10 @@
 //! The `netconform` command.
 
 mod cli;
+mod commands;
 mod exit;
-mod init;
-mod mutate;
+
 mod rootless;
-mod run_cmd;
 
 fn main() -> std::process::ExitCode {
     // Piped into `head`, the command should end quietly, as other commands do.

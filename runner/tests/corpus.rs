@@ -28,6 +28,8 @@
 //! - `target:` NAME: give netconform this path (relative to the case; `.` is the case's
 //!   folder) instead of the scenario.
 //! - `nofile:` N: run with a soft limit of N open files.
+//! - `others-run: yes`: the case's folder holds valid scenarios beside the bad one;
+//!   `run` runs them (so it may print and build labs) and still exits 2.
 //! - `known-bug:` TEXT: the current program gets this case wrong. The expectations
 //!   above say what is right; the trial fails while they do not hold, with TEXT, and
 //!   fails too once they do, so that the marker is removed.
@@ -88,6 +90,7 @@ struct Header {
     target: Option<String>,
     nofile: Option<u64>,
     known_bug: Option<String>,
+    others_run: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -99,7 +102,7 @@ struct Case {
     entry: String,
 }
 
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 15] = [
     "what",
     "expect",
     "commands",
@@ -114,6 +117,7 @@ const KEYS: [&str; 14] = [
     "target",
     "nofile",
     "known-bug",
+    "others-run",
 ];
 
 fn parse_pos(s: &str) -> Result<Pos, String> {
@@ -191,6 +195,7 @@ fn parse_header(text: &str) -> Result<Header, String> {
             "target" => h.target = Some(value),
             "nofile" => h.nofile = Some(value.parse().map_err(|_| format!("nofile: `{value}`"))?),
             "known-bug" => h.known_bug = Some(value),
+            "others-run" => h.others_run = value == "yes",
             _ => unreachable!("checked against KEYS"),
         }
     }
@@ -316,7 +321,7 @@ fn is_root() -> bool {
 
 /// Why the case cannot run here, if it cannot.
 fn unavailable(h: &Header) -> Option<String> {
-    let builds = h.exit != Some(2) && h.commands.iter().any(|c| c == "run");
+    let builds = (h.exit != Some(2) || h.others_run) && h.commands.iter().any(|c| c == "run");
     if builds && !is_root() {
         return Some("needs root: `run` builds a lab for this case".into());
     }
@@ -479,7 +484,10 @@ fn run_command(
             }
         }
     }
-    if expected == 2 && !timed_out {
+    // Beside valid files a bad one is an error run: the valid ones run, and exit
+    // status 2 still says the input is bad.
+    let others_ran = h.others_run && command == "run";
+    if expected == 2 && !timed_out && !others_ran {
         if !stdout.trim().is_empty() {
             p.push("standard output is not empty: something ran, though the input is bad".into());
         }

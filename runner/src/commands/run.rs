@@ -17,7 +17,8 @@ use harness::run::partition::{parse_partition, Partition};
 use harness::run::{self, ScenarioReport, Status};
 use harness::scenario::{Backend, Scenario};
 
-use crate::cli::{bad_input, load_each, BackendArg};
+use super::{bad_input, load_each};
+use crate::cli::BackendArg;
 use crate::exit::Exit;
 
 #[derive(Args)]
@@ -138,13 +139,21 @@ fn signature(entry: &Entry) -> String {
     }
 }
 
-pub fn run(args: RunArgs) -> ExitCode {
+pub fn main(args: RunArgs) -> ExitCode {
     // A file that does not load is reported as an error while the others run.
     let (scenarios, invalid) = match load_each(&args.paths) {
         Ok(loaded) => loaded,
         Err(e) => return bad_input(&e),
     };
-    if scenarios.is_empty() && invalid.is_empty() {
+    // The problems go to standard error at once, whole; with nothing valid beside
+    // them nothing is built and standard output stays empty.
+    for e in &invalid {
+        eprintln!("{e}");
+    }
+    if scenarios.is_empty() && !invalid.is_empty() {
+        return ExitCode::from(Exit::BadInput);
+    }
+    if scenarios.is_empty() {
         let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
         eprintln!("netconform: no scenario files (*.yaml, *.yml) under {}", shown.join(", "));
         return ExitCode::from(Exit::BadInput);

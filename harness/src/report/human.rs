@@ -59,28 +59,6 @@ impl Human {
     }
 }
 
-/// Why a run did not pass, in one line: the error's first line, or the first failing
-/// probe or counter.
-pub fn why_not_passed(scn: &Scenario, rep: &ScenarioReport) -> String {
-    if let Status::Error(why) = &rep.status {
-        return why.to_string().lines().next().unwrap_or_default().to_string();
-    }
-    let probe = rep.probes.iter().find(|p| !p.verdict.pass()).map(|p| {
-        let probe = &scn.probes[p.probe];
-        format!(
-            "probe {} (line {}): expected {}, got {}",
-            probe.name, probe.location.line, probe.expect, p.outcome.kind
-        )
-    });
-    let counter = || {
-        rep.counters.iter().find(|c| !c.verdict.pass()).map(|c| {
-            let exp = &scn.counters[c.counter];
-            format!("counter {} {} (line {})", exp.chain, exp.rule, exp.location.line)
-        })
-    };
-    probe.or_else(counter).unwrap_or_else(|| "failed".into())
-}
-
 impl Reporter for Human {
     fn entry(&mut self, scn: &Scenario, entry: &Entry) -> String {
         match entry {
@@ -91,7 +69,7 @@ impl Reporter for Human {
             Entry::Ran(rep) => {
                 if rep.status != Status::Passed {
                     let word = if rep.status == Status::Failed { "FAIL " } else { "ERROR" };
-                    let why = why_not_passed(scn, rep);
+                    let why = super::first_failure(scn, rep);
                     self.recap.push(format!("  {} {} [{}]: {why}", self.palette.fail(word), scn.name, rep.backend));
                 }
                 if self.quiet && rep.status == Status::Passed {

@@ -78,6 +78,45 @@ pub fn for_format(name: &str, options: &Options) -> Option<Box<dyn Reporter>> {
     FORMATS.iter().find(|(n, _)| *n == name).map(|(_, make)| make(options))
 }
 
+/// Why a run did not pass, in one line: its error, or its first failing probe or
+/// counter. The recap of the terminal report and mutate's fates say it so.
+pub fn first_failure(scn: &Scenario, rep: &ScenarioReport) -> String {
+    if let Status::Error(why) = &rep.status {
+        return first_line(&why.to_string());
+    }
+    if let Some(p) = rep.probes.iter().find(|p| !p.verdict.pass()) {
+        let probe = &scn.probes[p.probe];
+        let problem = p.verdict.problems.first().map(String::as_str).unwrap_or_default();
+        return format!("probe `{}` (line {}): {}", probe.name, probe.location.line, first_line(problem));
+    }
+    if let Some(c) = rep.counters.iter().find(|c| !c.verdict.pass()) {
+        let exp = &scn.counters[c.counter];
+        let table = match &exp.family {
+            Some(f) => format!("{f} {}", exp.table),
+            None => exp.table.clone(),
+        };
+        let problem = c.verdict.problems.first().map(String::as_str).unwrap_or_default();
+        return format!(
+            "counter {table} {} {} (line {}): {}",
+            exp.chain,
+            exp.rule,
+            exp.location.line,
+            first_line(problem)
+        );
+    }
+    "failed".to_string()
+}
+
+/// The first line of a message; when it ends in `:`, with the line after it.
+fn first_line(s: &str) -> String {
+    let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    match lines.next() {
+        Some(next) if first.ends_with(':') => format!("{first} {next}"),
+        _ => first.to_string(),
+    }
+}
+
 /// Totals of a run.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
@@ -194,6 +233,16 @@ mod tests {
     }
 
     #[test]
+    fn tap_counts_a_file_that_did_not_load_as_a_test_point() {
+        let (scn, entries, invalid) = mixed();
+        let pairs: Vec<_> = entries.into_iter().map(|e| (&scn, e)).collect();
+        let tap = super::tap::report(&pairs, &invalid);
+        assert!(tap.starts_with("TAP version 14\n1..3\nok 1 - s.yaml [iptables-nft]\n"), "{tap}");
+        assert!(tap.contains("  stage: lab\n"), "{tap}");
+        assert!(tap.contains("not ok 3 - bad.yaml\n  ---\n  message: \"bad.yaml: not YAML\"\n  ...\n"), "{tap}");
+    }
+
+    #[test]
     fn every_format_has_a_reporter() {
         for name in super::format_names() {
             assert!(for_format(name, &options(false)).is_some(), "{name}");
@@ -221,7 +270,7 @@ mod tests {
         let (scn, entries) = ignored_twice();
         let pairs: Vec<_> = entries.into_iter().map(|e| (&scn, e)).collect();
 
-        let tap = super::tap::report(&pairs);
+        let tap = super::tap::report(&pairs, &[]);
         assert!(tap.contains("ok 1 - s.yaml [iptables-nft] # SKIP skip: not testable yet\n"), "{tap}");
         assert!(tap.contains("ok 2 - s.yaml [iptables-legacy] # SKIP skip: not testable yet\n"), "{tap}");
 

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::report::matrix::Entry;
 use crate::run::Status;
-use crate::scenario::Scenario;
+use crate::scenario::{InputError, Scenario};
 
 /// A TAP description may not contain `#` unescaped.
 fn escape(s: &str) -> String {
@@ -16,31 +16,28 @@ pub struct Tap;
 
 impl super::Reporter for Tap {
     fn finish(&mut self, record: &super::Record<'_>) -> Result<String, super::ReportError> {
-        let mut out = report(record.entries);
-        // A file that did not load is a test point of its own, after the runs.
-        let invalid: Vec<_> = record.invalid.iter().flat_map(|e| &e.diagnostics).collect();
-        if !invalid.is_empty() {
-            out = out.replacen(
-                &format!("1..{}", record.entries.len()),
-                &format!("1..{}", record.entries.len() + invalid.len()),
-                1,
-            );
-            for (i, d) in invalid.iter().enumerate() {
-                let n = record.entries.len() + i + 1;
-                let _ = writeln!(
-                    out,
-                    "not ok {n} - {}\n  ---\n  message: {:?}\n  ...",
-                    escape(&d.path.display().to_string()),
-                    d.to_string()
-                );
-            }
-        }
-        Ok(out)
+        Ok(report(record.entries, record.invalid))
     }
 }
 
-pub fn report(entries: &[(&Scenario, Entry)]) -> String {
-    let mut out = format!("TAP version 14\n1..{}\n", entries.len());
+/// One test point per run, then one per problem of a file that did not load.
+pub fn report(entries: &[(&Scenario, Entry)], invalid: &[InputError]) -> String {
+    let invalid: Vec<_> = invalid.iter().flat_map(|e| &e.diagnostics).collect();
+    let mut out = format!("TAP version 14\n1..{}\n", entries.len() + invalid.len());
+    runs(entries, &mut out);
+    for (i, d) in invalid.iter().enumerate() {
+        let n = entries.len() + i + 1;
+        let _ = writeln!(
+            out,
+            "not ok {n} - {}\n  ---\n  message: {:?}\n  ...",
+            escape(&d.path.display().to_string()),
+            d.to_string()
+        );
+    }
+    out
+}
+
+fn runs(entries: &[(&Scenario, Entry)], out: &mut String) {
     for (i, (scn, entry)) in entries.iter().enumerate() {
         let n = i + 1;
         match entry {
@@ -89,5 +86,4 @@ pub fn report(entries: &[(&Scenario, Entry)]) -> String {
             }
         }
     }
-    out
 }

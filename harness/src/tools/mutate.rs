@@ -49,6 +49,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::report::first_failure;
 use crate::run::{self, RunError, ScenarioReport, Status};
 use crate::scenario::{Backend, RuleFormat, Scenario};
 
@@ -466,44 +467,6 @@ pub enum Fate {
     /// A scenario could not be carried out for another reason (lab, services); not
     /// counted in the score.
     Error { by: String, reason: String },
-}
-
-/// The first failing probe or counter of a failed run, in one line.
-pub fn first_failure(scn: &Scenario, rep: &ScenarioReport) -> String {
-    if let Status::Error(why) = &rep.status {
-        return first_line(&why.to_string());
-    }
-    if let Some(p) = rep.probes.iter().find(|p| !p.verdict.pass()) {
-        let probe = &scn.probes[p.probe];
-        let problem = p.verdict.problems.first().map(String::as_str).unwrap_or_default();
-        return format!("probe `{}` (line {}): {}", probe.name, probe.location.line, first_line(problem));
-    }
-    if let Some(c) = rep.counters.iter().find(|c| !c.verdict.pass()) {
-        let exp = &scn.counters[c.counter];
-        let table = match &exp.family {
-            Some(f) => format!("{f} {}", exp.table),
-            None => exp.table.clone(),
-        };
-        let problem = c.verdict.problems.first().map(String::as_str).unwrap_or_default();
-        return format!(
-            "counter {table} {} {} (line {}): {}",
-            exp.chain,
-            exp.rule,
-            exp.location.line,
-            first_line(problem)
-        );
-    }
-    "failed".to_string()
-}
-
-/// The first line of a message; when it ends in `:`, with the line after it.
-fn first_line(s: &str) -> String {
-    let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or_default();
-    match lines.next() {
-        Some(next) if first.ends_with(':') => format!("{first} {next}"),
-        _ => first.to_string(),
-    }
 }
 
 /// The rule file a rule tool rejected, if that is why a run failed.

@@ -19,19 +19,11 @@ use crate::exit::Exit;
 
 /// Every scenario under `paths`, or every problem found in them.
 pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, InputError> {
-    let found = scenario::discover(paths)?;
-    let mut scenarios = Vec::new();
-    let mut problems = Vec::new();
-    for (path, name) in found {
-        match scenario::load_file(&path, &name) {
-            Ok(s) => scenarios.extend(s),
-            Err(e) => problems.extend(e.diagnostics),
-        }
-    }
-    if problems.is_empty() {
+    let (scenarios, invalid) = load_each(paths)?;
+    if invalid.is_empty() {
         Ok(scenarios)
     } else {
-        Err(InputError { diagnostics: problems })
+        Err(InputError { diagnostics: invalid.into_iter().flat_map(|e| e.diagnostics).collect() })
     }
 }
 

@@ -358,3 +358,17 @@ async fn run_plan(planned: &[Planned], jobs: usize, human: bool, reporter: &mut 
     bar.finish_and_clear();
     entries
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_value_has_a_reporter() {
+        let options = report::Options { palette: Palette::PLAIN, quiet: false, tables: false };
+        for format in Format::value_variants() {
+            let name = format.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+            assert!(report::for_format(&name, &options).is_some(), "--format {name} has no reporter");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use harness::run::{self, Status};
 use harness::scenario::{self, Backend, InputError, Scenario};
 
@@ -39,8 +39,8 @@ enum Command {
         /// The rule file to compare.
         new: PathBuf,
         /// Run under this back end (default: the scenario's first).
-        #[arg(long, value_enum)]
-        backend: Option<BackendArg>,
+        #[arg(long, value_parser = backend_arg())]
+        backend: Option<Backend>,
     },
     /// Validate scenarios without building anything (no root needed), and show the
     /// commands each would run.
@@ -63,8 +63,8 @@ enum Command {
         #[arg(long, short = 'o', value_name = "DIR")]
         output: PathBuf,
         /// The back end to capture under (default: the scenario's first).
-        #[arg(long, value_enum)]
-        backend: Option<BackendArg>,
+        #[arg(long, value_parser = backend_arg())]
+        backend: Option<Backend>,
     },
     /// Delete each rule of a rule file in turn and flip each verdict and policy, run
     /// the scenarios that load the file against every such mutation, and report how
@@ -77,8 +77,8 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
         /// Run under this back end (default: each scenario's first).
-        #[arg(long, value_enum)]
-        backend: Option<BackendArg>,
+        #[arg(long, value_parser = backend_arg())]
+        backend: Option<Backend>,
         /// Every probe waits this long before calling its outcome dropped (e.g. 100ms).
         #[arg(long, value_parser = harness::tools::mutate::parse_timeout)]
         timeout: Option<std::time::Duration>,
@@ -91,21 +91,11 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum BackendArg {
-    IptablesNft,
-    IptablesLegacy,
-    Nft,
-}
-
-impl From<BackendArg> for Backend {
-    fn from(b: BackendArg) -> Backend {
-        match b {
-            BackendArg::IptablesNft => Backend::IptablesNft,
-            BackendArg::IptablesLegacy => Backend::IptablesLegacy,
-            BackendArg::Nft => Backend::Nft,
-        }
-    }
+/// `--backend NAME`, one of the back ends' names (listed in `--help`).
+pub fn backend_arg() -> impl clap::builder::TypedValueParser<Value = Backend> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(harness::backend::ALL.map(|b| b.name()))
+        .try_map(|name: String| harness::backend::by_name(&name).ok_or("no such back end"))
 }
 
 pub fn main() -> ExitCode {
@@ -113,20 +103,14 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => crate::run_cmd::run(args),
         Command::Init(args) => crate::init::main(args),
-        Command::Capture { scenario, output, backend } => capture(&scenario, &output, backend.map(Backend::from)),
-        Command::Diff { scenario, old, new, backend } => diff(&scenario, &old, &new, backend.map(Backend::from)),
+        Command::Capture { scenario, output, backend } => capture(&scenario, &output, backend),
+        Command::Diff { scenario, old, new, backend } => diff(&scenario, &old, &new, backend),
         Command::Check { paths } => check(&paths),
         Command::List { paths } => list(&paths),
         Command::Mutate { rules, paths, backend, timeout, jobs, markdown } => match load_all(&paths) {
-            Ok(scenarios) => crate::mutate::main(
-                &rules,
-                &paths,
-                &scenarios,
-                backend.map(Backend::from),
-                timeout,
-                jobs.into(),
-                markdown.as_deref(),
-            ),
+            Ok(scenarios) => {
+                crate::mutate::main(&rules, &paths, &scenarios, backend, timeout, jobs.into(), markdown.as_deref())
+            }
             Err(e) => bad_input(&e),
         },
     }

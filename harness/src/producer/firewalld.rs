@@ -251,10 +251,7 @@ fn setup_script(alternatives: &str) -> String {
 /// firewalld.conf for the lab: the back end the scenario runs under, and no module
 /// unloading, replaced where they are and added where they are missing.
 pub(super) fn conf_text(original: &str, backend: Backend) -> String {
-    let firewall_backend = match backend {
-        Backend::Nft => "nftables",
-        Backend::IptablesNft | Backend::IptablesLegacy => "iptables",
-    };
+    let firewall_backend = backend.firewalld_setting();
     let set = [("FirewallBackend", firewall_backend), ("CleanupModulesOnExit", "no")];
     let mut seen = [false; 2];
     let mut out = String::new();

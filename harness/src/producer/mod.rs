@@ -168,11 +168,7 @@ pub fn in_user_namespace() -> bool {
 
 /// Which `iptables` a live program should find for `backend`.
 pub fn flavour(backend: Backend) -> IptablesFlavour {
-    match backend {
-        Backend::IptablesNft => IptablesFlavour::Nft,
-        Backend::IptablesLegacy => IptablesFlavour::Legacy,
-        Backend::Nft => IptablesFlavour::System,
-    }
+    backend.iptables_flavour()
 }
 
 /// `NAME` as part of an environment variable name: upper case, `_` for the rest.

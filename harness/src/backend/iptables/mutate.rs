@@ -1,7 +1,8 @@
 //! Mutations of an iptables-restore file: rule lines deleted, verdicts and built-in
 //! chain policies flipped (see [`crate::backend::mutation`]).
 
-use crate::backend::mutation::{content, splice, words, Mutation, MutationKind, Mutator};
+use crate::backend::iptables::save;
+use crate::backend::mutation::{content, splice, Mutation, MutationKind, Mutator};
 
 /// The opposite of an iptables verdict in a table where verdicts are flipped.
 fn iptables_flip(table: &str, target: &str) -> Option<&'static str> {
@@ -26,8 +27,9 @@ pub fn iptables_mutations(text: &str) -> Vec<Mutation> {
             table = name.trim().to_string();
             continue;
         }
-        let ws = words(line, false);
-        let word = |k: usize| ws.get(k).map(|w| &line[w.start..w.end]);
+        // A line iptables-restore could not split is left alone: it would reject it anyway.
+        let Ok(ws) = save::tokenize_iptables(line) else { continue };
+        let word = |k: usize| ws.get(k).map(|w| w.value.as_str());
         if trimmed.starts_with(':') {
             // `:CHAIN POLICY [packets:bytes]`; user chains have `-` for a policy.
             let chain = &trimmed[1..trimmed.find(char::is_whitespace).unwrap_or(trimmed.len())];

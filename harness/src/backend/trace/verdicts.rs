@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::event::RuleVerdict;
 use crate::backend::counters::Dump;
+use crate::backend::iptables::save;
 /// What each rule and chain end of an x_tables rule set does, from its dump: TRACE
 /// names a rule by its position, not its verdict.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,16 +48,9 @@ impl XtRules {
 /// packet on to the next rule (LOG, MARK, CT, ...) and rules without one continue; NAT
 /// targets end the nat chain as an accept does.
 pub(super) fn xt_verdict(text: &str, is_chain: impl Fn(&str) -> bool) -> (RuleVerdict, bool) {
-    let mut words = Vec::new();
-    let mut quoted = false;
-    for word in text.split_whitespace() {
-        // Quoted arguments (comments) hold no options.
-        let starts = !quoted;
-        quoted ^= word.matches('"').count() % 2 == 1;
-        if starts {
-            words.push(word);
-        }
-    }
+    // Quoted arguments (comments) are one word each and hold no options.
+    let tokens = save::tokenize_iptables(text).unwrap_or_default();
+    let words: Vec<&str> = tokens.iter().map(|t| t.value.as_str()).collect();
     let target = |flags: &[&str]| {
         words.iter().position(|w| flags.contains(w)).and_then(|i| words.get(i + 1)).map(|w| w.to_string())
     };

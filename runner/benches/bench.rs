@@ -281,7 +281,7 @@ fn rules(b: &mut Bench) {
     eprintln!("rule load");
     b.write("empty.rules", EMPTY_RULES);
     let scn = b.scenario("lab-rules.yaml", &lab_yaml(1, "empty.rules", ""));
-    for be in Backend::ALL {
+    for be in harness::backend::ALL {
         let lab = b.rt.block_on(Lab::build(&scn)).unwrap_or_else(|e| die(&e.to_string()));
         let rb = backend::for_backend(be);
         for n in RULE_COUNTS {

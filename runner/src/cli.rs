@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::commands;
 use harness::scenario::Backend;
@@ -37,8 +37,8 @@ enum Command {
         /// The rule file to compare.
         new: PathBuf,
         /// Run under this back end (default: the scenario's first).
-        #[arg(long, value_enum)]
-        backend: Option<BackendArg>,
+        #[arg(long, value_parser = backend_arg())]
+        backend: Option<Backend>,
     },
     /// Validate scenarios without building anything (no root needed), and show the
     /// commands each would run.
@@ -61,8 +61,8 @@ enum Command {
         #[arg(long, short = 'o', value_name = "DIR")]
         output: PathBuf,
         /// The back end to capture under (default: the scenario's first).
-        #[arg(long, value_enum)]
-        backend: Option<BackendArg>,
+        #[arg(long, value_parser = backend_arg())]
+        backend: Option<Backend>,
     },
     /// Delete each rule of a rule file in turn and flip each verdict and policy, run
     /// the scenarios that load the file against every such mutation, and report how
@@ -75,8 +75,8 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
         /// Run under this back end (default: each scenario's first).
-        #[arg(long, value_enum)]
-        backend: Option<BackendArg>,
+        #[arg(long, value_parser = backend_arg())]
+        backend: Option<Backend>,
         /// Every probe waits this long before calling its outcome dropped (e.g. 100ms).
         #[arg(long, value_parser = harness::tools::mutate::parse_timeout)]
         timeout: Option<std::time::Duration>,
@@ -89,21 +89,11 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum BackendArg {
-    IptablesNft,
-    IptablesLegacy,
-    Nft,
-}
-
-impl From<BackendArg> for Backend {
-    fn from(b: BackendArg) -> Backend {
-        match b {
-            BackendArg::IptablesNft => Backend::IptablesNft,
-            BackendArg::IptablesLegacy => Backend::IptablesLegacy,
-            BackendArg::Nft => Backend::Nft,
-        }
-    }
+/// `--backend NAME`, one of the back ends' names (listed in `--help`).
+pub fn backend_arg() -> impl clap::builder::TypedValueParser<Value = Backend> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(harness::backend::ALL.map(|b| b.name()))
+        .try_map(|name: String| harness::backend::by_name(&name).ok_or("no such back end"))
 }
 
 pub fn main() -> ExitCode {
@@ -111,24 +101,14 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => commands::run::main(args),
         Command::Init(args) => commands::init::main(args),
-        Command::Capture { scenario, output, backend } => {
-            commands::capture::main(&scenario, &output, backend.map(Backend::from))
-        }
-        Command::Diff { scenario, old, new, backend } => {
-            commands::diff::main(&scenario, &old, &new, backend.map(Backend::from))
-        }
+        Command::Capture { scenario, output, backend } => commands::capture::main(&scenario, &output, backend),
+        Command::Diff { scenario, old, new, backend } => commands::diff::main(&scenario, &old, &new, backend),
         Command::Check { paths } => commands::check::main(&paths),
         Command::List { paths } => commands::list::main(&paths),
         Command::Mutate { rules, paths, backend, timeout, jobs, markdown } => match commands::load_all(&paths) {
-            Ok(scenarios) => commands::mutate::main(
-                &rules,
-                &paths,
-                &scenarios,
-                backend.map(Backend::from),
-                timeout,
-                jobs.into(),
-                markdown.as_deref(),
-            ),
+            Ok(scenarios) => {
+                commands::mutate::main(&rules, &paths, &scenarios, backend, timeout, jobs.into(), markdown.as_deref())
+            }
             Err(e) => commands::bad_input(&e),
         },
     }

@@ -1,22 +1,27 @@
 //! Rule back ends: the system tools that load a rule set into the lab's host namespace
-//! and dump it with counters. One file per implementation; [`for_backend`] picks one.
+//! and dump it with counters, and all that is known of each back end. One folder per
+//! implementation, each with its own text reader and mutations; [`for_backend`] picks
+//! one. Nothing outside this folder matches on [`Backend`]: what other stages need to
+//! know of a back end is a method here.
 //!
 //! Each file is loaded with one tool invocation (one `iptables-restore`, one `nft -f`),
 //! so the kernel takes it whole or not at all.
 
 pub mod counters;
+pub mod iptables;
+pub mod mutation;
+pub mod nft;
 pub mod trace;
-
-mod iptables;
-mod nft;
 
 use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::backend::counters::{Dump, ParseError};
 use crate::lab::netns::NetNs;
-use crate::lab::sandbox::{self, ExecError, Invocation};
-use crate::scenario::{Backend, RuleFile};
+use crate::lab::sandbox::{self, ExecError, Invocation, IptablesFlavour};
+use crate::scenario::{Backend, RuleFile, RuleFormat};
+
+pub use mutation::{mutations, Mutation, MutationKind};
 
 pub trait RuleBackend: Send + Sync {
     fn backend(&self) -> Backend;
@@ -28,6 +33,70 @@ pub trait RuleBackend: Send + Sync {
     /// Prints the whole rule set with counters.
     fn dump(&self) -> Invocation;
     fn parse_dump(&self, text: &str) -> Result<Dump, ParseError>;
+}
+
+/// Every back end, in the order they are listed.
+pub const ALL: [Backend; 3] = [Backend::IptablesNft, Backend::IptablesLegacy, Backend::Nft];
+
+/// The back end of that name (`iptables-nft`, `iptables-legacy`, `nft`).
+pub fn by_name(name: &str) -> Option<Backend> {
+    ALL.into_iter().find(|b| b.name() == name)
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::IptablesNft => "iptables-nft",
+            Backend::IptablesLegacy => "iptables-legacy",
+            Backend::Nft => "nft",
+        }
+    }
+
+    /// The rule file format this back end loads.
+    pub fn format(self) -> RuleFormat {
+        match self {
+            Backend::IptablesNft | Backend::IptablesLegacy => RuleFormat::Iptables,
+            Backend::Nft => RuleFormat::Nft,
+        }
+    }
+
+    /// Which `iptables` a live program should find under this back end.
+    pub fn iptables_flavour(self) -> IptablesFlavour {
+        match self {
+            Backend::IptablesNft => IptablesFlavour::Nft,
+            Backend::IptablesLegacy => IptablesFlavour::Legacy,
+            Backend::Nft => IptablesFlavour::System,
+        }
+    }
+
+    /// firewalld's `FirewallBackend` setting for this back end.
+    pub fn firewalld_setting(self) -> &'static str {
+        match self {
+            Backend::Nft => "nftables",
+            Backend::IptablesNft | Backend::IptablesLegacy => "iptables",
+        }
+    }
+
+    /// Prints the rule set without counters, as a fixture keeps it.
+    pub fn save(self) -> Invocation {
+        match self {
+            Backend::IptablesNft => Invocation::new("iptables-nft-save", Vec::<&str>::new()),
+            Backend::IptablesLegacy => Invocation::new("iptables-legacy-save", Vec::<&str>::new()),
+            Backend::Nft => Invocation::new("nft", ["list", "ruleset"]),
+        }
+    }
+
+    /// The kernel reports this back end's trace as x_tables TRACE log lines (through
+    /// nfnetlink_log), not as nf_tables trace events.
+    pub fn traces_by_log(self) -> bool {
+        self == Backend::IptablesLegacy
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 pub fn for_backend(backend: Backend) -> Box<dyn RuleBackend> {

@@ -113,7 +113,7 @@ impl Producer for Dockerd {
             env.push(("DOCKER_TLS_VERIFY".into(), String::new()));
             let sandbox = {
                 use std::os::fd::AsFd;
-                Sandbox::start(lab.host().as_fd(), super::flavour(backend), env)
+                Sandbox::start(lab.host().as_fd(), backend.iptables_flavour(), env)
                     .await
                     .map_err(|e| format!("starting the sandbox: {e}"))?
             };

@@ -25,7 +25,7 @@ use super::support::{
     BUS_SOCKET,
 };
 use super::{run_logged, Log, Producer, ProducerError};
-use crate::lab::sandbox::{Invocation, IptablesFlavour, Sandbox};
+use crate::lab::sandbox::{Invocation, Sandbox};
 use crate::lab::Lab;
 use crate::scenario::{Backend, Scenario};
 
@@ -121,7 +121,7 @@ impl Producer for Firewalld {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             let commands = command_lines(live.commands(), "firewall-cmd")?;
-            let flavour = super::flavour(backend);
+            let flavour = backend.iptables_flavour();
             let links = alternatives(flavour)?;
             let conf = read("/etc/firewalld/firewalld.conf")?;
 
@@ -231,12 +231,7 @@ fn setup_script(alternatives: &str) -> String {
 /// firewalld.conf for the lab: the back end the scenario runs under, and no module
 /// unloading, replaced where they are and added where they are missing.
 pub(super) fn conf_text(original: &str, backend: Backend) -> String {
-    // Under an iptables back end firewalld must write iptables rules; else its own
-    // nftables ones.
-    let firewall_backend = match super::flavour(backend) {
-        IptablesFlavour::System => "nftables",
-        IptablesFlavour::Nft | IptablesFlavour::Legacy => "iptables",
-    };
+    let firewall_backend = backend.firewalld_setting();
     let set = [("FirewallBackend", firewall_backend), ("CleanupModulesOnExit", "no")];
     let mut seen = [false; 2];
     let mut out = String::new();

@@ -20,7 +20,7 @@ mod ufw;
 pub use dockerd::DOCKER_CLI;
 
 use futures::future::BoxFuture;
-use support::{flavour, lab_environment, run_logged, sandbox};
+use support::{lab_environment, run_logged, sandbox};
 
 use crate::lab::netns::NetNs;
 use crate::lab::Lab;

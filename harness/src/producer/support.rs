@@ -206,15 +206,6 @@ pub(super) async fn run_logged(
     }
 }
 
-/// Which `iptables` a live program should find for `backend`.
-pub(super) fn flavour(backend: Backend) -> IptablesFlavour {
-    match backend {
-        Backend::IptablesNft => IptablesFlavour::Nft,
-        Backend::IptablesLegacy => IptablesFlavour::Legacy,
-        Backend::Nft => IptablesFlavour::System,
-    }
-}
-
 /// `NAME` as part of an environment variable name: upper case, `_` for the rest.
 fn env_name(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
@@ -267,9 +258,14 @@ pub(super) async fn sandbox(scn: &Scenario, lab: &Lab, backend: Backend) -> Resu
     use std::os::fd::AsFd;
     let namespaces: Vec<(&str, std::os::fd::RawFd)> =
         (0..scn.nodes.len()).map(|i| (scn.nodes[i].name.as_str(), lab.ns(NodeId(i)).raw_fd())).collect();
-    Sandbox::start_with_namespaces(lab.host().as_fd(), flavour(backend), lab_environment(scn, backend), &namespaces)
-        .await
-        .map_err(|e| format!("starting the sandbox: {e}"))
+    Sandbox::start_with_namespaces(
+        lab.host().as_fd(),
+        backend.iptables_flavour(),
+        lab_environment(scn, backend),
+        &namespaces,
+    )
+    .await
+    .map_err(|e| format!("starting the sandbox: {e}"))
 }
 
 #[cfg(test)]

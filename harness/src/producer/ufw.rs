@@ -74,7 +74,7 @@ pub(super) async fn configure(
     step_timeout: std::time::Duration,
     log: &mut Log,
 ) -> Result<(), ProducerError> {
-    let flavour = match super::flavour(backend) {
+    let flavour = match backend.iptables_flavour() {
         IptablesFlavour::System => {
             return Err(ProducerError::Input(
                 "ufw writes iptables rules: run it under iptables-nft or iptables-legacy".into(),

@@ -357,36 +357,6 @@ pub enum Backend {
     Nft,
 }
 
-impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::IptablesNft, Backend::IptablesLegacy, Backend::Nft];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::IptablesNft => "iptables-nft",
-            Backend::IptablesLegacy => "iptables-legacy",
-            Backend::Nft => "nft",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Backend> {
-        Backend::ALL.into_iter().find(|b| b.name() == name)
-    }
-
-    /// The rule file format this back end loads.
-    pub fn format(self) -> RuleFormat {
-        match self {
-            Backend::IptablesNft | Backend::IptablesLegacy => RuleFormat::Iptables,
-            Backend::Nft => RuleFormat::Nft,
-        }
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Probe {
     /// Given in the file, or generated: `lan -> 192.0.2.1:8080/tcp`.

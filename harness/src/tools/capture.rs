@@ -6,7 +6,7 @@
 use crate::scenario::yaml::{self, Mapping, Value};
 
 use crate::backend::{self};
-use crate::lab::sandbox::{self, Invocation};
+use crate::lab::sandbox;
 use crate::lab::Lab;
 use crate::producer::{self, Log};
 use crate::scenario::{Attach, Backend, Count, Expect, NodeId, Proto, RuleFormat, RuleSelector, Scenario, SourceSeen};
@@ -70,11 +70,7 @@ pub async fn capture(scn: &Scenario, backend: Backend) -> Result<Captured, Strin
 
 async fn dump_plain(lab: &Lab, backend: Backend) -> Result<String, String> {
     use std::os::fd::AsFd;
-    let inv = match backend {
-        Backend::IptablesNft => Invocation::new("iptables-nft-save", Vec::<&str>::new()),
-        Backend::IptablesLegacy => Invocation::new("iptables-legacy-save", Vec::<&str>::new()),
-        Backend::Nft => Invocation::new("nft", ["list", "ruleset"]),
-    };
+    let inv = backend.save();
     let out = sandbox::run_in(lab.host().as_fd(), &inv).await.map_err(|e| e.to_string())?;
     // The dump's own header lines carry a date: a fixture should not change by itself.
     let text: Vec<&str> =

@@ -18,7 +18,7 @@ use harness::run::{self, ScenarioReport, Status};
 use harness::scenario::{Backend, Scenario};
 
 use super::{bad_input, load_each};
-use crate::cli::BackendArg;
+use crate::cli::backend_arg;
 use crate::exit::Exit;
 
 #[derive(Args)]
@@ -27,8 +27,8 @@ pub struct RunArgs {
     #[arg(default_value = "scenarios")]
     paths: Vec<PathBuf>,
     /// Run only under this back end; scenarios that do not list it are ignored.
-    #[arg(long, value_enum)]
-    backend: Option<BackendArg>,
+    #[arg(long, value_parser = backend_arg())]
+    backend: Option<Backend>,
     /// Scenario runs at once (default: the number of cores).
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: Option<u16>,
@@ -160,7 +160,7 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
     let scenarios: Vec<Arc<Scenario>> =
         scenarios.into_iter().filter(|s| args.partition.is_none_or(|p| p.keeps(&s.name))).map(Arc::new).collect();
-    let planned = plan(&scenarios, args.backend.map(Backend::from));
+    let planned = plan(&scenarios, args.backend);
     // Check the machine once, before anything is built.
     for p in planned.iter().filter(|p| p.ignored.is_none()) {
         if let Err(why) = run::requirements(&p.scenario, p.backend) {

@@ -34,14 +34,14 @@ pub(crate) fn rules(
     let mut complete = true;
     for (i, b) in list.iter().enumerate() {
         let key = item(&join(prefix, "backends"), i);
-        match Backend::from_name(b) {
+        match crate::backend::by_name(b) {
             None => {
                 complete = false;
                 c.value(
                     &key,
                     format!(
                         "expected a back end (one of {}), found `{b}`",
-                        names(Backend::ALL.iter().map(|b| b.name()))
+                        names(crate::backend::ALL.iter().map(|b| b.name()))
                     ),
                 );
             }

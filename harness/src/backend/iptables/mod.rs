@@ -1,9 +1,12 @@
 //! iptables-restore / iptables-save, with the nf_tables or the legacy x_tables back end.
 
+pub mod mutate;
+pub mod save;
+
 use std::path::Path;
 
 use super::RuleBackend;
-use crate::backend::counters::{self, Dump, ParseError};
+use crate::backend::counters::{Dump, ParseError};
 use crate::lab::sandbox::Invocation;
 use crate::scenario::Backend;
 
@@ -42,6 +45,6 @@ impl RuleBackend for Iptables {
     }
 
     fn parse_dump(&self, text: &str) -> Result<Dump, ParseError> {
-        counters::parse_iptables_save(text)
+        save::parse_iptables_save(text)
     }
 }

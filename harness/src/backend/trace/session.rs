@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -384,44 +383,21 @@ pub(super) fn open_socket() -> io::Result<netlink_sys::Socket> {
     sock.set_non_blocking(true)?;
     // A scenario's probes go out at once and every packet makes a dozen events; the
     // default buffer would overflow. FORCE passes over rmem_max, as root may.
-    let size: libc::c_int = 8 << 20;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: a valid descriptor and a correctly sized option value.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &size as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            break;
-        }
+    use nix::sys::socket::{setsockopt, sockopt};
+    const SIZE: usize = 8 << 20;
+    if setsockopt(&sock, sockopt::RcvBufForce, &SIZE).is_err() {
+        // Without CAP_NET_ADMIN the kernel caps the size at rmem_max; a smaller buffer
+        // still works for small scenarios, and an overflow is reported by the session.
+        let _ = setsockopt(&sock, sockopt::RcvBuf, &SIZE);
     }
     Ok(sock)
 }
 
 /// Interface index -> name in the calling thread's namespace.
 pub(super) fn interface_names() -> HashMap<u32, String> {
-    let mut names = HashMap::new();
-    // SAFETY: if_nameindex returns an array ended by a zero entry, or NULL; it is
-    // freed once, after the last read.
-    unsafe {
-        let list = libc::if_nameindex();
-        if list.is_null() {
-            return names;
-        }
-        let mut p = list;
-        while (*p).if_index != 0 && !(*p).if_name.is_null() {
-            let name = std::ffi::CStr::from_ptr((*p).if_name).to_string_lossy().into_owned();
-            names.insert((*p).if_index, name);
-            p = p.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    names
+    nix::net::if_::if_nameindex()
+        .map(|list| list.iter().map(|i| (i.index(), i.name().to_string_lossy().into_owned())).collect())
+        .unwrap_or_default()
 }
 
 pub(super) async fn read_events(sock: AsyncFd<netlink_sys::Socket>, shared: Arc<Shared>) {

@@ -15,7 +15,7 @@ use harness::report::matrix::{self, Entry};
 use harness::report::{self, evidence, github, Record, Reporter, Summary};
 use harness::run::partition::{parse_partition, Partition};
 use harness::run::{self, ScenarioReport, Status};
-use harness::scenario::{Backend, Scenario};
+use harness::scenario::{Backend, InputError, Scenario};
 
 use super::{bad_input, load_each};
 use crate::cli::backend_arg;
@@ -140,36 +140,10 @@ fn signature(entry: &Entry) -> String {
 }
 
 pub fn main(args: RunArgs) -> ExitCode {
-    // A file that does not load is reported as an error while the others run.
-    let (scenarios, invalid) = match load_each(&args.paths) {
-        Ok(loaded) => loaded,
-        Err(e) => return bad_input(&e),
+    let (planned, invalid) = match load_and_plan(&args) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
-    // The problems go to standard error at once, whole; with nothing valid beside
-    // them nothing is built and standard output stays empty.
-    for e in &invalid {
-        eprintln!("{e}");
-    }
-    if scenarios.is_empty() && !invalid.is_empty() {
-        return ExitCode::from(Exit::BadInput);
-    }
-    if scenarios.is_empty() {
-        let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
-        eprintln!("netconform: no scenario files (*.yaml, *.yml) under {}", shown.join(", "));
-        return ExitCode::from(Exit::BadInput);
-    }
-    let scenarios: Vec<Arc<Scenario>> =
-        scenarios.into_iter().filter(|s| args.partition.is_none_or(|p| p.keeps(&s.name))).map(Arc::new).collect();
-    let planned = plan(&scenarios, args.backend);
-    // Check the machine once, before anything is built.
-    for p in planned.iter().filter(|p| p.ignored.is_none()) {
-        if let Err(why) = run::requirements(&p.scenario, p.backend) {
-            eprintln!("netconform: cannot run {} [{}]: {why}", p.scenario.name, p.backend);
-            return ExitCode::from(Exit::Machine);
-        }
-    }
-    let jobs =
-        args.jobs.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -182,80 +156,21 @@ pub fn main(args: RunArgs) -> ExitCode {
     let options = report::Options { palette, quiet: args.quiet, tables: args.matrix };
     let mut reporter = args.format.reporter(&options);
     let start = Instant::now();
-    let mut signatures: Vec<Vec<String>> = vec![Vec::new(); planned.len()];
-    let mut last: Vec<Entry> = Vec::new();
-    // Every run of every repeat counts in the summary and the exit status.
-    let mut summary = Summary::default();
-    let mut failures: Vec<String> = Vec::new();
-    for round in 0..args.repeat {
-        if args.repeat > 1 && human {
-            println!("== run {} of {}", round + 1, args.repeat);
-        }
-        last = runtime.block_on(run_plan(&planned, jobs, human, reporter.as_mut()));
-        for ((sig, entry), p) in signatures.iter_mut().zip(&last).zip(&planned) {
-            sig.push(signature(entry));
-            summary.add_entry(entry);
-            if let Entry::Ran(rep) = entry {
-                if rep.status != Status::Passed {
-                    failures.push(format!(
-                        "{} [{}] in run {} of {}",
-                        p.scenario.name,
-                        p.backend,
-                        round + 1,
-                        args.repeat
-                    ));
-                }
-            }
-        }
-    }
+    let rounds = runtime.block_on(run_rounds(&args, &planned, reporter.as_mut()));
     let elapsed = start.elapsed();
-    let entries: Vec<(&Scenario, Entry)> = planned.iter().zip(last).map(|(p, e)| (p.scenario.as_ref(), e)).collect();
+    let summary = rounds.summary;
+    let entries: Vec<(&Scenario, Entry)> =
+        planned.iter().zip(rounds.last).map(|(p, e)| (p.scenario.as_ref(), e)).collect();
 
     let record = Record { entries: &entries, invalid: &invalid, summary, elapsed };
     if github::enabled() {
         print!("{}", finish(&mut github::Github, &record));
     }
-    if let Some(dir) = &args.evidence {
-        for (scn, entry) in &entries {
-            if let Entry::Ran(rep) = entry {
-                match evidence::write(dir, scn, rep) {
-                    Ok(Some(folder)) if human => println!("evidence: {}", folder.display()),
-                    Ok(_) => {}
-                    Err(e) => eprintln!("netconform: writing evidence under {}: {e}", dir.display()),
-                }
-            }
-        }
+    if let Err(code) = write_files(&args, &record) {
+        return code;
     }
-    if let Some(path) = &args.matrix_md {
-        let matrices = matrix::build(&entries);
-        let text: Vec<String> = matrices.iter().map(matrix::render_markdown).collect();
-        if let Err(e) = std::fs::write(path, text.join("\n")) {
-            eprintln!("netconform: cannot write {}: {e}", path.display());
-            return ExitCode::from(Exit::BadInput);
-        }
-    }
-    if let Some(path) = &args.junit {
-        let written = report::junit::Junit.finish(&record).map_err(|e| e.to_string()).and_then(|xml| write(path, &xml));
-        if let Err(e) = written {
-            eprintln!("netconform: cannot write {}: {e}", path.display());
-            return ExitCode::from(Exit::BadInput);
-        }
-    }
-    let flaky: Vec<String> = planned
-        .iter()
-        .zip(&signatures)
-        .filter(|(_, sig)| sig.iter().any(|s| *s != sig[0]))
-        .map(|(p, sig)| format!("{} [{}]: {}", p.scenario.name, p.backend, sig.join(" | ")))
-        .collect();
-    let unexpected: Vec<String> = if args.fail_on_ignored {
-        planned
-            .iter()
-            .filter(|p| !p.declared && !allowed(&args.allow_ignored, &p.scenario.name))
-            .filter_map(|p| p.ignored.as_ref().map(|why| format!("{} [{}]: {why}", p.scenario.name, p.backend)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let flaky = flaky(&planned, &rounds.signatures);
+    let unexpected = if args.fail_on_ignored { unexpected_ignored(&planned, &args.allow_ignored) } else { Vec::new() };
     if human && args.repeat > 1 {
         let runs = planned.iter().filter(|p| p.ignored.is_none()).count() * args.repeat as usize;
         println!(
@@ -268,7 +183,7 @@ pub fn main(args: RunArgs) -> ExitCode {
         for f in &flaky {
             println!("  FLAKY {f}");
         }
-        for f in &failures {
+        for f in &rounds.failures {
             println!("  FAILED {f}");
         }
     }
@@ -292,6 +207,125 @@ pub fn main(args: RunArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Loads the files, plans the runs and checks the machine once, before anything is
+/// built. A file that does not load is reported as an error while the others run:
+/// its problems go to standard error at once, whole; with nothing valid beside them
+/// nothing is built and standard output stays empty.
+fn load_and_plan(args: &RunArgs) -> Result<(Vec<Planned>, Vec<InputError>), ExitCode> {
+    let (scenarios, invalid) = load_each(&args.paths).map_err(|e| bad_input(&e))?;
+    for e in &invalid {
+        eprintln!("{e}");
+    }
+    if scenarios.is_empty() && !invalid.is_empty() {
+        return Err(ExitCode::from(Exit::BadInput));
+    }
+    if scenarios.is_empty() {
+        let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("netconform: no scenario files (*.yaml, *.yml) under {}", shown.join(", "));
+        return Err(ExitCode::from(Exit::BadInput));
+    }
+    let scenarios: Vec<Arc<Scenario>> =
+        scenarios.into_iter().filter(|s| args.partition.is_none_or(|p| p.keeps(&s.name))).map(Arc::new).collect();
+    let planned = plan(&scenarios, args.backend);
+    for p in planned.iter().filter(|p| p.ignored.is_none()) {
+        if let Err(why) = run::requirements(&p.scenario, p.backend) {
+            eprintln!("netconform: cannot run {} [{}]: {why}", p.scenario.name, p.backend);
+            return Err(ExitCode::from(Exit::Machine));
+        }
+    }
+    Ok((planned, invalid))
+}
+
+/// What `--repeat` rounds leave: every run counts in the summary and the exit status.
+struct Rounds {
+    /// Per planned run, its verdicts in each round.
+    signatures: Vec<Vec<String>>,
+    /// The last round's entries, which the reports describe.
+    last: Vec<Entry>,
+    summary: Summary,
+    /// `NAME [backend] in run R of N`, for every run that did not pass.
+    failures: Vec<String>,
+}
+
+async fn run_rounds(args: &RunArgs, planned: &[Planned], reporter: &mut dyn Reporter) -> Rounds {
+    let human = args.format == Format::Human;
+    let jobs =
+        args.jobs.map(usize::from).unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut rounds = Rounds {
+        signatures: vec![Vec::new(); planned.len()],
+        last: Vec::new(),
+        summary: Summary::default(),
+        failures: Vec::new(),
+    };
+    for round in 1..=args.repeat {
+        if args.repeat > 1 && human {
+            println!("== run {round} of {}", args.repeat);
+        }
+        rounds.last = run_plan(planned, jobs, human, reporter).await;
+        for ((sig, entry), p) in rounds.signatures.iter_mut().zip(&rounds.last).zip(planned) {
+            sig.push(signature(entry));
+            rounds.summary.add_entry(entry);
+            if matches!(entry, Entry::Ran(rep) if rep.status != Status::Passed) {
+                rounds.failures.push(format!("{} [{}] in run {round} of {}", p.scenario.name, p.backend, args.repeat));
+            }
+        }
+    }
+    rounds
+}
+
+/// `--evidence`, `--matrix-md` and `--junit`. A file that cannot be written ends the
+/// run with exit status 2; a failing run's evidence that cannot be written is told.
+fn write_files(args: &RunArgs, record: &Record<'_>) -> Result<(), ExitCode> {
+    let human = args.format == Format::Human;
+    if let Some(dir) = &args.evidence {
+        for (scn, entry) in record.entries {
+            if let Entry::Ran(rep) = entry {
+                match evidence::write(dir, scn, rep) {
+                    Ok(Some(folder)) if human => println!("evidence: {}", folder.display()),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("netconform: writing evidence under {}: {e}", dir.display()),
+                }
+            }
+        }
+    }
+    let cannot_write = |path: &Path, e: String| {
+        eprintln!("netconform: cannot write {}: {e}", path.display());
+        ExitCode::from(Exit::BadInput)
+    };
+    if let Some(path) = &args.matrix_md {
+        let matrices = matrix::build(record.entries);
+        let text: Vec<String> = matrices.iter().map(matrix::render_markdown).collect();
+        write(path, &text.join("\n")).map_err(|e| cannot_write(path, e))?;
+    }
+    if let Some(path) = &args.junit {
+        report::junit::Junit
+            .finish(record)
+            .map_err(|e| e.to_string())
+            .and_then(|xml| write(path, &xml))
+            .map_err(|e| cannot_write(path, e))?;
+    }
+    Ok(())
+}
+
+/// The runs whose verdicts differ between rounds, with their verdicts in each.
+fn flaky(planned: &[Planned], signatures: &[Vec<String>]) -> Vec<String> {
+    planned
+        .iter()
+        .zip(signatures)
+        .filter(|(_, sig)| sig.iter().any(|s| *s != sig[0]))
+        .map(|(p, sig)| format!("{} [{}]: {}", p.scenario.name, p.backend, sig.join(" | ")))
+        .collect()
+}
+
+/// `--fail-on-ignored`: the runs this machine set aside, minus `--allow-ignored`.
+fn unexpected_ignored(planned: &[Planned], allow: &[String]) -> Vec<String> {
+    planned
+        .iter()
+        .filter(|p| !p.declared && !allowed(allow, &p.scenario.name))
+        .filter_map(|p| p.ignored.as_ref().map(|why| format!("{} [{}]: {why}", p.scenario.name, p.backend)))
+        .collect()
 }
 
 /// Whether `--allow-ignored` names the scenario `name`: by its name, or by a folder

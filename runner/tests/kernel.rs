@@ -82,6 +82,7 @@ pub fn trials() -> Vec<Trial> {
         kernel_trial("quiet_run_recaps_failures_and_reports_a_bad_file_among_good_ones", quiet_recap_bad_file),
         kernel_trial("mutate_scores_the_seed_rules", mutation_score),
         kernel_trial("a_failing_scenario_explains_itself", failing_fixture_explains_itself),
+        kernel_trial("a_file_that_did_not_load_is_a_junit_error", junit_names_a_file_that_did_not_load),
         kernel_trial("capture_writes_a_static_fixture_that_replays", capture_replays),
         kernel_trial("diff_lists_the_probes_two_rule_sets_disagree_on", diff_rule_sets),
         Trial::test("cli::bad_input_exits_2_with_position", bad_input).with_kind("cli"),
@@ -772,11 +773,7 @@ fn failing_fixture_explains_itself() -> Result<(), Failed> {
             return Err(format!("evidence {file} lacks {needle:?}:\n{text}").into());
         }
     }
-    let schema = repo().join("ci/junit.xsd");
-    let valid = Command::new("xmllint").arg("--noout").arg("--schema").arg(&schema).arg(&junit).output()?;
-    if !valid.status.success() {
-        return Err(format!("the JUnit report does not validate:\n{}", String::from_utf8_lossy(&valid.stderr)).into());
-    }
+    validate_junit(&junit)?;
     let xml = std::fs::read_to_string(&junit)?;
     if !xml.contains("<failure") || !xml.contains("<skipped") {
         return Err(format!("the JUnit report lacks a failure or a skipped case:\n{xml}").into());
@@ -784,9 +781,43 @@ fn failing_fixture_explains_itself() -> Result<(), Failed> {
     // The validation can fail: a test case without a name is refused.
     let broken = dir.path().join("broken.xml");
     std::fs::write(&broken, xml.replacen("<testcase name=", "<testcase label=", 1))?;
-    let invalid = Command::new("xmllint").arg("--noout").arg("--schema").arg(&schema).arg(&broken).output()?;
-    if invalid.status.success() {
+    if validate_junit(&broken).is_ok() {
         return Err("xmllint accepted a test case without a name: the check checks nothing".into());
+    }
+    Ok(())
+}
+
+/// Whether the JUnit file validates against the schema CI systems read.
+fn validate_junit(path: &Path) -> Result<(), Failed> {
+    let schema = repo().join("ci/junit.xsd");
+    let valid = Command::new("xmllint").arg("--noout").arg("--schema").arg(&schema).arg(path).output()?;
+    if !valid.status.success() {
+        return Err(format!("the JUnit report does not validate:\n{}", String::from_utf8_lossy(&valid.stderr)).into());
+    }
+    Ok(())
+}
+
+/// A scenario file that did not load, beside one that runs: the JUnit report holds the
+/// run and one error case named by the bad file's path, and still validates.
+fn junit_names_a_file_that_did_not_load() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let junit = dir.path().join("junit.xml");
+    let case = "runner/tests/data/bad-input/file-one-bad-file-beside-good-ones";
+    let out = netconform().args(["run", case, "--junit"]).arg(&junit).output()?;
+    if out.status.code() != Some(2) {
+        return Err(format!("expected exit status 2, got {:?}", out.status.code()).into());
+    }
+    validate_junit(&junit)?;
+    let xml = std::fs::read_to_string(&junit)?;
+    for needle in [
+        "<testcase name=\"file-one-bad-file-beside-good-ones/more/good.yaml [iptables-nft]\"",
+        &format!("<testcase name=\"{case}/case.yaml\" classname=\"invalid\">"),
+        "type=\"invalid\"",
+        "probes[0].to: expected a node name",
+    ] {
+        if !xml.contains(needle) {
+            return Err(format!("the JUnit report lacks {needle:?}:\n{xml}").into());
+        }
     }
     Ok(())
 }

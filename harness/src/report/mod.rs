@@ -243,6 +243,22 @@ mod tests {
     }
 
     #[test]
+    fn junit_has_an_error_case_for_a_file_that_did_not_load() {
+        let (scn, entries, mut invalid) = mixed();
+        invalid[0].diagnostics.push(Diagnostic::new(std::path::Path::new("bad.yaml"), "no nodes"));
+        let pairs: Vec<_> = entries.into_iter().map(|e| (&scn, e)).collect();
+        let xml = super::junit::report(&pairs, &invalid, Duration::ZERO).unwrap_or_else(|e| panic!("{e}"));
+        assert!(xml.contains("tests=\"3\"") && xml.contains("errors=\"2\""), "{xml}");
+        assert!(xml.contains("<testcase name=\"bad.yaml\" classname=\"invalid\">"), "{xml}");
+        assert!(
+            xml.contains(
+                "<error message=\"bad.yaml: not YAML\" type=\"invalid\">bad.yaml: not YAML\nbad.yaml: no nodes</error>"
+            ),
+            "{xml}"
+        );
+    }
+
+    #[test]
     fn every_format_has_a_reporter() {
         for name in super::format_names() {
             assert!(for_format(name, &options(false)).is_some(), "{name}");
@@ -274,7 +290,7 @@ mod tests {
         assert!(tap.contains("ok 1 - s.yaml [iptables-nft] # SKIP skip: not testable yet\n"), "{tap}");
         assert!(tap.contains("ok 2 - s.yaml [iptables-legacy] # SKIP skip: not testable yet\n"), "{tap}");
 
-        let xml = super::junit::report(&pairs, std::time::Duration::ZERO).unwrap_or_else(|e| panic!("{e}"));
+        let xml = super::junit::report(&pairs, &[], std::time::Duration::ZERO).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             xml.contains("name=\"s.yaml [iptables-nft]\"") && xml.contains("name=\"s.yaml [iptables-legacy]\""),
             "{xml}"

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use super::matrix::{self, Entry};
 use super::{Options, Record, ReportError, Reporter};
 use crate::backend::counters::LookupError;
-use crate::run::{ScenarioReport, Status};
+use crate::run::{CounterReport, ProbeReport, ScenarioReport, Status};
 use crate::scenario::Scenario;
 use crate::traffic::probe::OutcomeKind;
 
@@ -140,8 +140,22 @@ pub fn render(scn: &Scenario, rep: &ScenarioReport, palette: Palette) -> String 
             let _ = writeln!(out, "      {line}");
         }
     }
-    // A live producer's words are evidence whether its rules made the scenario fail or
-    // kept it from running.
+    producer_log(scn, rep, &mut out);
+    for problem in &rep.teardown_problems {
+        let _ = writeln!(out, "  warning: teardown: {problem}");
+    }
+    for p in &rep.probes {
+        probe(scn, p, palette, &mut out);
+    }
+    for c in &rep.counters {
+        counter(scn, c, palette, &mut out);
+    }
+    out
+}
+
+/// A live producer's words are evidence whether its rules made the scenario fail or
+/// kept it from running.
+fn producer_log(scn: &Scenario, rep: &ScenarioReport, out: &mut String) {
     let live = scn.rules.live.is_some();
     let shown = matches!(rep.status, Status::Error(_)) || (live && rep.status == Status::Failed);
     if shown && !rep.producer_log.entries.is_empty() {
@@ -155,73 +169,75 @@ pub fn render(scn: &Scenario, rep: &ScenarioReport, palette: Palette) -> String 
             let _ = writeln!(out, "        {line}");
         }
     }
-    for problem in &rep.teardown_problems {
-        let _ = writeln!(out, "  warning: teardown: {problem}");
+}
+
+/// One probe's line, and for a failing one where it is written, its problems, the
+/// deciding rule and the path it took.
+fn probe(scn: &Scenario, p: &ProbeReport, palette: Palette, out: &mut String) {
+    let probe = &scn.probes[p.probe];
+    let mark = if p.verdict.pass() { palette.pass("ok  ") } else { palette.fail("FAIL") };
+    let got = match (&p.outcome.delivered_to, p.outcome.kind) {
+        (Some(node), OutcomeKind::Dropped) => {
+            format!("dropped on the way back (the request reached {node}; {})", p.outcome.detail)
+        }
+        (Some(node), OutcomeKind::Refused) => {
+            format!("refused ({}; the request reached {node})", p.outcome.detail)
+        }
+        (_, kind) => format!("{kind} ({})", p.outcome.detail),
+    };
+    let retried = if p.outcome.retried { ", sent twice (the first met only silence)" } else { "" };
+    let _ = writeln!(
+        out,
+        "  {mark} {}: expected {}, got {got}, {} ms{retried}",
+        probe.name,
+        probe.expect,
+        p.outcome.elapsed.as_millis()
+    );
+    if p.verdict.pass() {
+        return;
     }
-    for p in &rep.probes {
-        let probe = &scn.probes[p.probe];
-        let mark = if p.verdict.pass() { palette.pass("ok  ") } else { palette.fail("FAIL") };
-        let got = match (&p.outcome.delivered_to, p.outcome.kind) {
-            (Some(node), OutcomeKind::Dropped) => {
-                format!("dropped on the way back (the request reached {node}; {})", p.outcome.detail)
+    let _ = writeln!(out, "       at {}:{}:{}", scn.path.display(), probe.location.line, probe.location.column);
+    for problem in &p.verdict.problems {
+        let _ = writeln!(out, "       {problem}");
+    }
+    if let Some(rule) = &p.deciding {
+        let _ = writeln!(out, "       decided by {rule}");
+    }
+    match &p.path {
+        Some(steps) if steps.is_empty() => {
+            let _ = writeln!(out, "       path: no rule counter moved (nothing in the rule set saw it)");
+        }
+        Some(steps) => {
+            let _ = writeln!(out, "       path (rules whose counters this probe moved):");
+            for step in steps {
+                let _ = writeln!(out, "         {step}");
             }
-            (Some(node), OutcomeKind::Refused) => {
-                format!("refused ({}; the request reached {node})", p.outcome.detail)
-            }
-            (_, kind) => format!("{kind} ({})", p.outcome.detail),
-        };
-        let retried = if p.outcome.retried { ", sent twice (the first met only silence)" } else { "" };
-        let _ = writeln!(
-            out,
-            "  {mark} {}: expected {}, got {got}, {} ms{retried}",
-            probe.name,
-            probe.expect,
-            p.outcome.elapsed.as_millis()
-        );
-        if !p.verdict.pass() {
-            let _ = writeln!(out, "       at {}:{}:{}", scn.path.display(), probe.location.line, probe.location.column);
-            for problem in &p.verdict.problems {
-                let _ = writeln!(out, "       {problem}");
-            }
-            if let Some(rule) = &p.deciding {
-                let _ = writeln!(out, "       decided by {rule}");
-            }
-            match &p.path {
-                Some(steps) if steps.is_empty() => {
-                    let _ = writeln!(out, "       path: no rule counter moved (nothing in the rule set saw it)");
-                }
-                Some(steps) => {
-                    let _ = writeln!(out, "       path (rules whose counters this probe moved):");
-                    for step in steps {
-                        let _ = writeln!(out, "         {step}");
-                    }
-                }
-                None => {}
+        }
+        None => {}
+    }
+}
+
+/// One counter's line, and for a failing one where it is written and its problems.
+fn counter(scn: &Scenario, c: &CounterReport, palette: Palette, out: &mut String) {
+    let exp = &scn.counters[c.counter];
+    let mark = if c.verdict.pass() { palette.pass("ok  ") } else { palette.fail("FAIL") };
+    let table = match &exp.family {
+        Some(f) => format!("{f} {}", exp.table),
+        None => exp.table.clone(),
+    };
+    let counted = match &c.delta {
+        Ok(d) => format!("{} packets, {} bytes", d.packets, d.bytes),
+        Err(LookupError::NoCounter { .. }) => "no counter on this rule".to_string(),
+        Err(LookupError::Ambiguous { .. } | LookupError::AmbiguousFamily { .. }) => "ambiguous".to_string(),
+        Err(_) => "not found".to_string(),
+    };
+    let _ = writeln!(out, "  {mark} counter {table} {} {}: {counted}", exp.chain, exp.rule);
+    if !c.verdict.pass() {
+        let _ = writeln!(out, "       at {}:{}:{}", scn.path.display(), exp.location.line, exp.location.column);
+        for problem in &c.verdict.problems {
+            for line in problem.lines() {
+                let _ = writeln!(out, "       {line}");
             }
         }
     }
-    for c in &rep.counters {
-        let exp = &scn.counters[c.counter];
-        let mark = if c.verdict.pass() { palette.pass("ok  ") } else { palette.fail("FAIL") };
-        let table = match &exp.family {
-            Some(f) => format!("{f} {}", exp.table),
-            None => exp.table.clone(),
-        };
-        let counted = match &c.delta {
-            Ok(d) => format!("{} packets, {} bytes", d.packets, d.bytes),
-            Err(LookupError::NoCounter { .. }) => "no counter on this rule".to_string(),
-            Err(LookupError::Ambiguous { .. } | LookupError::AmbiguousFamily { .. }) => "ambiguous".to_string(),
-            Err(_) => "not found".to_string(),
-        };
-        let _ = writeln!(out, "  {mark} counter {table} {} {}: {counted}", exp.chain, exp.rule);
-        if !c.verdict.pass() {
-            let _ = writeln!(out, "       at {}:{}:{}", scn.path.display(), exp.location.line, exp.location.column);
-            for problem in &c.verdict.problems {
-                for line in problem.lines() {
-                    let _ = writeln!(out, "       {line}");
-                }
-            }
-        }
-    }
-    out
 }

@@ -9,7 +9,7 @@ use crate::backend::{self};
 use crate::lab::sandbox;
 use crate::lab::Lab;
 use crate::producer::{self, Log};
-use crate::scenario::{Attach, Backend, Count, Expect, NodeId, Proto, RuleFormat, RuleSelector, Scenario, SourceSeen};
+use crate::scenario::{Attach, Backend, Count, Expect, Proto, RuleFormat, RuleSelector, Scenario, SourceSeen};
 
 /// What a producer wrote, as a rule file.
 #[derive(Debug, Clone)]
@@ -111,6 +111,28 @@ pub fn static_scenario(scn: &Scenario, backend: Backend, rules_file: &str, captu
         .trim()
         .to_string()),
     );
+    top.insert(s("host"), host_section(scn, captured));
+    top.insert(s("nodes"), nodes_section(scn));
+    top.insert(
+        s("rules"),
+        map([("backends", Value::Sequence(vec![s(backend.name())])), ("files", Value::Sequence(vec![s(rules_file)]))]),
+    );
+    top.insert(s("probes"), Value::Sequence(scn.probes.iter().map(|p| probe(scn, p)).collect()));
+    if !scn.counters.is_empty() {
+        top.insert(s("counters"), Value::Sequence(scn.counters.iter().map(counter).collect()));
+    }
+    let mut text = String::from("# Captured by `netconform capture`; the producer ran:\n");
+    for line in log.to_string().lines() {
+        text.push_str("#   ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text + &yaml::to_string(&Value::Mapping(top))
+}
+
+/// The lab host as the static scenario states it: its bridges (the container networks'
+/// among them), uplinks, forwarding, the sysctls the program left, and its services.
+fn host_section(scn: &Scenario, captured: &Captured) -> Value {
     let host = scn.host();
     let mut bridges = Mapping::new();
     for b in &scn.host.bridges {
@@ -149,10 +171,13 @@ pub fn static_scenario(scn: &Scenario, backend: Backend, rules_file: &str, captu
     host_map.insert(s("bridges"), Value::Mapping(bridges));
     host_map.insert(s("uplinks"), Value::Mapping(uplinks));
     host_map.insert(s("services"), services(&host.services));
-    top.insert(s("host"), Value::Mapping(host_map));
+    Value::Mapping(host_map)
+}
 
+/// Every node but the host, a container's network as one more interface.
+fn nodes_section(scn: &Scenario) -> Value {
     let mut nodes = Mapping::new();
-    for (i, node) in scn.nodes.iter().enumerate().skip(1) {
+    for node in scn.nodes.iter().skip(1) {
         let mut interfaces = Vec::new();
         for iface in &node.interfaces {
             let mut m = Mapping::new();
@@ -178,25 +203,9 @@ pub fn static_scenario(scn: &Scenario, backend: Backend, rules_file: &str, captu
         let mut m = Mapping::new();
         m.insert(s("interfaces"), Value::Sequence(interfaces));
         m.insert(s("services"), services(&node.services));
-        let _ = NodeId(i);
         nodes.insert(s(&node.name), Value::Mapping(m));
     }
-    top.insert(s("nodes"), Value::Mapping(nodes));
-    top.insert(
-        s("rules"),
-        map([("backends", Value::Sequence(vec![s(backend.name())])), ("files", Value::Sequence(vec![s(rules_file)]))]),
-    );
-    top.insert(s("probes"), Value::Sequence(scn.probes.iter().map(|p| probe(scn, p)).collect()));
-    if !scn.counters.is_empty() {
-        top.insert(s("counters"), Value::Sequence(scn.counters.iter().map(counter).collect()));
-    }
-    let mut text = String::from("# Captured by `netconform capture`; the producer ran:\n");
-    for line in log.to_string().lines() {
-        text.push_str("#   ");
-        text.push_str(line);
-        text.push('\n');
-    }
-    text + &yaml::to_string(&Value::Mapping(top))
+    Value::Mapping(nodes)
 }
 
 fn services(sv: &crate::scenario::Services) -> Value {

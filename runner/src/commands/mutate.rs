@@ -50,27 +50,7 @@ pub fn main(
         return fail(format!("no scenario under {} loads {}", searched.join(", "), rules.display()));
     };
 
-    let mut targets = Vec::new();
-    for scn in users {
-        if let Some(why) = &scn.skip {
-            eprintln!("not run: {}: skip: {why}", scn.name);
-            continue;
-        }
-        let backend = match only {
-            Some(b) if scn.rules.backends.contains(&b) => b,
-            Some(_) => {
-                let listed: Vec<&str> = scn.rules.backends.iter().map(|b| b.name()).collect();
-                eprintln!("not run: {}: runs under {} only", scn.name, listed.join(", "));
-                continue;
-            }
-            None => scn.rules.backends[0],
-        };
-        let mut scenario = scn.clone();
-        if let Some(t) = timeout {
-            mutate::override_timeout(&mut scenario, t);
-        }
-        targets.push(Target { scenario, backend });
-    }
+    let targets = targets(&users, only, timeout);
     if targets.is_empty() {
         return fail(format!("no scenario that loads {} can run here", rules.display()));
     }
@@ -85,21 +65,8 @@ pub fn main(
     };
 
     let start = Instant::now();
-    let labels: Vec<String> = targets.iter().map(Target::label).collect();
-    eprintln!("running {} on the unmodified rule set", labels.join(", "));
-    let reports = runtime.block_on(mutate::run_targets(&targets));
-    let failures: Vec<String> = targets
-        .iter()
-        .zip(&reports)
-        .filter(|(_, rep)| rep.status != Status::Passed)
-        .map(|(t, rep)| harness::report::scenario(&t.scenario, rep))
-        .collect();
-    if !failures.is_empty() {
-        eprintln!("netconform mutate: the suite does not pass on the unmutated rule set; fix that first");
-        for f in failures {
-            eprint!("{f}");
-        }
-        return ExitCode::from(Exit::BadInput);
+    if let Err(code) = unmutated_pass(&runtime, &targets) {
+        return code;
     }
 
     let all = mutate::mutations(&text, format);
@@ -126,4 +93,52 @@ pub fn main(
         }
     }
     ExitCode::SUCCESS
+}
+
+/// What each scenario runs under: `only` if it lists it, else its first back end; a
+/// scenario set aside says why on standard error.
+fn targets(users: &[&Scenario], only: Option<Backend>, timeout: Option<Duration>) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for scn in users {
+        if let Some(why) = &scn.skip {
+            eprintln!("not run: {}: skip: {why}", scn.name);
+            continue;
+        }
+        let backend = match only {
+            Some(b) if scn.rules.backends.contains(&b) => b,
+            Some(_) => {
+                let listed: Vec<&str> = scn.rules.backends.iter().map(|b| b.name()).collect();
+                eprintln!("not run: {}: runs under {} only", scn.name, listed.join(", "));
+                continue;
+            }
+            None => scn.rules.backends[0],
+        };
+        let mut scenario = (*scn).clone();
+        if let Some(t) = timeout {
+            mutate::override_timeout(&mut scenario, t);
+        }
+        targets.push(Target { scenario, backend });
+    }
+    targets
+}
+
+/// The scenarios must pass on the rule set as it is before a mutation can mean anything.
+fn unmutated_pass(runtime: &tokio::runtime::Runtime, targets: &[Target]) -> Result<(), ExitCode> {
+    let labels: Vec<String> = targets.iter().map(Target::label).collect();
+    eprintln!("running {} on the unmodified rule set", labels.join(", "));
+    let reports = runtime.block_on(mutate::run_targets(targets));
+    let failures: Vec<String> = targets
+        .iter()
+        .zip(&reports)
+        .filter(|(_, rep)| rep.status != Status::Passed)
+        .map(|(t, rep)| harness::report::scenario(&t.scenario, rep))
+        .collect();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    eprintln!("netconform mutate: the suite does not pass on the unmutated rule set; fix that first");
+    for f in failures {
+        eprint!("{f}");
+    }
+    Err(ExitCode::from(Exit::BadInput))
 }

@@ -337,10 +337,15 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// `text` read into `T`, with the positions of its keys. The text is indexed first (it
-/// refuses deep nesting before serde_yaml's scanner spends quadratic time on it), then
-/// read as a generic value (syntax errors, duplicate keys, bad tags anywhere, even under
-/// keys `T` does not know), then into `T`. Any failure here ends the file's checks.
+/// `text` read into `T`, with the positions of its keys: a valid file is read twice,
+/// once as events for the positions and once by serde_yaml into `T`. The events come
+/// first: they refuse deep nesting before serde_yaml's scanner spends quadratic time on
+/// it, and they find duplicate keys and bad tags anywhere, even under keys `T` does not
+/// know. serde_yaml reads a whole document before it gives a value, so a syntax error
+/// anywhere fails the second read too. Only a file that fails is read a third time, as
+/// a generic value, so that a fault of the whole text wins over the first key `T`
+/// refuses; serde_yaml's words are the ones given. Any failure here ends the file's
+/// checks.
 pub fn read<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<(T, Positions), InputError> {
     let syntax = |e: SyntaxError| Diagnostic {
         path: path.to_path_buf(),
@@ -348,26 +353,34 @@ pub fn read<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<(
         key: None,
         message: e.message,
     };
-    let indexed = match Positions::parse(text) {
+    let positions = match Positions::parse(text) {
+        Ok(positions) => positions,
         Err(e) if e.too_deep => return Err(syntax(e).into()),
-        other => other,
-    };
-    if let Err(e) = serde_yaml::from_str::<Value>(text) {
-        let positions = indexed.unwrap_or_default();
-        if !positions.duplicates().is_empty() {
-            return Err(duplicates(path, &positions).into());
+        Err(e) => {
+            return Err(match serde_yaml::from_str::<Value>(text) {
+                Err(said) => serde_error(path, &Positions::default(), said),
+                Ok(_) => syntax(e),
+            }
+            .into())
         }
-        return Err(serde_error(path, &positions, e).into());
-    }
-    let positions = indexed.map_err(syntax)?;
+    };
     if !positions.duplicates().is_empty() {
         return Err(duplicates(path, &positions).into());
     }
     if !positions.tagged().is_empty() {
         return Err(tagged(path, &positions).into());
     }
-    let file = serde_yaml::from_str(text).map_err(|e| serde_error(path, &positions, e))?;
-    Ok((file, positions))
+    match serde_yaml::from_str(text) {
+        Ok(file) => Ok((file, positions)),
+        // serde_yaml stops at the first key `T` refuses, before it expands what comes
+        // later; a fault of the text as a whole (aliases that would expand beyond
+        // serde_yaml's repetition limit) is the one to tell.
+        Err(e) => Err(match serde_yaml::from_str::<Value>(text) {
+            Err(whole) => serde_error(path, &positions, whole),
+            Ok(_) => serde_error(path, &positions, e),
+        }
+        .into()),
+    }
 }
 
 /// Values written with the non-specific tag `!`, which serde_yaml drops without a word.

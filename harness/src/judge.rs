@@ -44,11 +44,11 @@ pub fn probe(scn: &Scenario, probe: &Probe, outcome: &Outcome) -> Verdict {
             }
         }
         if let Some(want) = &probe.source_seen {
-            let seen = outcome.source_seen.map(|s| *s.ip());
+            let seen = outcome.source_seen.map(|s| s.ip());
             let (ok, wanted) = match want {
                 SourceSeen::Address(a) => (seen == Some(*a), a.to_string()),
                 SourceSeen::Node(id) => (
-                    seen.is_some_and(|s| scn.addresses_of(*id).contains(&s)),
+                    seen.is_some_and(|s| scn.ip_addresses_of(*id).contains(&s)),
                     format!("an address of {}", scn.node(*id).name),
                 ),
             };
@@ -86,7 +86,7 @@ pub fn counter(exp: &CounterExpectation, delta: &Result<CounterDelta, LookupErro
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::net::Ipv4Addr;
     use std::path::PathBuf;
     use std::time::Duration;
 
@@ -105,7 +105,9 @@ mod tests {
                 host_side: format!("{name}-eth0"),
                 attach: Attach::Bridge(0),
                 address: addr.parse().unwrap(),
+                address6: vec![],
                 gateway: None,
+                gateway6: None,
             }],
             sysctls: vec![],
             loopback: true,
@@ -125,7 +127,11 @@ mod tests {
             sequential: false,
             host: HostSetup {
                 forwarding: true,
-                bridges: vec![Bridge { name: "br0".into(), address: Some("10.0.0.1/24".parse().unwrap()) }],
+                bridges: vec![Bridge {
+                    name: "br0".into(),
+                    address: Some("10.0.0.1/24".parse().unwrap()),
+                    address6: vec![],
+                }],
                 uplinks: vec![],
             },
             nodes: vec![
@@ -155,7 +161,7 @@ mod tests {
             name: "a -> b:80/tcp".into(),
             location: Location { line: 1, column: 1 },
             from: NodeId(1),
-            to: Ipv4Addr::new(10, 0, 0, 3),
+            to: Ipv4Addr::new(10, 0, 0, 3).into(),
             to_text: "b".into(),
             proto: Proto::Tcp(80),
             expect,
@@ -169,7 +175,7 @@ mod tests {
     fn outcome(kind: OutcomeKind, by: Option<&str>, seen: Option<&str>) -> Outcome {
         Outcome {
             answered_by: by.map(str::to_string),
-            source_seen: seen.map(|s| SocketAddrV4::new(s.parse().unwrap(), 4000)),
+            source_seen: seen.map(|s| std::net::SocketAddr::new(s.parse().unwrap(), 4000)),
             ..Outcome::new(kind, "detail")
         }
     }
@@ -208,9 +214,9 @@ mod tests {
     #[case(SourceSeen::Node(NodeId(1)), Some("10.0.0.2"), true)]
     #[case(SourceSeen::Node(NodeId(1)), Some("10.0.0.1"), false)]
     #[case(SourceSeen::Node(NodeId::HOST), Some("10.0.0.1"), true)]
-    #[case(SourceSeen::Address(Ipv4Addr::new(10, 0, 0, 1)), Some("10.0.0.1"), true)]
-    #[case(SourceSeen::Address(Ipv4Addr::new(10, 0, 0, 1)), Some("10.0.0.2"), false)]
-    #[case(SourceSeen::Address(Ipv4Addr::new(10, 0, 0, 1)), None, false)]
+    #[case(SourceSeen::Address(Ipv4Addr::new(10, 0, 0, 1).into()), Some("10.0.0.1"), true)]
+    #[case(SourceSeen::Address(Ipv4Addr::new(10, 0, 0, 1).into()), Some("10.0.0.2"), false)]
+    #[case(SourceSeen::Address(Ipv4Addr::new(10, 0, 0, 1).into()), None, false)]
     fn source_seen(#[case] want: SourceSeen, #[case] seen: Option<&str>, #[case] pass: bool) {
         let v = super::probe(
             &scenario(),

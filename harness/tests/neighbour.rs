@@ -45,7 +45,7 @@ fn late_answer(proto: &str, port: Option<u16>) -> Result<(), String> {
     rt.block_on(async {
         let lab = Lab::build(&scn).await.map_err(|e| e.to_string())?;
         let _services = Services::start(&lab, &scn).map_err(|e| e.to_string())?;
-        let (a, b) = (scn.probes[0].from, scn.owner_of(scn.probes[0].to).ok_or("no node owns b's address")?);
+        let (a, b) = (scn.probes[0].from, scn.owner_of_ip(scn.probes[0].to).ok_or("no node owns b's address")?);
         lab.ns(b).write_sysctls([("net.ipv4.conf.all.arp_ignore", "8")]).map_err(|e| e.to_string())?;
         let target = lab.ns(b).try_clone().map_err(|e| e.to_string())?;
         let release = tokio::spawn(async move {

@@ -56,7 +56,7 @@ fn silence_first(probe: &str, expect: &str) -> Result<(), String> {
     rt.block_on(async {
         let lab = Lab::build(&scn).await.map_err(|e| e.to_string())?;
         let _services = Services::start(&lab, &scn).map_err(|e| e.to_string())?;
-        let b = scn.owner_of(scn.probes[0].to).ok_or("no node owns b's address")?;
+        let b = scn.owner_of_ip(scn.probes[0].to).ok_or("no node owns b's address")?;
         let lossy =
             Invocation { stdin: Some(FIRST_PACKET_LOST.as_bytes().to_vec()), ..Invocation::new("nft", ["-f", "-"]) };
         sandbox::run_in(lab.ns(b).as_fd(), &lossy).await.map_err(|e| e.to_string())?;

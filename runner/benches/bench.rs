@@ -185,7 +185,7 @@ fn rules_text(n: usize, format: scenario::RuleFormat) -> String {
     let rule = |i: usize| (Ipv4Addr::new(10, 1 + (i / 250) as u8, (i % 250) as u8, 1), 1000 + (i % 60000) as u16);
     let mut t = String::new();
     match format {
-        scenario::RuleFormat::Iptables => {
+        scenario::RuleFormat::Iptables | scenario::RuleFormat::Ip6tables => {
             t.push_str("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:BENCH - [0:0]\n");
             t.push_str("-A FORWARD -j BENCH\n");
             for i in 0..n {
@@ -298,7 +298,7 @@ fn rules(b: &mut Bench) {
             }
             // The rules are really there: the dump holds every one of them.
             let (_, text) =
-                b.rt.block_on(backend::dump(rb.as_ref(), lab.host())).unwrap_or_else(|e| die(&e.to_string()));
+                b.rt.block_on(backend::dump(rb.as_ref(), lab.host(), false)).unwrap_or_else(|e| die(&e.to_string()));
             let found =
                 text.lines().filter(|l| l.contains("-A BENCH ") || l.trim_start().starts_with("ip saddr 10.")).count();
             if found != n {

@@ -60,6 +60,17 @@ pub struct Dump {
     pub chains: Vec<ChainId>,
 }
 
+impl Dump {
+    /// Adds `other`'s rules, policies and chains under `family`: an ip6tables dump
+    /// beside an iptables one, whose own have none.
+    pub fn merge_family(&mut self, family: &str, other: Dump) {
+        let f = || Some(family.to_string());
+        self.rules.extend(other.rules.into_iter().map(|r| RuleCounter { family: f(), ..r }));
+        self.policies.extend(other.policies.into_iter().map(|p| ChainPolicy { family: f(), ..p }));
+        self.chains.extend(other.chains.into_iter().map(|c| ChainId { family: f(), ..c }));
+    }
+}
+
 /// A dump that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -271,6 +282,10 @@ impl Dump {
             return if tables.contains(&(Some(f), table)) { Ok(Some(f)) } else { Err(no_table()) };
         }
         let families: Vec<Option<&str>> = tables.iter().filter(|&&(_, t)| t == table).map(|&(f, _)| f).collect();
+        // An iptables table without a family is IPv4's; its IPv6 twin is named `ip6`.
+        if families.contains(&None) {
+            return Ok(None);
+        }
         match families.as_slice() {
             [] => Err(no_table()),
             [only] => Ok(*only),

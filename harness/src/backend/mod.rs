@@ -33,6 +33,16 @@ pub trait RuleBackend: Send + Sync {
     /// Prints the whole rule set with counters.
     fn dump(&self) -> Invocation;
     fn parse_dump(&self, text: &str) -> Result<Dump, ParseError>;
+    /// Loads one ip6tables-save file, for a back end that keeps IPv6 rules apart
+    /// (iptables); None where one file holds both families (nft).
+    fn load6(&self, _file: Option<&Path>, _first: bool) -> Option<Invocation> {
+        None
+    }
+    /// Prints the IPv6 rule set with counters, where it is apart; its rules come back
+    /// with the family `ip6`.
+    fn dump6(&self) -> Option<Invocation> {
+        None
+    }
 }
 
 /// Every back end, in the order they are listed.
@@ -58,6 +68,11 @@ impl Backend {
             Backend::IptablesNft | Backend::IptablesLegacy => RuleFormat::Iptables,
             Backend::Nft => RuleFormat::Nft,
         }
+    }
+
+    /// Whether this back end loads IPv6 rules from files of their own (ip6tables-save).
+    pub fn loads_ip6tables(self) -> bool {
+        self.format() == RuleFormat::Iptables
     }
 
     /// Which `iptables` a live program should find under this back end.
@@ -111,6 +126,8 @@ pub fn for_backend(backend: Backend) -> Box<dyn RuleBackend> {
 pub enum BackendError {
     #[error("loading {file}: {source}")]
     Load { file: String, source: ExecError },
+    #[error("loading {file}: {backend} loads no ip6tables-save files (its files hold both families)")]
+    NoIp6tables { file: String, backend: Backend },
     #[error("dumping the rule set: {0}")]
     Dump(ExecError),
     #[error("reading the {backend} dump: {source}")]
@@ -122,13 +139,35 @@ pub fn missing_programs(backend: Backend) -> Vec<&'static str> {
     for_backend(backend).programs().iter().copied().filter(|p| sandbox::which(p).is_none()).collect()
 }
 
+/// The invocation that loads each of `files`, in order. The first file of each
+/// family replaces what that family's tables hold; a file with its own text (a
+/// producer's, with its variables filled in) goes on standard input.
+pub fn load_invocations(rb: &dyn RuleBackend, files: &[RuleFile]) -> Result<Vec<Invocation>, BackendError> {
+    let (mut first4, mut first6) = (true, true);
+    let mut invocations = Vec::with_capacity(files.len());
+    for file in files {
+        let path = file.text.is_none().then_some(file.path.as_path());
+        let inv = match file.format {
+            RuleFormat::Ip6tables => {
+                let first = std::mem::replace(&mut first6, false);
+                rb.load6(path, first).ok_or_else(|| BackendError::NoIp6tables {
+                    file: file.path.display().to_string(),
+                    backend: rb.backend(),
+                })?
+            }
+            _ => rb.load(path, std::mem::replace(&mut first4, false)),
+        };
+        invocations.push(match &file.text {
+            Some(text) => Invocation { stdin: Some(text.clone().into_bytes()), ..inv },
+            None => inv,
+        });
+    }
+    Ok(invocations)
+}
+
 /// Load `files` in order into `host`.
 pub async fn load(rb: &dyn RuleBackend, host: &NetNs, files: &[RuleFile]) -> Result<(), BackendError> {
-    for (i, file) in files.iter().enumerate() {
-        let inv = match &file.text {
-            Some(text) => Invocation { stdin: Some(text.clone().into_bytes()), ..rb.load(None, i == 0) },
-            None => rb.load(Some(&file.path), i == 0),
-        };
+    for (file, inv) in files.iter().zip(load_invocations(rb, files)?) {
         sandbox::run_in(host.as_fd(), &inv)
             .await
             .map_err(|source| BackendError::Load { file: file.path.display().to_string(), source })?;
@@ -136,10 +175,19 @@ pub async fn load(rb: &dyn RuleBackend, host: &NetNs, files: &[RuleFile]) -> Res
     Ok(())
 }
 
-/// The host's rule set with counters, and the dump's text.
-pub async fn dump(rb: &dyn RuleBackend, host: &NetNs) -> Result<(Dump, String), BackendError> {
+/// The host's rule set with counters, and the dump's text. With `ipv6`, a back end
+/// that keeps IPv6 apart dumps it too, into the same dump under the family `ip6`.
+pub async fn dump(rb: &dyn RuleBackend, host: &NetNs, ipv6: bool) -> Result<(Dump, String), BackendError> {
     let inv = rb.dump();
     let out = sandbox::run_in(host.as_fd(), &inv).await.map_err(BackendError::Dump)?;
-    let dump = rb.parse_dump(&out.stdout).map_err(|source| BackendError::Parse { backend: rb.backend(), source })?;
-    Ok((dump, out.stdout))
+    let mut dump =
+        rb.parse_dump(&out.stdout).map_err(|source| BackendError::Parse { backend: rb.backend(), source })?;
+    let mut text = out.stdout;
+    if let (true, Some(inv)) = (ipv6, rb.dump6()) {
+        let out = sandbox::run_in(host.as_fd(), &inv).await.map_err(BackendError::Dump)?;
+        let six = rb.parse_dump(&out.stdout).map_err(|source| BackendError::Parse { backend: rb.backend(), source })?;
+        dump.merge_family("ip6", six);
+        text.push_str(&out.stdout);
+    }
+    Ok((dump, text))
 }

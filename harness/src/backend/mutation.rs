@@ -89,7 +89,7 @@ pub struct Mutation {
 /// Every mutation of a rule file in `format`.
 pub fn mutations(text: &str, format: RuleFormat) -> Vec<Mutation> {
     match format {
-        RuleFormat::Iptables => iptables::mutate::iptables_mutations(text),
+        RuleFormat::Iptables | RuleFormat::Ip6tables => iptables::mutate::iptables_mutations(text),
         RuleFormat::Nft => nft::mutate::nft_mutations(text),
     }
 }

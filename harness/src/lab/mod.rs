@@ -175,7 +175,7 @@ async fn build_links(
     mut made: crate::lab::netns::Made<((), Connection)>,
 ) -> Result<Vec<NetNs>, LabError> {
     use futures::StreamExt;
-    make_bridges(&plan.host, &host).await?;
+    make_bridges(&plan.host, plan.ipv6, &host).await?;
 
     let mut slots: Vec<Option<NetNs>> = (0..=plan.nodes.len()).map(|_| None).collect();
     slots[NodeId::HOST.0] = Some(host_ns);
@@ -188,7 +188,7 @@ async fn build_links(
                 let (id, (), ns, nl) = arrived(m, 1, plan)?;
                 awaited -= 1;
                 running.push(async move {
-                    wire_node(&plan.nodes[id - 1], ns.raw_fd(), &nl, host, &plan.host.name).await?;
+                    wire_node(&plan.nodes[id - 1], plan.ipv6, ns.raw_fd(), &nl, host, &plan.host.name).await?;
                     Ok::<_, LabError>((id, ns))
                 });
             }
@@ -204,14 +204,17 @@ async fn build_links(
 
 /// The host's lo up, and its bridges, each with its address and ARP settings; down
 /// until their ports are up (see [`open_bridges`]).
-async fn make_bridges(host_plan: &HostPlan, host: &impl Netlink) -> Result<(), LabError> {
+async fn make_bridges(host_plan: &HostPlan, ipv6: bool, host: &impl Netlink) -> Result<(), LabError> {
     host.set_up(LOOPBACK_IFINDEX, "lo in host").await?;
     for bridge in &host_plan.bridges {
         host.add_bridge(bridge).await?;
         if let Some(addr) = bridge.address {
-            host.add_address(bridge.index, addr, &bridge.name).await?;
+            host.add_address(bridge.index, addr.into(), &bridge.name).await?;
         }
-        host.set_retrans_time(bridge.index, &bridge.name).await?;
+        for &addr in &bridge.address6 {
+            host.add_address(bridge.index, addr.into(), &bridge.name).await?;
+        }
+        host.set_retrans_time(bridge.index, ipv6, &bridge.name).await?;
     }
     Ok(())
 }
@@ -234,6 +237,7 @@ async fn open_bridges(plan: &LabPlan, host: &impl Netlink) -> Result<(), LabErro
 /// Done once every interface can transmit.
 async fn wire_node(
     node: &NodePlan,
+    ipv6: bool,
     peer_ns: RawFd,
     nl: &impl Netlink,
     host: &impl Netlink,
@@ -242,8 +246,11 @@ async fn wire_node(
     let veths = node.veths.iter().map(|veth| async move {
         host.add_veth(veth, peer_ns, host_name, &node.name).await?;
         if let Some(addr) = veth.host_address {
-            host.add_address(veth.host_index, addr, &veth.host_side).await?;
-            host.set_retrans_time(veth.host_index, &veth.host_side).await?;
+            host.add_address(veth.host_index, addr.into(), &veth.host_side).await?;
+            for &addr in &veth.host_address6 {
+                host.add_address(veth.host_index, addr.into(), &veth.host_side).await?;
+            }
+            host.set_retrans_time(veth.host_index, ipv6, &veth.host_side).await?;
         }
         Ok::<(), LabError>(())
     });
@@ -253,10 +260,17 @@ async fn wire_node(
     let addresses = node.veths.iter().map(|veth| {
         let what = format!("{} in {}", veth.name, node.name);
         async move {
+            let addresses = async {
+                nl.add_address(veth.index, veth.address.into(), &what).await?;
+                for &addr in &veth.address6 {
+                    nl.add_address(veth.index, addr.into(), &what).await?;
+                }
+                Ok(())
+            };
             futures::future::try_join3(
-                nl.add_address(veth.index, veth.address, &what),
+                addresses,
                 nl.set_up(veth.index, &what),
-                nl.set_retrans_time(veth.index, &what),
+                nl.set_retrans_time(veth.index, ipv6, &what),
             )
             .await
         }
@@ -270,6 +284,9 @@ async fn wire_node(
     futures::future::try_join(lo_up, futures::future::try_join_all(addresses)).await?;
     for &gateway in &node.gateways {
         nl.add_default_route(gateway, &node.name).await?;
+    }
+    for &gateway in &node.gateways6 {
+        nl.add_default_route6(gateway, &node.name).await?;
     }
     // Waiting costs nothing but a dump or two: the wait is for the kernel's word.
     nl.wait_ready(&node.ready(), &node.name).await
@@ -299,6 +316,13 @@ pub fn baseline(ipv6: bool) -> Vec<(String, String)> {
     // user namespace only mapped groups may be named.
     let gid = nix::unistd::getegid();
     settings.push(("net.ipv4.ping_group_range".into(), format!("{gid} {gid}")));
+    if ipv6 {
+        for scope in ["all", "default"] {
+            for (key, value) in BASELINE_CONF6 {
+                settings.push((format!("net.ipv6.conf.{scope}.{key}"), value.to_string()));
+            }
+        }
+    }
     for scope in ["all", "default"] {
         for (key, value) in BASELINE_CONF {
             settings.push((format!("net.ipv4.conf.{scope}.{key}"), value.to_string()));
@@ -374,14 +398,26 @@ impl BuildSettings {
             write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
         }
         write_sysctl("net.ipv4.ip_forward", if self.forwarding { "1" } else { "0" })?;
+        if self.ipv6 && self.forwarding {
+            write_sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        }
         if self.bridges {
             // Bridged packets pass iptables, as on a host with br_netfilter loaded
             // (Docker loads it); a scenario may turn it off.
             write_sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
+            if self.ipv6 {
+                write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")?;
+            }
         }
         Ok(differ)
     }
 }
+
+/// Per-interface IPv6 settings of a lab with IPv6: an address is usable at once (no
+/// duplicate address detection, whose wait would race the probes), and no router
+/// solicitation or advertisement moves a counter or a route.
+const BASELINE_CONF6: [(&str, &str); 4] =
+    [("accept_dad", "0"), ("accept_ra", "0"), ("router_solicitations", "0"), ("forwarding", "0")];
 
 /// Per-interface IPv4 settings at the kernel's defaults.
 const BASELINE_CONF: [(&str, &str); 7] = [
@@ -440,16 +476,19 @@ mod tests {
                 v.host_side, v.host_index, v.name, v.index
             ))
         }
-        async fn add_address(&self, index: u32, net: ipnet::Ipv4Net, _: &str) -> Result<(), LabError> {
+        async fn add_address(&self, index: u32, net: ipnet::IpNet, _: &str) -> Result<(), LabError> {
             self.note(format!("address {net} on #{index}"))
         }
         async fn set_up(&self, index: u32, _: &str) -> Result<(), LabError> {
             self.note(format!("up #{index}"))
         }
-        async fn set_retrans_time(&self, index: u32, _: &str) -> Result<(), LabError> {
-            self.note(format!("arp #{index}"))
+        async fn set_retrans_time(&self, index: u32, ipv6: bool, _: &str) -> Result<(), LabError> {
+            self.note(format!("{} #{index}", if ipv6 { "arp+nd" } else { "arp" }))
         }
         async fn add_default_route(&self, gateway: std::net::Ipv4Addr, _: &str) -> Result<(), LabError> {
+            self.note(format!("route via {gateway}"))
+        }
+        async fn add_default_route6(&self, gateway: std::net::Ipv6Addr, _: &str) -> Result<(), LabError> {
             self.note(format!("route via {gateway}"))
         }
         async fn wait_ready(&self, names: &[&str], _: &str) -> Result<(), LabError> {
@@ -468,7 +507,7 @@ mod tests {
         let plan = LabPlan::new(&crate::scenario::load_text(LAB));
         let host = Recorder::new("host");
         futures::executor::block_on(async {
-            make_bridges(&plan.host, &host).await.unwrap();
+            make_bridges(&plan.host, false, &host).await.unwrap();
             open_bridges(&plan, &host).await.unwrap();
         });
         assert_eq!(
@@ -490,7 +529,7 @@ mod tests {
         let plan = LabPlan::new(&crate::scenario::load_text(LAB));
         let host = Recorder::new("host");
         let node = host.beside("a");
-        futures::executor::block_on(wire_node(&plan.nodes[0], 7, &node, &host, "host")).unwrap();
+        futures::executor::block_on(wire_node(&plan.nodes[0], false, 7, &node, &host, "host")).unwrap();
         let calls = host.calls();
         assert_eq!(
             calls[0],
@@ -518,7 +557,7 @@ mod tests {
         let plan = LabPlan::new(&crate::scenario::load_text(LAB));
         let host = Recorder::new("host");
         let node = host.beside("lan");
-        futures::executor::block_on(wire_node(&plan.nodes[1], 8, &node, &host, "host")).unwrap();
+        futures::executor::block_on(wire_node(&plan.nodes[1], false, 8, &node, &host, "host")).unwrap();
         let calls = host.calls();
         assert_eq!(calls[0], "host: veth eno1 #1002 in host, peer eth0 #1000 in lan (fd 8)");
         assert_eq!(calls[1..3], ["host: address 192.0.2.1/24 on #1002", "host: arp #1002"].map(String::from));
@@ -530,7 +569,7 @@ mod tests {
         let plan = LabPlan::new(&crate::scenario::load_text(LAB));
         let host = Recorder::new("host");
         let node = Recorder { refuse: Some("address"), ..host.beside("a") };
-        let err = futures::executor::block_on(wire_node(&plan.nodes[0], 7, &node, &host, "host")).unwrap_err();
+        let err = futures::executor::block_on(wire_node(&plan.nodes[0], false, 7, &node, &host, "host")).unwrap_err();
         assert_eq!(err.what, "address 10.0.0.2/24 on #1000");
         assert!(!host.calls().iter().any(|c| c.contains("route") || c.contains("wait")), "{:?}", host.calls());
     }

@@ -3,11 +3,11 @@
 //! one namespace. Topology code is written against the trait, so its unit tests
 //! record the calls with a fake instead of needing root.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::task::JoinHandle;
@@ -24,12 +24,15 @@ pub(crate) trait Netlink {
     /// interface ever exists in a namespace it does not belong to. `host` and `node`
     /// name the two namespaces in messages.
     async fn add_veth(&self, veth: &VethPlan, peer_ns: RawFd, host: &str, node: &str) -> Result<(), LabError>;
-    async fn add_address(&self, index: u32, net: Ipv4Net, what: &str) -> Result<(), LabError>;
+    /// An address; an IPv6 one without duplicate address detection (`nodad`), so it
+    /// is usable at once.
+    async fn add_address(&self, index: u32, net: IpNet, what: &str) -> Result<(), LabError>;
     async fn set_up(&self, index: u32, what: &str) -> Result<(), LabError>;
-    /// The ARP settings of the lab's interfaces (see [`RETRANS_TIME_MS`] and
-    /// [`NEIGH_PROBES`]).
-    async fn set_retrans_time(&self, index: u32, what: &str) -> Result<(), LabError>;
+    /// The ARP settings of the lab's interfaces, and with `ipv6` the same for
+    /// neighbour discovery (see [`RETRANS_TIME_MS`] and [`NEIGH_PROBES`]).
+    async fn set_retrans_time(&self, index: u32, ipv6: bool, what: &str) -> Result<(), LabError>;
     async fn add_default_route(&self, gateway: Ipv4Addr, node: &str) -> Result<(), LabError>;
+    async fn add_default_route6(&self, gateway: Ipv6Addr, node: &str) -> Result<(), LabError>;
     /// Waits until every interface named can transmit.
     async fn wait_ready(&self, names: &[&str], ns: &str) -> Result<(), LabError>;
 }
@@ -79,6 +82,41 @@ impl RtNetlink {
     /// Drives a connection made by [`RtNetlink::connect`] from here on.
     pub(crate) fn start((connection, handle, events): Connection) -> RtNetlink {
         RtNetlink { handle, task: tokio::spawn(connection), events }
+    }
+
+    /// The retransmit time and probe counts of one neighbour table (`arp_cache` or
+    /// `ndisc_cache`) on interface `index`.
+    async fn set_neighbour_table(&self, index: u32, table: &str, what: &str) -> Result<(), LabError> {
+        use futures::StreamExt;
+        use netlink_packet_route::neighbour_table::{
+            NeighbourTableAttribute, NeighbourTableMessage, NeighbourTableParameter,
+        };
+        use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+        let what = || format!("setting the {table} retransmit time of {what}");
+        let mut msg = NeighbourTableMessage::default();
+        msg.header.family = match table {
+            "ndisc_cache" => netlink_packet_route::AddressFamily::Inet6,
+            _ => netlink_packet_route::AddressFamily::Inet,
+        };
+        msg.attributes = vec![
+            NeighbourTableAttribute::Name(table.into()),
+            NeighbourTableAttribute::Parms(vec![
+                NeighbourTableParameter::Ifindex(index),
+                NeighbourTableParameter::RetransTime(RETRANS_TIME_MS),
+                NeighbourTableParameter::McastProbes(NEIGH_PROBES),
+                NeighbourTableParameter::UcastProbes(NEIGH_PROBES),
+                NeighbourTableParameter::McastReprobes(NEIGH_PROBES),
+            ]),
+        ];
+        let mut req = NetlinkMessage::from(netlink_packet_route::RouteNetlinkMessage::SetNeighbourTable(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let mut answers = self.handle.clone().request(req).map_err(fail(what()))?;
+        while let Some(answer) = answers.next().await {
+            if let NetlinkPayload::Error(e) = answer.payload {
+                return Err(fail(what())(rtnetlink::Error::NetlinkError(e)));
+            }
+        }
+        Ok(())
     }
 
     /// The names of the links that are up with a carrier.
@@ -150,13 +188,23 @@ impl Netlink for RtNetlink {
             .map_err(fail(format!("adding default route via {gateway} in {node}")))
     }
 
-    async fn add_address(&self, index: u32, net: Ipv4Net, what: &str) -> Result<(), LabError> {
+    async fn add_default_route6(&self, gateway: Ipv6Addr, node: &str) -> Result<(), LabError> {
+        let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gateway).build();
         self.handle
-            .address()
-            .add(index, IpAddr::V4(net.addr()), net.prefix_len())
+            .route()
+            .add(route)
             .execute()
             .await
-            .map_err(fail(format!("adding {net} to {what}")))
+            .map_err(fail(format!("adding IPv6 default route via {gateway} in {node}")))
+    }
+
+    async fn add_address(&self, index: u32, net: IpNet, what: &str) -> Result<(), LabError> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+        let mut request = self.handle.address().add(index, net.addr(), net.prefix_len());
+        if net.addr().is_ipv6() {
+            request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        request.execute().await.map_err(fail(format!("adding {net} to {what}")))
     }
 
     /// Waits until every interface named can transmit: the kernel gives a device its
@@ -216,36 +264,14 @@ impl Netlink for RtNetlink {
     }
 
     /// Probes to one next hop share its neighbour entry: should the first ARP
-    /// request go unanswered (a link still settling on a busy machine), the kernel
+    /// request (or neighbour solicitation) go unanswered (a link still settling on a busy machine), the kernel
     /// asks again after [`RETRANS_TIME_MS`] instead of a second, within a probe's
     /// wait, and goes on asking [`NEIGH_PROBES`] times before it gives up. Per interface, over netlink: a new namespace has no defaults of its own
     /// for the neighbour table (its interfaces copy the machine's).
-    async fn set_retrans_time(&self, index: u32, what: &str) -> Result<(), LabError> {
-        use futures::StreamExt;
-        use netlink_packet_route::neighbour_table::{
-            NeighbourTableAttribute, NeighbourTableMessage, NeighbourTableParameter,
-        };
-        use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
-        let what = || format!("setting the ARP retransmit time of {what}");
-        let mut msg = NeighbourTableMessage::default();
-        msg.header.family = netlink_packet_route::AddressFamily::Inet;
-        msg.attributes = vec![
-            NeighbourTableAttribute::Name("arp_cache".into()),
-            NeighbourTableAttribute::Parms(vec![
-                NeighbourTableParameter::Ifindex(index),
-                NeighbourTableParameter::RetransTime(RETRANS_TIME_MS),
-                NeighbourTableParameter::McastProbes(NEIGH_PROBES),
-                NeighbourTableParameter::UcastProbes(NEIGH_PROBES),
-                NeighbourTableParameter::McastReprobes(NEIGH_PROBES),
-            ]),
-        ];
-        let mut req = NetlinkMessage::from(netlink_packet_route::RouteNetlinkMessage::SetNeighbourTable(msg));
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        let mut answers = self.handle.clone().request(req).map_err(fail(what()))?;
-        while let Some(answer) = answers.next().await {
-            if let NetlinkPayload::Error(e) = answer.payload {
-                return Err(fail(what())(rtnetlink::Error::NetlinkError(e)));
-            }
+    async fn set_retrans_time(&self, index: u32, ipv6: bool, what: &str) -> Result<(), LabError> {
+        self.set_neighbour_table(index, "arp_cache", what).await?;
+        if ipv6 {
+            self.set_neighbour_table(index, "ndisc_cache", what).await?;
         }
         Ok(())
     }

@@ -3,9 +3,9 @@
 //! kernel call is made here, so the topology is tested without root; [`super::Lab`]
 //! applies a plan through a small netlink trait (`lab/netlink.rs`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::scenario::{Attach, NodeId, Scenario};
 
@@ -44,6 +44,7 @@ pub struct BridgePlan {
     pub name: String,
     pub index: u32,
     pub address: Option<Ipv4Net>,
+    pub address6: Vec<Ipv6Net>,
     /// Whether any veth joins it: only such a bridge waits to transmit.
     pub has_ports: bool,
 }
@@ -57,6 +58,8 @@ pub struct NodePlan {
     pub veths: Vec<VethPlan>,
     /// Default routes, via these gateways, in file order.
     pub gateways: Vec<Ipv4Addr>,
+    /// IPv6 default routes, the same way.
+    pub gateways6: Vec<Ipv6Addr>,
     /// The scenario's own sysctls, written once the links exist (after the
     /// baseline, so they win).
     pub sysctls: Vec<(String, String)>,
@@ -72,10 +75,12 @@ pub struct VethPlan {
     pub index: u32,
     /// The node's address on its end.
     pub address: Ipv4Net,
+    pub address6: Vec<Ipv6Net>,
     /// The index of the bridge the host end joins.
     pub controller: Option<u32>,
     /// An uplink's address, on the host end.
     pub host_address: Option<Ipv4Net>,
+    pub host_address6: Vec<Ipv6Net>,
 }
 
 impl LabPlan {
@@ -91,6 +96,7 @@ impl LabPlan {
                 name: bridge.name.clone(),
                 index: bridge_ifindex(b),
                 address: bridge.address,
+                address6: bridge.address6.clone(),
                 has_ports: has_ports(b),
             })
             .collect();
@@ -117,6 +123,7 @@ impl LabPlan {
                             name: iface.name.clone(),
                             index: FIRST_IFINDEX + position as u32,
                             address: iface.address,
+                            address6: iface.address6.clone(),
                             controller: match iface.attach {
                                 Attach::Bridge(b) => Some(bridge_ifindex(b)),
                                 Attach::Uplink(_) => None,
@@ -124,6 +131,10 @@ impl LabPlan {
                             host_address: match iface.attach {
                                 Attach::Uplink(u) => Some(scn.host.uplinks[u].address),
                                 Attach::Bridge(_) => None,
+                            },
+                            host_address6: match iface.attach {
+                                Attach::Uplink(u) => scn.host.uplinks[u].address6.clone(),
+                                Attach::Bridge(_) => Vec::new(),
                             },
                         }
                     })
@@ -134,6 +145,7 @@ impl LabPlan {
                     loopback: node.loopback,
                     veths,
                     gateways: node.interfaces.iter().filter_map(|i| i.gateway).collect(),
+                    gateways6: node.interfaces.iter().filter_map(|i| i.gateway6).collect(),
                     sysctls: node.sysctls.clone(),
                 }
             })

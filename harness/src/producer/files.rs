@@ -60,8 +60,11 @@ async fn load(scn: &Scenario, host: &NetNs, backend: Backend, log: &mut Log) -> 
         }
         _ => ProducerError::Failed(e.to_string()),
     })?;
-    for (i, f) in scn.rules.files.iter().enumerate() {
-        log.push(format!("$ {}", rb.load(Some(&f.path), i == 0).display()));
+    for (file, inv) in
+        scn.rules.files.iter().zip(backend::load_invocations(rb.as_ref(), &scn.rules.files).map_err(|e| e.to_string())?)
+    {
+        let input = if file.text.is_some() { format!(" < {}", file.path.display()) } else { String::new() };
+        log.push(format!("$ {}{input}", inv.display()));
     }
     Ok(())
 }

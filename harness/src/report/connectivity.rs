@@ -33,9 +33,13 @@ pub fn table(scn: &Scenario, rep: &ScenarioReport) -> Option<String> {
     }
     let column = |i: usize| {
         let p = &scn.probes[i];
+        // A node probed over IPv6 is a column of its own, an IPv6 address bracketed.
+        let literal = p.to_text.parse::<std::net::IpAddr>().is_ok();
+        let over = if p.to.is_ipv6() && !literal { " over ipv6" } else { "" };
         match p.proto {
-            Proto::Icmp => format!("{} icmp", p.to_text),
-            other => format!("{}:{other}", p.to_text),
+            Proto::Icmp => format!("{} icmp{over}", p.to_text),
+            other if p.to.is_ipv6() && literal => format!("[{}]:{other}", p.to_text),
+            other => format!("{}:{other}{over}", p.to_text),
         }
     };
     let mut rows: Vec<String> = Vec::new();

@@ -67,7 +67,7 @@ async fn send_once(lab: &Lab, scn: &Scenario, p: &Probe, index: usize, trace: Op
             );
             if event.direction == trace::Direction::Reply {
                 // The answer was dropped, so the request arrived: at the answer's source.
-                outcome.delivered_to = scn.owner_of(event.packet.src).map(|id| scn.node(id).name.clone());
+                outcome.delivered_to = scn.owner_of_ip(event.packet.src).map(|id| scn.node(id).name.clone());
             }
             outcome
         }
@@ -120,7 +120,7 @@ async fn observe(
     let arrivals = Arrivals::start(lab, scn).map_err(|e| RunError::Arrivals(e.to_string()))?;
 
     let before = if !scn.counters.is_empty() || explain {
-        let (dump, text) = dump(rb, lab).await?;
+        let (dump, text) = dump(rb, lab, scn.ipv6).await?;
         report.rules_before = Some(text);
         Some(dump)
     } else {
@@ -150,7 +150,7 @@ async fn observe(
         }
     }
 
-    let (after, text) = dump(rb, lab).await?;
+    let (after, text) = dump(rb, lab, scn.ipv6).await?;
     report.rules_after = Some(text);
     if let Some(before) = before {
         report.counters = judge_counters(scn, &before, &after);
@@ -161,8 +161,8 @@ async fn observe(
     Ok(())
 }
 
-async fn dump(rb: &dyn RuleBackend, lab: &Lab) -> Result<(counters::Dump, String), RunError> {
-    backend::dump(rb, lab.host()).await.map_err(|e| RunError::Counters(e.to_string()))
+async fn dump(rb: &dyn RuleBackend, lab: &Lab, ipv6: bool) -> Result<(counters::Dump, String), RunError> {
+    backend::dump(rb, lab.host(), ipv6).await.map_err(|e| RunError::Counters(e.to_string()))
 }
 
 /// Trace the probes' packets: a drop ends a probe at once, and the report names the
@@ -203,7 +203,7 @@ async fn send_all(
         let mut last = before.cloned().unwrap_or_default();
         for (i, send) in sends.enumerate() {
             done.push(send.await);
-            let now = dump(rb, lab).await?.0;
+            let now = dump(rb, lab, scn.ipv6).await?.0;
             paths[i] = Some(path(&last, &now));
             last = now;
         }
@@ -225,6 +225,7 @@ async fn send_all(
 fn record_deliveries(scn: &Scenario, services: &Services, arrivals: &Arrivals, outcomes: &mut [Outcome]) {
     for (i, (outcome, p)) in outcomes.iter_mut().zip(&scn.probes).enumerate() {
         let proto = match p.proto {
+            Proto::Icmp if p.to.is_ipv6() => 58,
             Proto::Icmp => 1,
             Proto::Tcp(_) => 6,
             Proto::Udp(_) => 17,

@@ -134,13 +134,13 @@ pub struct HostFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping of bridge settings")]
 pub struct BridgeFile {
-    pub address: Option<String>,
+    pub address: Option<Addresses>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping of uplink settings")]
 pub struct UplinkFile {
-    pub address: Option<String>,
+    pub address: Option<Addresses>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,8 +166,27 @@ pub struct InterfaceFile {
     pub bridge: Option<String>,
     pub uplink: Option<String>,
     pub name: Option<String>,
-    pub address: Option<String>,
-    pub gateway: Option<String>,
+    pub address: Option<Addresses>,
+    pub gateway: Option<Addresses>,
+}
+
+/// One address, or a list of them (one of each family, or several):
+/// `address: 10.0.0.2/24`, `address: [10.0.0.2/24, fd00::2/64]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "an address, or a list of addresses such as [10.0.0.2/24, fd00::2/64]")]
+pub enum Addresses {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Addresses {
+    /// Each address as written, with its index when it was given in a list.
+    pub fn items(&self) -> Vec<(Option<usize>, &str)> {
+        match self {
+            Addresses::One(a) => vec![(None, a.as_str())],
+            Addresses::Many(list) => list.iter().enumerate().map(|(i, a)| (Some(i), a.as_str())).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +194,8 @@ pub struct InterfaceFile {
 pub struct RulesFile {
     pub backends: Option<Vec<String>>,
     pub files: Option<Vec<String>>,
+    /// ip6tables-save files, for the iptables back ends.
+    pub files6: Option<Vec<String>>,
     pub ipsets: Option<Vec<String>>,
     pub live: Option<LiveFile>,
 }
@@ -185,6 +206,7 @@ pub struct ProbeFile {
     pub name: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    pub family: Option<String>,
     pub proto: Option<String>,
     pub port: Option<Integer>,
     pub expect: Option<String>,

@@ -3,6 +3,7 @@
 //! part by part (`check`) into the model, collecting every problem found.
 
 use std::fs;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -159,12 +160,17 @@ pub(crate) fn convert(
     scenario.description = file.description.take();
     // A folded or literal block leaves line breaks and a final newline: one line.
     scenario.skip = file.skip.as_deref().map(one_line);
-    scenario.ipv6 = file.ipv6.unwrap_or(false);
+    // IPv6 addresses in the lab turn IPv6 on; `ipv6: false` beside them contradicts.
+    let has_ipv6 = (0..scenario.nodes.len()).any(|id| !scenario.addresses6_of(NodeId(id)).is_empty());
+    if file.ipv6 == Some(false) && has_ipv6 {
+        c.value("ipv6", "expected `ipv6: true` or no `ipv6` key: the lab has IPv6 addresses");
+    }
+    scenario.ipv6 = file.ipv6.unwrap_or(false) || has_ipv6;
     scenario.timeout = timeout;
     scenario.sequential = file.sequential.unwrap_or(false);
 
     for (key, target) in std::mem::take(&mut c.forward_targets) {
-        if scenario.owner_of(*target.ip()).is_none() && !lab.rejected.contains(target.ip()) {
+        if scenario.owner_of(*target.ip()).is_none() && !lab.rejected.contains(&IpAddr::V4(*target.ip())) {
             c.value(&key, format!("{} is no address of this lab; a forwarder connects to a lab node", target.ip()));
         }
     }
@@ -295,7 +301,7 @@ mod tests {
         assert_eq!(p.len(), 4);
         assert_eq!(p[0].name, "c1 -> c2:80/tcp");
         assert_eq!(p[0].location, loc(GOOD, "  - |from: c1\n    to: c2"));
-        assert_eq!((p[0].from, p[0].to), (NodeId(1), Ipv4Addr::new(172, 20, 0, 3)));
+        assert_eq!((p[0].from, p[0].to), (NodeId(1), IpAddr::V4(Ipv4Addr::new(172, 20, 0, 3))));
         assert_eq!(p[0].to_text, "c2");
         assert_eq!((p[0].proto, p[0].expect), (Proto::Tcp(80), Expect::Dropped));
         assert_eq!((p[0].served_by, p[0].source_seen.clone()), (None, None));
@@ -316,7 +322,7 @@ mod tests {
         assert_eq!(p[3].from, NodeId::HOST);
         assert_eq!(p[3].to, Ipv4Addr::new(192, 0, 2, 2));
         assert_eq!(p[3].proto, Proto::Udp(53));
-        assert_eq!(p[3].source_seen, Some(SourceSeen::Address(Ipv4Addr::new(192, 0, 2, 1))));
+        assert_eq!(p[3].source_seen, Some(SourceSeen::Address(Ipv4Addr::new(192, 0, 2, 1).into())));
 
         let c = &s.counters;
         assert_eq!(c.len(), 3);
@@ -357,7 +363,10 @@ counters:
         assert!(s.host().sysctls.is_empty());
         assert_eq!(s.rules.files[0].format, RuleFormat::Nft);
         let p = &s.probes[0];
-        assert_eq!((p.proto, p.to, p.timeout), (Proto::Icmp, Ipv4Addr::new(10, 0, 0, 1), Duration::from_millis(200)));
+        assert_eq!(
+            (p.proto, p.to, p.timeout),
+            (Proto::Icmp, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), Duration::from_millis(200))
+        );
         assert_eq!(p.name, "a -> host icmp");
         assert_eq!(s.counters[0].family.as_deref(), Some("ip"));
         assert_eq!(s.counters[0].location, at(13, 5));

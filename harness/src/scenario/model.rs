@@ -2,11 +2,11 @@
 //! checked. The lab, the probes and the judge read only this; the YAML shape lives in
 //! `file.rs` and never leaks past `load`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Where a value sits in its scenario file, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,7 +32,8 @@ pub struct Scenario {
     pub description: Option<String>,
     /// `skip: reason`: the scenario is reported as ignored with this reason.
     pub skip: Option<String>,
-    /// IPv6 stays disabled in every lab namespace unless this is true.
+    /// IPv6 stays disabled in every lab namespace unless this is true: `ipv6: true`,
+    /// or any IPv6 address in the lab.
     pub ipv6: bool,
     /// Default time a probe waits for an answer before calling it dropped.
     pub timeout: Duration,
@@ -85,6 +86,8 @@ pub struct Bridge {
     pub name: String,
     /// None for a bridge without an address on the host (Docker's "isolated" mode).
     pub address: Option<Ipv4Net>,
+    /// Its IPv6 addresses on the host, in file order.
+    pub address6: Vec<Ipv6Net>,
 }
 
 /// A veth between the host and one external node.
@@ -93,6 +96,7 @@ pub struct Uplink {
     /// Interface name on the host side.
     pub name: String,
     pub address: Ipv4Net,
+    pub address6: Vec<Ipv6Net>,
     /// The node whose interface is the other end.
     pub peer: NodeId,
 }
@@ -123,8 +127,12 @@ pub struct Interface {
     pub host_side: String,
     pub attach: Attach,
     pub address: Ipv4Net,
+    /// Its IPv6 addresses, in file order.
+    pub address6: Vec<Ipv6Net>,
     /// Default route of the node, via this interface.
     pub gateway: Option<Ipv4Addr>,
+    /// The node's IPv6 default route, via this interface.
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +354,8 @@ pub struct RuleFile {
 pub enum RuleFormat {
     /// iptables-save / iptables-restore text.
     Iptables,
+    /// ip6tables-save / ip6tables-restore text: the same syntax, for IPv6.
+    Ip6tables,
     /// An `nft -f` script.
     Nft,
 }
@@ -364,7 +374,7 @@ pub struct Probe {
     pub location: Location,
     pub from: NodeId,
     /// The destination address, resolved from a node name if one was given.
-    pub to: Ipv4Addr,
+    pub to: IpAddr,
     /// What the file said (`c2` or `192.0.2.1`), for messages.
     pub to_text: String,
     pub proto: Proto,
@@ -377,6 +387,31 @@ pub struct Probe {
     /// Set when this producer is expected to differ from the contract here: why.
     /// The expectation fields above are then the producer's own.
     pub difference: Option<String>,
+}
+
+/// An address family, as a probe names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn of(a: IpAddr) -> Family {
+        match a {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,7 +461,7 @@ impl std::fmt::Display for Expect {
 pub enum SourceSeen {
     /// Any address of this node.
     Node(NodeId),
-    Address(Ipv4Addr),
+    Address(IpAddr),
 }
 
 #[derive(Debug, Clone)]
@@ -502,8 +537,8 @@ impl Scenario {
         &self.nodes[NodeId::HOST.0]
     }
 
-    /// Every address the node owns, in declaration order. For the host: uplinks, then
-    /// bridges, then the gateways of container networks.
+    /// Every IPv4 address the node owns, in declaration order. For the host: uplinks,
+    /// then bridges, then the gateways of container networks.
     pub fn addresses_of(&self, id: NodeId) -> Vec<Ipv4Addr> {
         if id == NodeId::HOST {
             let up = self.host.uplinks.iter().map(|u| u.address.addr());
@@ -517,8 +552,35 @@ impl Scenario {
         }
     }
 
+    /// Every IPv6 address the node owns, in the same order.
+    pub fn addresses6_of(&self, id: NodeId) -> Vec<Ipv6Addr> {
+        if id == NodeId::HOST {
+            let up = self.host.uplinks.iter().flat_map(|u| &u.address6);
+            let br = self.host.bridges.iter().flat_map(|b| &b.address6);
+            up.chain(br).map(|a| a.addr()).collect()
+        } else if self.node(id).container.is_some() {
+            Vec::new()
+        } else {
+            self.node(id).interfaces.iter().flat_map(|i| &i.address6).map(|a| a.addr()).collect()
+        }
+    }
+
+    /// Every address of the node, both families, IPv4 first.
+    pub fn ip_addresses_of(&self, id: NodeId) -> Vec<IpAddr> {
+        let v4 = self.addresses_of(id).into_iter().map(IpAddr::V4);
+        v4.chain(self.addresses6_of(id).into_iter().map(IpAddr::V6)).collect()
+    }
+
     /// The node that owns `addr`, if any.
     pub fn owner_of(&self, addr: Ipv4Addr) -> Option<NodeId> {
         (0..self.nodes.len()).map(NodeId).find(|&id| self.addresses_of(id).contains(&addr))
+    }
+
+    /// The node that owns `addr`, of either family, if any.
+    pub fn owner_of_ip(&self, addr: IpAddr) -> Option<NodeId> {
+        match addr {
+            IpAddr::V4(a) => self.owner_of(a),
+            IpAddr::V6(a) => (0..self.nodes.len()).map(NodeId).find(|&id| self.addresses6_of(id).contains(&a)),
+        }
     }
 }

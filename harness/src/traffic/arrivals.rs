@@ -1,14 +1,15 @@
 //! Arrivals: which node a probe's request reached, even when no answer came back.
 //!
 //! A packet socket in each node (not the host, whose own rules decide after a packet
-//! arrives) records the IPv4 packets that arrive for one of the node's addresses. A
+//! arrives) records the IPv4 packets that arrive for one of the node's addresses, and
+//! with IPv6 on a second one the IPv6 packets. A
 //! probe's packets carry its tag (the source port, or the echo identifier; see
 //! [`crate::traffic::probe::tag`]), so a probe that expects `dropped` but whose request did
 //! arrive can be told apart: the filter let it through and only the answer was lost.
 
 use std::collections::HashSet;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use nix::{setsockopt_impl, sockopt_impl};
@@ -20,6 +21,7 @@ use crate::lab::Lab;
 use crate::scenario::{NodeId, Scenario};
 
 const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
 /// From linux/if_packet.h; not in the libc crate for every target.
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
@@ -53,33 +55,36 @@ impl Drop for Arrivals {
 impl Arrivals {
     pub fn start(lab: &Lab, scn: &Scenario) -> io::Result<Arrivals> {
         let mut arrivals = Arrivals::default();
+        let families: &[u16] = if scn.ipv6 { &[ETH_P_IP, ETH_P_IPV6] } else { &[ETH_P_IP] };
         for id in (1..scn.nodes.len()).map(NodeId) {
-            let sock = lab.ns(id).run(packet_socket)??;
-            // SAFETY: the Socket owns its descriptor and moves into the AsyncFd, so the
-            // descriptor stays open, and the same, until the AsyncFd drops.
-            let sock = unsafe { AsyncFd::register(sock) }.map_err(io::Error::from)?;
-            let addrs = scn.addresses_of(id);
-            arrivals.tasks.push(tokio::spawn(record(sock, id, addrs, arrivals.seen.clone())));
+            for &ethertype in families {
+                let sock = lab.ns(id).run(|| packet_socket(ethertype))??;
+                // SAFETY: the Socket owns its descriptor and moves into the AsyncFd, so
+                // the descriptor stays open, and the same, until the AsyncFd drops.
+                let sock = unsafe { AsyncFd::register(sock) }.map_err(io::Error::from)?;
+                let addrs = scn.ip_addresses_of(id);
+                arrivals.tasks.push(tokio::spawn(record(sock, id, addrs, arrivals.seen.clone())));
+            }
         }
         Ok(arrivals)
     }
 
-    /// The node, other than `sender`, where a packet of `proto` (6 TCP, 17 UDP, 1 ICMP)
-    /// with this tag arrived.
+    /// The node, other than `sender`, where a packet of `proto` (6 TCP, 17 UDP, 1 ICMP,
+    /// 58 ICMPv6) with this tag arrived.
     pub fn reached(&self, sender: NodeId, proto: u8, tag: u16) -> Option<NodeId> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.iter().find(|(node, p, t)| *node != sender && *p == proto && *t == tag).map(|(node, _, _)| *node)
     }
 }
 
-fn packet_socket() -> io::Result<Socket> {
-    let s = Socket::new(Domain::PACKET, Type::DGRAM, Some(Protocol::from(i32::from(ETH_P_IP.to_be()))))?;
+fn packet_socket(ethertype: u16) -> io::Result<Socket> {
+    let s = Socket::new(Domain::PACKET, Type::DGRAM, Some(Protocol::from(i32::from(ethertype.to_be()))))?;
     nix::sys::socket::setsockopt(&s, IgnoreOutgoing, &true)?;
     s.set_nonblocking(true)?;
     Ok(s)
 }
 
-async fn record(sock: AsyncFd<Socket>, node: NodeId, addrs: Vec<Ipv4Addr>, seen: Seen) {
+async fn record(sock: AsyncFd<Socket>, node: NodeId, addrs: Vec<IpAddr>, seen: Seen) {
     use std::io::Read;
     let mut buf = [0u8; 128];
     loop {
@@ -95,21 +100,28 @@ async fn record(sock: AsyncFd<Socket>, node: NodeId, addrs: Vec<Ipv4Addr>, seen:
     }
 }
 
-/// (protocol, tag) of an IPv4 packet for one of `addrs`: the source port of TCP and
-/// UDP, the identifier of an ICMP echo request.
-fn parse(p: &[u8], addrs: &[Ipv4Addr]) -> Option<(u8, u16)> {
-    if p.len() < 20 || p[0] >> 4 != 4 {
+/// (protocol, tag) of an IP packet for one of `addrs`: the source port of TCP and
+/// UDP, the identifier of an ICMP or ICMPv6 echo request.
+fn parse(p: &[u8], addrs: &[IpAddr]) -> Option<(u8, u16)> {
+    let (proto, dst, l4) = match p.first()? >> 4 {
+        4 if p.len() >= 20 => {
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            (p[9], IpAddr::V4(Ipv4Addr::new(p[16], p[17], p[18], p[19])), p.get(ihl..)?)
+        }
+        // Only packets without extension headers: the lab's probes carry none.
+        6 if p.len() >= 40 => {
+            let dst: [u8; 16] = p[24..40].try_into().ok()?;
+            (p[6], IpAddr::V6(Ipv6Addr::from(dst)), &p[40..])
+        }
+        _ => return None,
+    };
+    if !addrs.contains(&dst) || l4.len() < 8 {
         return None;
     }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-    if !addrs.contains(&dst) || p.len() < ihl + 8 {
-        return None;
-    }
-    let l4 = &p[ihl..];
-    match p[9] {
-        6 | 17 => Some((p[9], u16::from_be_bytes([l4[0], l4[1]]))),
+    match proto {
+        6 | 17 => Some((proto, u16::from_be_bytes([l4[0], l4[1]]))),
         1 if l4[0] == 8 => Some((1, u16::from_be_bytes([l4[4], l4[5]]))),
+        58 if l4[0] == 128 => Some((58, u16::from_be_bytes([l4[4], l4[5]]))),
         _ => None,
     }
 }
@@ -125,9 +137,31 @@ mod tests {
         p
     }
 
+    fn packet6(proto: u8, dst: Ipv6Addr, l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, proto, 64];
+        p.extend_from_slice(&"fd00::9".parse::<Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(l4);
+        p
+    }
+
+    #[test]
+    fn tags_of_ipv6_tcp_udp_and_echo_requests() {
+        let me: Ipv6Addr = "fd00::2".parse().unwrap();
+        let addrs = [IpAddr::V6(me)];
+        let ports = [0x4e, 0x20, 0, 80, 0, 0, 0, 0];
+        assert_eq!(parse(&packet6(6, me, &ports), &addrs), Some((6, 20000)));
+        assert_eq!(parse(&packet6(17, me, &ports), &addrs), Some((17, 20000)));
+        assert_eq!(parse(&packet6(58, me, &[128, 0, 0, 0, 0x4e, 0x21, 0, 1]), &addrs), Some((58, 20001)));
+        // An echo reply, another address, a truncated header.
+        assert_eq!(parse(&packet6(58, me, &[129, 0, 0, 0, 0x4e, 0x21, 0, 1]), &addrs), None);
+        assert_eq!(parse(&packet6(6, "fd00::3".parse().unwrap(), &ports), &addrs), None);
+        assert_eq!(parse(&packet6(6, me, &ports)[..30], &addrs), None);
+    }
+
     #[test]
     fn tags_of_tcp_udp_and_echo_requests() {
-        let addrs = [Ipv4Addr::new(10, 0, 0, 2)];
+        let addrs = [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))];
         let ports = [0x4e, 0x20, 0, 80, 0, 0, 0, 0];
         assert_eq!(parse(&packet(6, [10, 0, 0, 2], &ports), &addrs), Some((6, 20000)));
         assert_eq!(parse(&packet(17, [10, 0, 0, 2], &ports), &addrs), Some((17, 20000)));
@@ -137,7 +171,7 @@ mod tests {
 
     #[test]
     fn ignores_other_packets() {
-        let addrs = [Ipv4Addr::new(10, 0, 0, 2)];
+        let addrs = [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))];
         let ports = [0x4e, 0x20, 0, 80, 0, 0, 0, 0];
         // For another address.
         assert_eq!(parse(&packet(6, [10, 0, 0, 3], &ports), &addrs), None);

@@ -4,7 +4,7 @@
 //! by tokio, so a probe costs a thread spawn and a few system calls, no process.
 
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -85,7 +85,7 @@ pub struct Outcome {
     /// The node whose service answered, by the name in its answer.
     pub answered_by: Option<String>,
     /// The source address the answering service saw.
-    pub source_seen: Option<SocketAddrV4>,
+    pub source_seen: Option<SocketAddr>,
     /// The node whose service received the request (UDP), even if no answer came
     /// back: tells "dropped on the way there" from "dropped on the way back".
     pub delivered_to: Option<String>,
@@ -119,14 +119,28 @@ impl Outcome {
         }
     }
 
-    fn from_error(e: &io::Error, timeout: Duration) -> Outcome {
+    /// What an error on a probe's socket to `to` says. ICMPv6 errors come back as
+    /// other numbers than ICMP ones: "administratively prohibited" is EACCES there,
+    /// which for IPv4 only a rule in the sender gives.
+    fn from_error(e: &io::Error, timeout: Duration, to: SocketAddr) -> Outcome {
+        let v6 = to.is_ipv6();
         match e.raw_os_error() {
+            Some(libc::ECONNREFUSED) if v6 => {
+                Outcome::new(OutcomeKind::Refused, "connection refused (TCP reset or ICMPv6 port unreachable)")
+            }
             Some(libc::ECONNREFUSED) => {
                 Outcome::new(OutcomeKind::Refused, "connection refused (TCP reset or ICMP port unreachable)")
             }
+            Some(libc::EHOSTUNREACH) if v6 => Outcome::new(OutcomeKind::Refused, "ICMPv6 address unreachable"),
             Some(libc::EHOSTUNREACH) => Outcome::new(OutcomeKind::Refused, "ICMP host unreachable or prohibited"),
+            Some(libc::ENETUNREACH) if v6 => Outcome::new(OutcomeKind::Refused, "ICMPv6 no route to destination"),
             Some(libc::ENETUNREACH) => Outcome::new(OutcomeKind::Refused, "ICMP network unreachable"),
+            Some(libc::EACCES) if v6 => Outcome::new(
+                OutcomeKind::Refused,
+                "ICMPv6 administratively prohibited (or a policy failure, or a reject route)",
+            ),
             Some(libc::ENOPROTOOPT) => Outcome::new(OutcomeKind::Refused, "ICMP protocol unreachable"),
+            Some(libc::EPROTO) if v6 => Outcome::new(OutcomeKind::Refused, "ICMPv6 parameter problem"),
             Some(libc::EPERM) | Some(libc::EACCES) => Outcome {
                 evidence: Evidence::Sender,
                 ..Outcome::new(OutcomeKind::Dropped, "dropped by a rule in the sender before it left (EPERM)")
@@ -169,9 +183,9 @@ pub async fn send(from: &NetNs, probe: &Probe, index: usize) -> Outcome {
     let start = Instant::now();
     let tag = tag(index);
     let mut outcome = match probe.proto {
-        Proto::Tcp(port) => tcp(from, tag, SocketAddrV4::new(probe.to, port), probe.timeout).await,
-        Proto::Udp(port) => udp(from, tag, SocketAddrV4::new(probe.to, port), probe.timeout, index as u64).await,
-        Proto::Icmp => icmp(from, tag, SocketAddrV4::new(probe.to, 0), probe.timeout).await,
+        Proto::Tcp(port) => tcp(from, tag, SocketAddr::new(probe.to, port), probe.timeout).await,
+        Proto::Udp(port) => udp(from, tag, SocketAddr::new(probe.to, port), probe.timeout, index as u64).await,
+        Proto::Icmp => icmp(from, tag, SocketAddr::new(probe.to, 0), probe.timeout).await,
     };
     outcome.elapsed = start.elapsed();
     outcome
@@ -180,19 +194,20 @@ pub async fn send(from: &NetNs, probe: &Probe, index: usize) -> Outcome {
 /// A socket made inside `ns`, bound to the probe's `tag` port, non-blocking and
 /// already connecting to `to`. Errors here come before any packet left: they mean the
 /// probe could not be sent.
-fn open(ns: &NetNs, ty: Type, proto: Protocol, tag: u16, to: SocketAddrV4) -> Result<Socket, Outcome> {
+fn open(ns: &NetNs, ty: Type, proto: Protocol, tag: u16, to: SocketAddr) -> Result<Socket, Box<Outcome>> {
     let made = ns.run(|| -> io::Result<Socket> {
-        let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
+        let s = Socket::new(Domain::for_address(to), ty, Some(proto))?;
         s.set_nonblocking(true)?;
         if ty == Type::DGRAM {
             // Report every ICMP error on the socket, not only the "hard" ones.
-            set_recv_err(&s)?;
+            set_recv_err(&s, to.is_ipv6())?;
         } else {
             // A probe sent again binds its tag again, which the first attempt's
             // socket may not have let go of yet.
             s.set_reuse_address(true)?;
         }
-        s.bind(&SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, tag).into())?;
+        let any = if to.is_ipv6() { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+        s.bind(&SocketAddr::new(any, tag).into())?;
         match s.connect(&to.into()) {
             Ok(()) => Ok(s),
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
@@ -201,21 +216,29 @@ fn open(ns: &NetNs, ty: Type, proto: Protocol, tag: u16, to: SocketAddrV4) -> Re
     });
     match made {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => Err(Outcome::from_error(&e, Duration::ZERO)),
-        Ok(Err(e)) => Err(Outcome::new(OutcomeKind::Failed, format!("could not send from {}: {e}", ns.name()))),
-        Err(e) => Err(Outcome::new(OutcomeKind::Failed, format!("could not enter {}: {e}", ns.name()))),
+        Ok(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => {
+            Err(Box::new(Outcome::from_error(&e, Duration::ZERO, to)))
+        }
+        Ok(Err(e)) => {
+            Err(Box::new(Outcome::new(OutcomeKind::Failed, format!("could not send from {}: {e}", ns.name()))))
+        }
+        Err(e) => Err(Box::new(Outcome::new(OutcomeKind::Failed, format!("could not enter {}: {e}", ns.name())))),
     }
 }
 
-fn set_recv_err(s: &Socket) -> io::Result<()> {
-    nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::Ipv4RecvErr, &true)?;
+fn set_recv_err(s: &Socket, v6: bool) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    match v6 {
+        true => setsockopt(s, sockopt::Ipv6RecvErr, &true)?,
+        false => setsockopt(s, sockopt::Ipv4RecvErr, &true)?,
+    }
     Ok(())
 }
 
-async fn tcp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration) -> Outcome {
+async fn tcp(ns: &NetNs, tag: u16, to: SocketAddr, timeout: Duration) -> Outcome {
     let sock = match open(ns, Type::STREAM, Protocol::TCP, tag, to) {
         Ok(s) => s,
-        Err(outcome) => return outcome,
+        Err(outcome) => return *outcome,
     };
     let mut stream = match tokio::net::TcpStream::from_std(std::net::TcpStream::from(sock)) {
         Ok(s) => s,
@@ -227,7 +250,7 @@ async fn tcp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration) -> Outco
     }
     match stream.take_error() {
         Ok(None) => {}
-        Ok(Some(e)) | Err(e) => return Outcome::from_error(&e, timeout),
+        Ok(Some(e)) | Err(e) => return Outcome::from_error(&e, timeout, to),
     }
     let mut text = String::new();
     match tokio::time::timeout_at(deadline, stream.read_to_string(&mut text)).await {
@@ -246,48 +269,50 @@ async fn tcp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration) -> Outco
 }
 
 /// A datagram socket handed to tokio.
-fn register_datagram(sock: Socket) -> Result<tokio::net::UdpSocket, Outcome> {
+fn register_datagram(sock: Socket) -> Result<tokio::net::UdpSocket, Box<Outcome>> {
     tokio::net::UdpSocket::from_std(sock.into())
-        .map_err(|e| Outcome::new(OutcomeKind::Failed, format!("registering the socket: {e}")))
+        .map_err(|e| Box::new(Outcome::new(OutcomeKind::Failed, format!("registering the socket: {e}"))))
 }
 
-async fn udp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration, token: u64) -> Outcome {
+async fn udp(ns: &NetNs, tag: u16, to: SocketAddr, timeout: Duration, token: u64) -> Outcome {
     let sock = match open(ns, Type::DGRAM, Protocol::UDP, tag, to).and_then(register_datagram) {
         Ok(s) => s,
-        Err(outcome) => return outcome,
+        Err(outcome) => return *outcome,
     };
     if let Err(e) = sock.send(request(token).as_bytes()).await {
-        return Outcome::from_error(&e, timeout);
+        return Outcome::from_error(&e, timeout, to);
     }
     let mut buf = [0u8; 2048];
     match tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
         Ok(Ok(n)) => Outcome::answered(&String::from_utf8_lossy(&buf[..n])),
-        Ok(Err(e)) => Outcome::from_error(&e, timeout),
+        Ok(Err(e)) => Outcome::from_error(&e, timeout, to),
         Err(_) => Outcome::timed_out(timeout),
     }
 }
 
-async fn icmp(ns: &NetNs, tag: u16, to: SocketAddrV4, timeout: Duration) -> Outcome {
+async fn icmp(ns: &NetNs, tag: u16, to: SocketAddr, timeout: Duration) -> Outcome {
     // On a ping socket the bound port is the echo identifier.
-    let sock = match open(ns, Type::DGRAM, Protocol::ICMPV4, tag, to).and_then(register_datagram) {
+    let (protocol, request_type, reply_type) =
+        if to.is_ipv6() { (Protocol::ICMPV6, 128u8, 129u8) } else { (Protocol::ICMPV4, 8u8, 0u8) };
+    let sock = match open(ns, Type::DGRAM, protocol, tag, to).and_then(register_datagram) {
         Ok(s) => s,
-        Err(outcome) => return outcome,
+        Err(outcome) => return *outcome,
     };
     // Echo request; the kernel fills in the identifier and the checksum.
-    let request = [8u8, 0, 0, 0, 0, 0, 0, 1, b'n', b'c'];
+    let request = [request_type, 0, 0, 0, 0, 0, 0, 1, b'n', b'c'];
     if let Err(e) = sock.send(&request).await {
-        return Outcome::from_error(&e, timeout);
+        return Outcome::from_error(&e, timeout, to);
     }
     let mut buf = [0u8; 2048];
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-            Ok(Ok(n)) if n >= 8 && buf[0] == 0 => {
+            Ok(Ok(n)) if n >= 8 && buf[0] == reply_type => {
                 return Outcome::new(OutcomeKind::Reached, format!("echo reply from {}", to.ip()))
             }
             // Anything else on a ping socket is not our reply; keep waiting.
             Ok(Ok(_)) => continue,
-            Ok(Err(e)) => return Outcome::from_error(&e, timeout),
+            Ok(Err(e)) => return Outcome::from_error(&e, timeout, to),
             Err(_) => return Outcome::timed_out(timeout),
         }
     }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -32,7 +32,7 @@ pub fn answer(node: &str, peer: SocketAddr) -> String {
 }
 
 /// Reads an answer line back: (node, source seen).
-pub fn parse_answer(text: &str) -> Option<(String, SocketAddrV4)> {
+pub fn parse_answer(text: &str) -> Option<(String, SocketAddr)> {
     let mut words = text.trim().split(' ');
     (words.next()? == "netconform").then_some(())?;
     let node = words.next()?.to_string();
@@ -71,26 +71,32 @@ impl Drop for Services {
 impl Services {
     pub fn start(lab: &Lab, scn: &Scenario) -> Result<Services, ServiceError> {
         let mut services = Services::default();
+        // With IPv6 on, every TCP service listens on both families.
+        let families: &[bool] = if scn.ipv6 { &[false, true] } else { &[false] };
         for (id, node) in scn.nodes.iter().enumerate() {
             let ns = lab.ns(NodeId(id));
             let name = node.name.clone();
-            for &port in &node.services.tcp {
+            for (&port, &v6) in node.services.tcp.iter().flat_map(|p| families.iter().map(move |f| (p, f))) {
                 let err = |source| ServiceError { node: name.clone(), proto: "tcp", port, source };
-                let listener = ns.run(|| tcp_listener(port)).and_then(|r| r).map_err(err)?;
+                let listener = ns.run(|| tcp_listener(port, v6)).and_then(|r| r).map_err(err)?;
                 let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
                 services.tasks.push(tokio::spawn(serve_tcp(listener, name.clone())));
             }
             for fwd in &node.services.forward {
                 let err = |source| ServiceError { node: name.clone(), proto: "tcp forward", port: fwd.port, source };
-                let listener = ns.run(|| tcp_listener(fwd.port)).and_then(|r| r).map_err(err)?;
+                let listener = ns.run(|| tcp_listener(fwd.port, false)).and_then(|r| r).map_err(err)?;
                 let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
                 let ns = ns.try_clone().map_err(err)?;
                 services.tasks.push(tokio::spawn(serve_forward(listener, ns, fwd.to)));
             }
             // One socket per local address, so that every answer leaves from the
             // address the request came to, as a connected client requires.
-            let mut addrs = scn.addresses_of(NodeId(id));
-            addrs.push(Ipv4Addr::LOCALHOST);
+            let mut addrs: Vec<IpAddr> = scn.addresses_of(NodeId(id)).into_iter().map(IpAddr::V4).collect();
+            addrs.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            if scn.ipv6 {
+                addrs.extend(scn.addresses6_of(NodeId(id)).into_iter().map(IpAddr::V6));
+                addrs.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+            }
             for &port in &node.services.udp {
                 let err = |source| ServiceError { node: name.clone(), proto: "udp", port, source };
                 for &addr in &addrs {
@@ -111,19 +117,28 @@ impl Services {
     }
 }
 
-fn tcp_listener(port: u16) -> io::Result<std::net::TcpListener> {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+/// A listener on every address of one family: IPv4, or IPv6 only (`v6`).
+fn tcp_listener(port: u16, v6: bool) -> io::Result<std::net::TcpListener> {
+    let any = if v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+    let s = Socket::new(Domain::for_address(SocketAddr::new(any, port)), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
-    s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())?;
+    if v6 {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&SocketAddr::new(any, port).into())?;
     s.listen(1024)?;
     s.set_nonblocking(true)?;
     Ok(s.into())
 }
 
-fn udp_socket(addr: Ipv4Addr, port: u16) -> io::Result<std::net::UdpSocket> {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+fn udp_socket(addr: IpAddr, port: u16) -> io::Result<std::net::UdpSocket> {
+    let to = SocketAddr::new(addr, port);
+    let s = Socket::new(Domain::for_address(to), Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
-    s.bind(&SocketAddrV4::new(addr, port).into())?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&to.into())?;
     s.set_nonblocking(true)?;
     Ok(s.into())
 }
@@ -204,7 +219,9 @@ mod tests {
         let peer: SocketAddr = "192.0.2.2:40000".parse().unwrap();
         let (node, seen) = parse_answer(&answer("c1", peer)).unwrap();
         assert_eq!(node, "c1");
-        assert_eq!(SocketAddr::V4(seen), peer);
+        assert_eq!(seen, peer);
+        let peer: SocketAddr = "[fd00::2]:40000".parse().unwrap();
+        assert_eq!(parse_answer(&answer("c1", peer)).map(|(_, seen)| seen), Some(peer));
     }
 
     #[test]

@@ -14,14 +14,11 @@ pub fn main(paths: &[PathBuf]) -> ExitCode {
         println!("{}: ok", scn.name);
         for &backend in &scn.rules.backends {
             let rb = harness::backend::for_backend(backend);
-            for (i, file) in scn.rules.files.iter().enumerate() {
+            let invocations = harness::backend::load_invocations(rb.as_ref(), &scn.rules.files);
+            for (file, inv) in scn.rules.files.iter().zip(invocations.iter().flatten()) {
                 let command = match &file.text {
-                    Some(_) => format!(
-                        "{} < {} (with the producer's variables)",
-                        rb.load(None, i == 0).display(),
-                        file.path.display()
-                    ),
-                    None => rb.load(Some(&file.path), i == 0).display(),
+                    Some(_) => format!("{} < {} (with the producer's variables)", inv.display(), file.path.display()),
+                    None => inv.display(),
                 };
                 println!("  [{backend}] runs in the lab host: {command}");
             }
@@ -39,6 +36,9 @@ pub fn main(paths: &[PathBuf]) -> ExitCode {
                 }
             }
             println!("  [{backend}] runs in the lab host: {}", rb.dump().display());
+            if let (true, Some(dump6)) = (scn.ipv6, rb.dump6()) {
+                println!("  [{backend}] runs in the lab host: {}", dump6.display());
+            }
         }
     }
     println!("{} scenarios valid", scenarios.len());

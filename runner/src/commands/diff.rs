@@ -55,7 +55,7 @@ pub fn main(path: &Path, old: &Path, new: &Path, only: Option<Backend>) -> ExitC
         let (da, db) = (describe(&pa.outcome), describe(&pb.outcome));
         let same = pa.outcome.kind == pb.outcome.kind
             && pa.outcome.answered_by == pb.outcome.answered_by
-            && pa.outcome.source_seen.map(|s| *s.ip()) == pb.outcome.source_seen.map(|s| *s.ip())
+            && pa.outcome.source_seen.map(|s| s.ip()) == pb.outcome.source_seen.map(|s| s.ip())
             && pa.outcome.delivered_to == pb.outcome.delivered_to;
         if same {
             println!("  same    {}: {da}", probe.name);

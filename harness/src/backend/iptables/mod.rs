@@ -12,14 +12,35 @@ use crate::scenario::Backend;
 
 pub struct Iptables {
     backend: Backend,
+    /// restore and save, for IPv4 then for IPv6.
     programs: &'static [&'static str],
 }
 
 impl Iptables {
-    pub const NFT: Iptables =
-        Iptables { backend: Backend::IptablesNft, programs: &["iptables-nft-restore", "iptables-nft-save"] };
-    pub const LEGACY: Iptables =
-        Iptables { backend: Backend::IptablesLegacy, programs: &["iptables-legacy-restore", "iptables-legacy-save"] };
+    pub const NFT: Iptables = Iptables {
+        backend: Backend::IptablesNft,
+        programs: &["iptables-nft-restore", "iptables-nft-save", "ip6tables-nft-restore", "ip6tables-nft-save"],
+    };
+    pub const LEGACY: Iptables = Iptables {
+        backend: Backend::IptablesLegacy,
+        programs: &[
+            "iptables-legacy-restore",
+            "iptables-legacy-save",
+            "ip6tables-legacy-restore",
+            "ip6tables-legacy-save",
+        ],
+    };
+}
+
+/// One restore of `file` (or standard input) with `program`; after the first file,
+/// `--noflush` adds to the tables.
+fn restore(program: &str, file: Option<&Path>, first: bool) -> Invocation {
+    let mut args = vec![];
+    if !first {
+        args.push("--noflush".to_string());
+    }
+    args.extend(file.map(|f| f.display().to_string()));
+    Invocation::new(program, args)
 }
 
 impl RuleBackend for Iptables {
@@ -32,12 +53,15 @@ impl RuleBackend for Iptables {
     }
 
     fn load(&self, file: Option<&Path>, first: bool) -> Invocation {
-        let mut args = vec![];
-        if !first {
-            args.push("--noflush".to_string());
-        }
-        args.extend(file.map(|f| f.display().to_string()));
-        Invocation::new(self.programs[0], args)
+        restore(self.programs[0], file, first)
+    }
+
+    fn load6(&self, file: Option<&Path>, first: bool) -> Option<Invocation> {
+        Some(restore(self.programs[2], file, first))
+    }
+
+    fn dump6(&self) -> Option<Invocation> {
+        Some(Invocation::new(self.programs[3], ["-c"]))
     }
 
     fn dump(&self) -> Invocation {

@@ -181,7 +181,9 @@ impl Dumps {
     pub async fn read(host: &NetNs, backend: Backend) -> Result<Dumps, TraceError> {
         let listing = list_ruleset(host).await?;
         let iptables = match backend.format() {
-            RuleFormat::Iptables => Some(backend::dump(backend::for_backend(backend).as_ref(), host).await?.0),
+            RuleFormat::Iptables | RuleFormat::Ip6tables => {
+                Some(backend::dump(backend::for_backend(backend).as_ref(), host, false).await?.0)
+            }
             RuleFormat::Nft => None,
         };
         Ok(Dumps::new(&listing, iptables))

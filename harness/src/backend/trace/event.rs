@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use super::{ProbeTag, TABLE};
@@ -106,9 +106,9 @@ pub enum Direction {
 /// The IPv4 and transport headers of a traced packet, as the chain saw them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Packet {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
-    /// IP protocol number: 1 ICMP, 6 TCP, 17 UDP.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IP protocol number: 1 ICMP, 6 TCP, 17 UDP, 58 ICMPv6.
     pub protocol: u8,
     pub sport: Option<u16>,
     pub dport: Option<u16>,
@@ -120,22 +120,25 @@ pub struct Packet {
 pub(super) const TCP_SYN: u8 = 0x02;
 
 impl Packet {
-    /// Headers from NFTA_TRACE_NETWORK_HEADER and NFTA_TRACE_TRANSPORT_HEADER. Only
-    /// IPv4: probes are IPv4.
+    /// Headers from NFTA_TRACE_NETWORK_HEADER and NFTA_TRACE_TRANSPORT_HEADER, of
+    /// either family. An IPv6 header is taken without extension headers: the probes
+    /// send none.
     pub(super) fn parse(network: &[u8], transport: &[u8]) -> Option<Packet> {
-        if network.len() < 20 || network[0] >> 4 != 4 {
-            return None;
-        }
-        let mut p = Packet {
-            src: Ipv4Addr::new(network[12], network[13], network[14], network[15]),
-            dst: Ipv4Addr::new(network[16], network[17], network[18], network[19]),
-            protocol: network[9],
-            sport: None,
-            dport: None,
-            tcp_flags: None,
-            icmp_type: None,
-            icmp_id: None,
+        let (src, dst, protocol) = match network.first()? >> 4 {
+            4 if network.len() >= 20 => (
+                IpAddr::V4(Ipv4Addr::new(network[12], network[13], network[14], network[15])),
+                IpAddr::V4(Ipv4Addr::new(network[16], network[17], network[18], network[19])),
+                network[9],
+            ),
+            6 if network.len() >= 40 => {
+                let src: [u8; 16] = network[8..24].try_into().ok()?;
+                let dst: [u8; 16] = network[24..40].try_into().ok()?;
+                (IpAddr::V6(Ipv6Addr::from(src)), IpAddr::V6(Ipv6Addr::from(dst)), network[6])
+            }
+            _ => return None,
         };
+        let mut p =
+            Packet { src, dst, protocol, sport: None, dport: None, tcp_flags: None, icmp_type: None, icmp_id: None };
         let be16 = |i: usize| transport.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
         match p.protocol {
             6 | 17 => {
@@ -148,6 +151,12 @@ impl Packet {
             1 => {
                 p.icmp_type = transport.first().copied();
                 if matches!(p.icmp_type, Some(0 | 8)) {
+                    p.icmp_id = be16(4);
+                }
+            }
+            58 => {
+                p.icmp_type = transport.first().copied();
+                if matches!(p.icmp_type, Some(128 | 129)) {
                     p.icmp_id = be16(4);
                 }
             }
@@ -166,11 +175,11 @@ impl Packet {
                     self.dport.filter(|t| tags.contains(t)).map(|t| (t, Direction::Reply))
                 }
             }
-            1 => {
+            1 | 58 => {
                 let id = self.icmp_id.filter(|t| tags.contains(t))?;
                 match self.icmp_type {
-                    Some(8) => Some((id, Direction::Request)),
-                    Some(0) => Some((id, Direction::Reply)),
+                    Some(8 | 128) => Some((id, Direction::Request)),
+                    Some(0 | 129) => Some((id, Direction::Reply)),
                     _ => None,
                 }
             }
@@ -186,6 +195,7 @@ impl Packet {
             6 => self.tcp_flags.is_some_and(|f| f & TCP_SYN != 0),
             17 => true,
             1 => matches!(self.icmp_type, Some(0 | 8)),
+            58 => matches!(self.icmp_type, Some(128 | 129)),
             _ => false,
         }
     }
@@ -196,9 +206,10 @@ impl fmt::Display for Packet {
         match (self.protocol, self.sport, self.dport) {
             (6, Some(s), Some(d)) => write!(f, "tcp {}:{s} -> {}:{d}", self.src, self.dst),
             (17, Some(s), Some(d)) => write!(f, "udp {}:{s} -> {}:{d}", self.src, self.dst),
-            (1, _, _) => write!(
+            (1 | 58, _, _) => write!(
                 f,
-                "icmp {} -> {} type {} id {}",
+                "{} {} -> {} type {} id {}",
+                if self.protocol == 58 { "icmpv6" } else { "icmp" },
                 self.src,
                 self.dst,
                 self.icmp_type.map_or("?".into(), |t| t.to_string()),
@@ -250,7 +261,7 @@ impl TraceEvent {
     /// An event of our own table: the rule that turned tracing on, which tells where
     /// and how the packet entered the host (the only event of ours that is kept).
     pub fn is_ours(&self) -> bool {
-        self.family == "ip" && self.table == TABLE && self.position.is_none()
+        self.family == "inet" && self.table == TABLE && self.position.is_none()
     }
 
     /// A drop (not a reject) of the packet that opens the probe's exchange: the probe

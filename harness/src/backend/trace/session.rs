@@ -247,7 +247,7 @@ impl TraceSession {
 
         nft::apply(&host, &table_script(tags)).await.map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
         let (rejects, xtables) = if xtables {
-            let dump = backend::dump(backend::for_backend(backend).as_ref(), &host).await?.0;
+            let dump = backend::dump(backend::for_backend(backend).as_ref(), &host, false).await?.0;
             (HashSet::new(), XtRules::from_dump(&dump))
         } else {
             let listing = super::describe::list_ruleset(&host).await?;
@@ -333,7 +333,7 @@ impl TraceSession {
     /// the user's rule set.
     pub async fn close(self) -> Result<(), TraceError> {
         let ns = self.host.name().to_string();
-        nft::delete_table(&self.host, "ip", TABLE)
+        nft::delete_table(&self.host, "inet", TABLE)
             .await
             .map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
         if let Some(previous) = &self.logger {
@@ -363,8 +363,12 @@ pub(super) fn table_script(tags: &[ProbeTag]) -> String {
         rules.push_str(&format!(
             "\t\ticmp type {{ echo-request, echo-reply }} icmp id {{ {set} }} meta nftrace set 1\n"
         ));
+        rules.push_str(&format!(
+            "\t\ticmpv6 type {{ echo-request, echo-reply }} icmpv6 id {{ {set} }} meta nftrace set 1\n"
+        ));
     }
-    let mut script = format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
+    // inet: the chains see both families.
+    let mut script = format!("table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n");
     for (chain, hook) in [("pre", "prerouting"), ("out", "output")] {
         script.push_str(&format!(
             "\tchain {chain} {{\n\t\ttype filter hook {hook} priority raw - 10; policy accept;\n{rules}\t}}\n"

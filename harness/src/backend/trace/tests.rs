@@ -332,7 +332,7 @@ fn describes_rules_in_the_users_syntax() {
 
 #[test]
 fn deciding_event() {
-    let ours = event("ip", TABLE, "pre", Some(2), EventKind::Rule, RuleVerdict::Continue);
+    let ours = event("inet", TABLE, "pre", Some(2), EventKind::Rule, RuleVerdict::Continue);
     let jump = event("ip", "filter", "FORWARD", Some(5), EventKind::Rule, RuleVerdict::Jump("X".into()));
     let drop = event("ip", "filter", "X", Some(8), EventKind::Rule, RuleVerdict::Drop);
     let accept = event("ip", "filter", "FORWARD", Some(6), EventKind::Rule, RuleVerdict::Accept);
@@ -350,9 +350,10 @@ fn deciding_event() {
 #[test]
 fn table_script_matches_the_tags() {
     let s = table_script(&[20001, 20000, 20001]);
-    assert!(s.starts_with("table ip netconform_trace\ndelete table ip netconform_trace\n"));
+    assert!(s.starts_with("table inet netconform_trace\ndelete table inet netconform_trace\n"));
     assert!(s.contains("th sport { 20000, 20001 } meta nftrace set 1"));
     assert!(s.contains("icmp id { 20000, 20001 }"));
+    assert!(s.contains("icmpv6 id { 20000, 20001 }"));
     assert!(s.contains("type filter hook output priority raw - 10; policy accept;"));
     assert!(!table_script(&[]).contains("nftrace"));
 }

@@ -95,14 +95,19 @@ fn counter(c: &mut Checker, format: Option<RuleFormat>, key: &str, f: &CounterFi
     })
 }
 
-/// `family`: an nft table's family, `ip` unless given; iptables tables have none.
+/// `family`: an nft table's family, `ip` unless given. An iptables table has none
+/// (IPv4), or `ip6` for ip6tables' (`ip` says IPv4 as well).
 fn family(c: &mut Checker, format: Option<RuleFormat>, key: &str, f: &CounterFile) -> Option<String> {
     match (&f.family, format) {
-        (Some(_), Some(RuleFormat::Iptables)) => {
+        (Some(fam), Some(RuleFormat::Iptables)) if fam == "ip6" => Some(fam.clone()),
+        (Some(fam), Some(RuleFormat::Iptables)) if fam == "ip" => None,
+        (Some(fam), Some(RuleFormat::Iptables)) => {
             c.key(
                 &join(key, "family"),
-                "expected no `family`: it names an nft table's family, and this scenario's \
-                 back ends load iptables-save files",
+                format!(
+                    "expected ip6 (an ip6tables table) or ip (an iptables one, the default) under \
+                     this scenario's iptables back ends, found `{fam}`"
+                ),
             );
             None
         }
@@ -232,7 +237,7 @@ mod tests {
         "  - family: inet\n    table: nat\n",
         "counters[1].family",
         "  - |family: inet",
-        "expected no `family`"
+        "expected ip6 (an ip6tables table) or ip (an iptables one, the default)"
     )]
     #[case::iptables_table(
         "  - table: nat\n",

@@ -4,11 +4,11 @@
 
 use std::fs;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::Checker;
 use crate::scenario::file::{CountText, DurationText, Integer, ServicesFile, SysctlValue};
@@ -36,21 +36,32 @@ impl Checker<'_> {
         }
     }
 
+    /// `text` as an address with a prefix length (`N`); an address of the same family
+    /// without one (`A`) is told apart.
+    fn with_prefix<N: std::str::FromStr, A: std::str::FromStr>(
+        &mut self,
+        key: &str,
+        text: &str,
+        expected: &str,
+    ) -> Option<N> {
+        match text.parse::<N>() {
+            Ok(net) => Some(net),
+            Err(_) if text.parse::<A>().is_ok() => {
+                self.value(key, format!("expected {expected}, found `{text}` without a prefix length"));
+                None
+            }
+            Err(_) => {
+                self.value(key, format!("expected {expected}, found `{text}`"));
+                None
+            }
+        }
+    }
+
     /// An interface address: IPv4 with a prefix length, not the network or broadcast
     /// address of its subnet.
     pub(crate) fn cidr(&mut self, key: &str, text: &str) -> Option<Ipv4Net> {
         let expected = "an IPv4 address with a prefix length such as 192.168.0.2/20";
-        let net = match text.parse::<Ipv4Net>() {
-            Ok(net) => net,
-            Err(_) if text.parse::<Ipv4Addr>().is_ok() => {
-                self.value(key, format!("expected {expected}, found `{text}` without a prefix length"));
-                return None;
-            }
-            Err(_) => {
-                self.value(key, format!("expected {expected}, found `{text}`"));
-                return None;
-            }
-        };
+        let net = self.with_prefix::<Ipv4Net, Ipv4Addr>(key, text, expected)?;
         if net.prefix_len() < 31 {
             let what = if net.addr() == net.network() {
                 Some("network")
@@ -68,6 +79,43 @@ impl Checker<'_> {
             }
         }
         Some(net)
+    }
+
+    /// An IPv6 address with its prefix length, for an interface: a unicast address,
+    /// not the subnet-router anycast address of its prefix.
+    pub(crate) fn cidr6(&mut self, key: &str, text: &str) -> Option<Ipv6Net> {
+        let expected = "an IPv6 address with a prefix length such as fd00::2/64";
+        let net = self.with_prefix::<Ipv6Net, Ipv6Addr>(key, text, expected)?;
+        let a = net.addr();
+        let why = if a.is_unspecified() {
+            Some("the unspecified address")
+        } else if a.is_loopback() {
+            Some("the loopback address")
+        } else if a.is_multicast() {
+            Some("a multicast address")
+        } else if a.to_ipv4_mapped().is_some() {
+            Some("an IPv4-mapped address")
+        } else if net.prefix_len() < 127 && a == net.network() {
+            Some("the subnet-router anycast address of its prefix")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.value(key, format!("expected a unicast host address, found `{text}`, {why}"));
+            return None;
+        }
+        Some(net)
+    }
+
+    /// An IPv6 address without a prefix, such as a gateway.
+    pub(crate) fn address6(&mut self, key: &str, text: &str) -> Option<Ipv6Addr> {
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.value(key, format!("expected an IPv6 address such as fd00::1, found `{text}`"));
+                None
+            }
+        }
     }
 
     pub(crate) fn address(&mut self, key: &str, text: &str) -> Option<Ipv4Addr> {

@@ -2,7 +2,7 @@
 //! how one producer is expected to differ.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::topology::LabIndex;
 use super::Checker;
@@ -70,13 +70,25 @@ fn probe(
         }
         Some(f) => at.node(c, "from", f),
     };
+    let family = family(c, at, p);
     let to = match &p.to {
         None => {
-            c.missing(&at.field("to"), "a node name or an IPv4 address");
+            c.missing(&at.field("to"), "a node name or an IP address");
             None
         }
-        Some(t) => resolve_to(c, at.scenario, at.lab, &at.field("to"), t),
+        Some(t) => family.and_then(|f| resolve_to(c, at.scenario, at.lab, &at.field("to"), t, f)),
     };
+    if let (Some(from), Some(IpAddr::V6(a))) = (from, to) {
+        if !a.is_loopback() && at.scenario.addresses6_of(from).is_empty() && !at.lab.incomplete.contains(&from) {
+            c.value(
+                &at.field("to"),
+                format!(
+                    "`{}` has no IPv6 address, so it cannot send to {a}: the two ends have no family in common",
+                    at.scenario.node(from).name
+                ),
+            );
+        }
+    }
     let proto = proto(c, at, p);
     let expect = expect(c, at, p);
     let served_by = served_by(c, at, p, expect, proto);
@@ -85,7 +97,7 @@ fn probe(
         None => Some(at.scenario.timeout),
         Some(t) => c.duration(&at.field("timeout"), t),
     };
-    let name = probe_name(c, at, p, proto, names_seen);
+    let name = probe_name(c, at, p, proto, family.flatten(), names_seen);
     Some(Probe {
         name: name?,
         location: c.location(&at.key),
@@ -99,6 +111,19 @@ fn probe(
         timeout: timeout?,
         difference,
     })
+}
+
+/// `family`: which of a node's addresses the probe is sent to. Outer None: a bad value.
+fn family(c: &mut Checker, at: &At, p: &ProbeFile) -> Option<Option<Family>> {
+    match p.family.as_deref() {
+        None => Some(None),
+        Some("ipv4") => Some(Some(Family::Ipv4)),
+        Some("ipv6") => Some(Some(Family::Ipv6)),
+        Some(other) => {
+            c.value(&at.field("family"), format!("expected ipv4 or ipv6, found `{other}`"));
+            None
+        }
+    }
 }
 
 /// `proto` and `port`: icmp without a port, tcp or udp with one; a port alone means tcp.
@@ -201,12 +226,12 @@ fn source_seen(
     answers(c, at, "source_seen", expect, proto);
     if let Some(&id) = at.lab.ids.get(s) {
         Some(SourceSeen::Node(id))
-    } else if let Ok(a) = s.parse::<Ipv4Addr>() {
+    } else if let Ok(a) = s.parse::<IpAddr>() {
         Some(SourceSeen::Address(a))
     } else {
         c.value(
             &at.field("source_seen"),
-            format!("expected a node name (one of {}) or an IPv4 address, found `{s}`", at.lab.node_list(at.scenario)),
+            format!("expected a node name (one of {}) or an IP address, found `{s}`", at.lab.node_list(at.scenario)),
         );
         None
     }
@@ -219,8 +244,11 @@ fn probe_name(
     at: &At,
     p: &ProbeFile,
     proto: Option<Proto>,
+    family: Option<Family>,
     names_seen: &mut HashMap<String, String>,
 ) -> Option<String> {
+    // Probes to one node over both families differ in name.
+    let over = if family == Some(Family::Ipv6) { " over ipv6" } else { "" };
     let name = match &p.name {
         Some(n) if n.trim().is_empty() => {
             c.value(&at.field("name"), "expected a probe name, found an empty string");
@@ -228,8 +256,12 @@ fn probe_name(
         }
         Some(n) => Some(n.clone()),
         None => match (&p.from, &p.to, proto) {
-            (Some(f), Some(t), Some(Proto::Icmp)) => Some(format!("{f} -> {t} icmp")),
-            (Some(f), Some(t), Some(proto)) => Some(format!("{f} -> {t}:{proto}")),
+            (Some(f), Some(t), Some(Proto::Icmp)) => Some(format!("{f} -> {t} icmp{over}")),
+            // An IPv6 address before a port is bracketed, as in a URL.
+            (Some(f), Some(t), Some(proto)) if t.parse::<std::net::Ipv6Addr>().is_ok() => {
+                Some(format!("{f} -> [{t}]:{proto}{over}"))
+            }
+            (Some(f), Some(t), Some(proto)) => Some(format!("{f} -> {t}:{proto}{over}")),
             _ => None,
         },
     };
@@ -299,51 +331,102 @@ pub(crate) fn differs(
     (probe, difference)
 }
 
-/// A probe's destination: a node's first address, or an address of the lab or of
-/// loopback.
+/// A probe's destination: a node's first address of the family asked for (or of its
+/// only family), or an address of the lab or of loopback.
 pub(crate) fn resolve_to(
     c: &mut Checker,
     scenario: &Scenario,
     lab: &LabIndex,
     key: &str,
     text: &str,
-) -> Option<Ipv4Addr> {
+    family: Option<Family>,
+) -> Option<IpAddr> {
     if let Some(&id) = lab.ids.get(text) {
-        let first = scenario.addresses_of(id).first().copied();
-        if first.is_none() && !lab.incomplete.contains(&id) {
+        return node_address(c, scenario, lab, key, text, id, family);
+    }
+    let a = match text.parse::<IpAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            c.value(
+                key,
+                format!("expected a node name (one of {}) or an IP address, found `{text}`", lab.node_list(scenario)),
+            );
+            return None;
+        }
+    };
+    if let Some(f) = family.filter(|f| *f != Family::of(a)) {
+        c.value(key, format!("expected an {f} address for `family: {f}`, found {a}"));
+        return None;
+    }
+    match a {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => {
             c.value(
                 key,
                 format!(
-                    "node `{text}` has no address to send to (the host's addresses are those \
-                     of its uplinks and bridges); give an address instead"
+                    "{a} is link-local: it needs an interface to be sent from; expected a global or \
+                     unique-local address of the lab"
                 ),
             );
+            None
         }
-        return first;
-    }
-    match text.parse::<Ipv4Addr>() {
-        Ok(a) if a.is_loopback() || scenario.owner_of(a).is_some() => Some(a),
-        Ok(a) => {
+        a if a.is_loopback() || scenario.owner_of_ip(a).is_some() => Some(a),
+        a => {
             if !lab.rejected.contains(&a) {
                 c.value(
                     key,
                     format!(
                         "{a} is no address of this lab: traffic must stay inside the lab, so \
-                         expected the address of a bridge, uplink or node interface, or one \
-                         in 127.0.0.0/8"
+                         expected the address of a bridge, uplink or node interface, or a \
+                         loopback address"
                     ),
                 );
             }
             None
         }
-        Err(_) => {
+    }
+}
+
+/// The address a probe sends to when it names node `id`.
+fn node_address(
+    c: &mut Checker,
+    scenario: &Scenario,
+    lab: &LabIndex,
+    key: &str,
+    text: &str,
+    id: NodeId,
+    family: Option<Family>,
+) -> Option<IpAddr> {
+    let v4 = scenario.addresses_of(id).first().copied().map(IpAddr::V4);
+    let v6 = scenario.addresses6_of(id).first().copied().map(IpAddr::V6);
+    // A node whose addresses did not all check out gets no second complaint.
+    let quiet = lab.incomplete.contains(&id);
+    let chosen = match (family, v4, v6) {
+        (Some(Family::Ipv4), v4, _) => v4,
+        (Some(Family::Ipv6), _, v6) => v6,
+        (None, Some(_), Some(_)) if quiet => return None,
+        (None, Some(_), Some(_)) => {
             c.value(
                 key,
-                format!("expected a node name (one of {}) or an IPv4 address, found `{text}`", lab.node_list(scenario)),
+                format!(
+                    "node `{text}` has addresses of both families; say which this probe goes to with \
+                     `family: ipv4` or `family: ipv6`"
+                ),
             );
-            None
+            return None;
         }
+        (None, v4, v6) => v4.or(v6),
+    };
+    if chosen.is_none() && !quiet {
+        let what = family.map(|f| format!("no {f} address")).unwrap_or_else(|| "no address".to_string());
+        c.value(
+            key,
+            format!(
+                "node `{text}` has {what} to send to (the host's addresses are those of its \
+                 uplinks and bridges); give an address instead"
+            ),
+        );
     }
+    chosen
 }
 
 #[cfg(test)]
@@ -381,7 +464,7 @@ mod tests {
         "    to: c2x\n",
         "probes[0].to",
         "to: |c2x",
-        "expected a node name (one of host, c1, c2, ext) or an IPv4 address, found `c2x`"
+        "expected a node name (one of host, c1, c2, ext) or an IP address, found `c2x`"
     )]
     #[case::to_outside(
         "    to: c2\n",
@@ -479,7 +562,7 @@ mod tests {
         "source_seen: extern",
         "probes[1].source_seen",
         "source_seen: |extern",
-        "expected a node name (one of host, c1, c2, ext) or an IPv4 address, found `extern`"
+        "expected a node name (one of host, c1, c2, ext) or an IP address, found `extern`"
     )]
     #[case::probe_name_twice(
         "  - name: external web\n",

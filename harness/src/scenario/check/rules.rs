@@ -80,6 +80,24 @@ pub(crate) fn rules(
             files.push(RuleFile { path, format: format.unwrap_or(RuleFormat::Iptables), text: None });
         }
     }
+    if let Some(list) = &file.files6 {
+        let key = join(prefix, "files6");
+        if file.live.is_some() {
+            c.key(&key, "expected either `files6` or `live`: rules come from files or from a program");
+        } else if format == Some(RuleFormat::Nft) {
+            c.key(
+                &key,
+                "expected no `files6` under the nft back end: an nft file holds ip6 and inet tables \
+                 itself; put the IPv6 rules into it",
+            );
+        } else {
+            for (i, f) in list.iter().enumerate() {
+                if let Some(path) = c.existing_file(&item(&key, i), folder, f, "ip6tables-save file") {
+                    files.push(RuleFile { path, format: RuleFormat::Ip6tables, text: None });
+                }
+            }
+        }
+    }
     let mut ipsets = Vec::new();
     for (i, f) in file.ipsets.iter().flatten().enumerate() {
         ipsets.extend(c.existing_file(&item(&join(prefix, "ipsets"), i), folder, f, "ipset restore file"));

@@ -3,15 +3,15 @@
 //! must fit their subnets and be unique, and each veth gets its host-side name here.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::fields::MAX_IFNAME;
 use super::Checker;
 use crate::scenario::diagnostic::names;
-use crate::scenario::file::{HostFile, InterfaceFile, NodeFile};
+use crate::scenario::file::{Addresses, HostFile, InterfaceFile, NodeFile};
 use crate::scenario::load::DEFAULT_TIMEOUT;
 use crate::scenario::model::*;
 use crate::scenario::yaml::{self, item, join};
@@ -23,7 +23,7 @@ pub(crate) struct LabIndex {
     pub(crate) incomplete: HashSet<NodeId>,
     /// Addresses written in the lab but rejected (`10.0.0.0/24`, `10.0.0.5` without a
     /// prefix): a probe to one of them gets no second complaint.
-    pub(crate) rejected: HashSet<Ipv4Addr>,
+    pub(crate) rejected: HashSet<IpAddr>,
 }
 
 impl LabIndex {
@@ -34,9 +34,23 @@ impl LabIndex {
 }
 
 /// The address part of a rejected interface address, if it has one.
-pub(crate) fn written_address(text: &str) -> Option<Ipv4Addr> {
+pub(crate) fn written_address(text: &str) -> Option<IpAddr> {
     text.split('/').next()?.trim().parse().ok()
 }
+
+/// The addresses written under one key, split by family, each with its own key
+/// (`address`, or `address[1]` in a list).
+#[derive(Default)]
+struct Written {
+    v4: Vec<(Ipv4Net, String)>,
+    v6: Vec<(Ipv6Net, String)>,
+    /// Some address was rejected.
+    bad: bool,
+}
+
+/// Where a list of addresses must hold an IPv4 one, and says so.
+const IPV4_NEEDED: &str = "an IPv4 address with a prefix length such as 192.168.0.2/20 (an IPv6 address \
+                           goes beside it, in a list: [192.168.0.2/20, fd00::2/64])";
 
 /// The host, its bridges and uplinks, and the nodes: everything but rules, probes and
 /// counters.
@@ -115,8 +129,10 @@ struct Draft {
     /// Each uplink's subnet; None where the address is missing or wrong.
     uplink_nets: Vec<Option<Ipv4Net>>,
     /// Every address of the lab with where it was written, in file order.
-    addresses: Vec<(Ipv4Addr, String)>,
-    rejected: HashSet<Ipv4Addr>,
+    addresses: Vec<(IpAddr, String)>,
+    /// The host's IPv6 subnets, with what carries each and where it was written.
+    host_nets6: Vec<(Ipv6Net, String, String)>,
+    rejected: HashSet<IpAddr>,
     ids: HashMap<String, NodeId>,
     incomplete: HashSet<NodeId>,
     /// For each uplink, the interfaces that use it.
@@ -129,19 +145,21 @@ impl Draft {
         for (bname, b) in host.bridges.iter().flatten() {
             let key = join("host.bridges", bname);
             c.ifname(&key, bname, true);
-            let address = match b.as_ref().and_then(|b| b.address.as_deref()) {
-                None => None,
-                Some(text) => {
-                    let akey = join(&key, "address");
-                    let a = c.cidr(&akey, text);
-                    match a {
-                        Some(a) => self.addresses.push((a.addr(), akey)),
-                        None => self.rejected.extend(written_address(text)),
-                    }
-                    a
-                }
+            let akey = join(&key, "address");
+            let w = match b.as_ref().and_then(|b| b.address.as_ref()) {
+                None => Written::default(),
+                Some(a) => self.written(c, &akey, a),
             };
-            self.bridges.push(Bridge { name: bname.clone(), address });
+            if let Some((_, second)) = w.v4.get(1) {
+                c.value(second, "expected one IPv4 address on a bridge, found a second");
+            }
+            let what = format!("bridge `{bname}`");
+            self.host_nets6.extend(w.v6.iter().map(|(n, k)| (*n, what.clone(), k.clone())));
+            self.bridges.push(Bridge {
+                name: bname.clone(),
+                address: w.v4.first().map(|(n, _)| *n),
+                address6: w.v6.iter().map(|(n, _)| *n).collect(),
+            });
         }
     }
 
@@ -160,22 +178,21 @@ impl Draft {
                 );
             }
             let akey = join(&key, "address");
-            let text = u.as_ref().and_then(|u| u.address.as_deref());
-            let address = match text {
+            let w = match u.as_ref().and_then(|u| u.address.as_ref()) {
                 None => {
                     c.missing(&akey, "an IPv4 address with a prefix length such as 192.0.2.1/24");
-                    None
+                    Written { bad: true, ..Written::default() }
                 }
-                Some(text) => c.cidr(&akey, text),
+                Some(a) => self.written(c, &akey, a),
             };
-            match address {
-                Some(a) => self.addresses.push((a.addr(), akey)),
-                None => self.rejected.extend(text.and_then(written_address)),
-            }
+            let address = self.one_ipv4(c, &akey, &w, "an uplink");
             self.uplink_nets.push(address);
+            let what = format!("uplink `{uname}`");
+            self.host_nets6.extend(w.v6.iter().map(|(n, k)| (*n, what.clone(), k.clone())));
             self.uplinks.push(Uplink {
                 name: uname.clone(),
                 address: address.unwrap_or(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 32).unwrap()),
+                address6: w.v6.iter().map(|(n, _)| *n).collect(),
                 peer: NodeId::HOST,
             });
         }
@@ -183,7 +200,6 @@ impl Draft {
 
     /// The host routes a subnet through one interface: two with the same one contradict.
     fn check_host_subnets(&self, c: &mut Checker) {
-        let mut subnets: Vec<(Ipv4Net, String)> = Vec::new();
         let host_nets = self
             .bridges
             .iter()
@@ -194,7 +210,10 @@ impl Draft {
                 n.map(|a| (a, format!("uplink `{}`", u.name), join(&join("host.uplinks", &u.name), "address")))
             }))
             .collect::<Vec<_>>();
-        for (net, what, key) in host_nets {
+        let host_nets = host_nets.into_iter().map(|(n, what, key)| (ipnet::IpNet::V4(n), what, key));
+        let host_nets6 = self.host_nets6.iter().map(|(n, what, key)| (ipnet::IpNet::V6(*n), what.clone(), key.clone()));
+        let mut subnets: Vec<(ipnet::IpNet, String)> = Vec::new();
+        for (net, what, key) in host_nets.chain(host_nets6) {
             match subnets.iter().find(|(n, _)| *n == net.trunc()) {
                 Some((_, first)) => c.value(
                     &key,
@@ -208,6 +227,46 @@ impl Draft {
         }
     }
 
+    /// The addresses at `akey`, each checked and recorded for the uniqueness check.
+    fn written(&mut self, c: &mut Checker, akey: &str, addresses: &Addresses) -> Written {
+        let mut w = Written::default();
+        let items = addresses.items();
+        if items.is_empty() {
+            c.value(akey, "expected at least one address, found an empty list");
+            w.bad = true;
+        }
+        for (i, text) in items {
+            let key = i.map_or_else(|| akey.to_string(), |i| item(akey, i));
+            let parsed = if text.contains(':') {
+                c.cidr6(&key, text).map(|n| w.v6.push((n, key.clone())))
+            } else {
+                c.cidr(&key, text).map(|n| w.v4.push((n, key.clone())))
+            };
+            if parsed.is_none() {
+                w.bad = true;
+                self.rejected.extend(written_address(text));
+            }
+        }
+        for (n, k) in &w.v4 {
+            self.addresses.push((IpAddr::V4(n.addr()), k.clone()));
+        }
+        for (n, k) in &w.v6 {
+            self.addresses.push((IpAddr::V6(n.addr()), k.clone()));
+        }
+        w
+    }
+
+    /// The one IPv4 address of an uplink or interface among what was written.
+    fn one_ipv4(&self, c: &mut Checker, akey: &str, w: &Written, what: &str) -> Option<Ipv4Net> {
+        if let Some((_, second)) = w.v4.get(1) {
+            c.value(second, format!("expected one IPv4 address on {what}, found a second"));
+        }
+        if w.v4.is_empty() && !w.bad {
+            c.value(akey, format!("expected {IPV4_NEEDED}, found IPv6 addresses only"));
+        }
+        w.v4.first().map(|(n, _)| *n)
+    }
+
     /// One node under `nodes`, at `key`.
     fn node(&mut self, c: &mut Checker, id: NodeId, key: &str, name: &str, file: &NodeFile) -> Node {
         let ikey = join(key, "interfaces");
@@ -215,20 +274,22 @@ impl Draft {
         let mut interfaces: Vec<Interface> = Vec::new();
         // Interface name → where it was declared.
         let mut ifnames: HashMap<String, String> = HashMap::new();
-        let mut gateway_at: Option<String> = None;
+        let mut gateway_at = GatewayAt::default();
         for (j, f) in list.iter().enumerate() {
             let fkey = item(&ikey, j);
             let attach = self.attachment(c, id, &fkey, f);
             let ifname = interface_name(c, &fkey, j, f, &mut ifnames);
-            let address = self.interface_address(c, id, &fkey, f, attach);
-            let gateway = interface_gateway(c, &fkey, f, address, &mut gateway_at);
+            let (address, address6) = self.interface_address(c, id, &fkey, f, attach);
+            let (gateway, gateway6) = interface_gateway(c, &fkey, f, address, &address6, &mut gateway_at);
             interfaces.push(Interface {
                 name: ifname,
                 host_side: String::new(),
                 // Placeholders only reach a scenario that is not returned.
                 attach: attach.unwrap_or(Attach::Bridge(usize::MAX)),
                 address: address.unwrap_or(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 32).unwrap()),
+                address6,
                 gateway,
+                gateway6,
             });
         }
         let loopback = file.loopback.unwrap_or(true);
@@ -300,7 +361,8 @@ impl Draft {
         }
     }
 
-    /// An interface's address, which must sit in the subnet of what it connects to.
+    /// An interface's addresses, which must sit in the subnets of what it connects to:
+    /// its one IPv4 address, and its IPv6 ones.
     fn interface_address(
         &mut self,
         c: &mut Checker,
@@ -308,34 +370,51 @@ impl Draft {
         fkey: &str,
         f: &InterfaceFile,
         attach: Option<Attach>,
-    ) -> Option<Ipv4Net> {
+    ) -> (Option<Ipv4Net>, Vec<Ipv6Net>) {
         let akey = join(fkey, "address");
-        let address = match &f.address {
+        let w = match &f.address {
             None => {
                 c.missing(&akey, "an IPv4 address with a prefix length such as 192.168.0.2/20");
-                None
+                Written { bad: true, ..Written::default() }
             }
-            Some(text) => c.cidr(&akey, text),
+            Some(a) => self.written(c, &akey, a),
         };
-        let Some(a) = address else {
+        let address = self.one_ipv4(c, &akey, &w, "an interface");
+        if w.bad || address.is_none() {
             self.incomplete.insert(id);
-            self.rejected.extend(f.address.as_deref().and_then(written_address));
-            return None;
-        };
-        let subnet = match attach {
+        }
+        let (subnet, subnets6) = match attach {
             Some(Attach::Bridge(k)) => {
-                self.bridges[k].address.map(|n| (n, format!("bridge `{}`", self.bridges[k].name)))
+                let b = &self.bridges[k];
+                let what = format!("bridge `{}`", b.name);
+                (b.address.map(|n| (n, what.clone())), (b.address6.clone(), what))
             }
-            Some(Attach::Uplink(k)) => self.uplink_nets[k].map(|n| (n, format!("uplink `{}`", self.uplinks[k].name))),
-            None => None,
+            Some(Attach::Uplink(k)) => {
+                let u = &self.uplinks[k];
+                let what = format!("uplink `{}`", u.name);
+                (self.uplink_nets[k].map(|n| (n, what.clone())), (u.address6.clone(), what))
+            }
+            None => (None, (Vec::new(), String::new())),
         };
-        if let Some((net, what)) = subnet {
+        if let (Some((net, what)), Some(a)) = (subnet, address) {
             if !net.contains(&a.addr()) {
-                c.value(&akey, format!("expected an address in {what}'s subnet {}, found {}", net.trunc(), a.addr()));
+                let at = &w.v4[0].1;
+                c.value(at, format!("expected an address in {what}'s subnet {}, found {}", net.trunc(), a.addr()));
             }
         }
-        self.addresses.push((a.addr(), akey));
-        address
+        let (nets6, what) = subnets6;
+        for (a, at) in &w.v6 {
+            let link_local = a.addr().is_unicast_link_local();
+            if !nets6.is_empty() && !link_local && !nets6.iter().any(|n| n.contains(&a.addr())) {
+                let shown: Vec<String> = nets6.iter().map(|n| n.trunc().to_string()).collect();
+                let subnets = if shown.len() == 1 { "subnet" } else { "subnets" };
+                c.value(
+                    at,
+                    format!("expected an address in {what}'s IPv6 {subnets} {}, found {}", shown.join(", "), a.addr()),
+                );
+            }
+        }
+        (address, w.v6.iter().map(|(n, _)| *n).collect())
     }
 
     /// Each uplink has exactly one node at its other end.
@@ -393,7 +472,7 @@ impl Draft {
 
     /// No address twice in the lab.
     fn check_unique_addresses(&self, c: &mut Checker) {
-        let mut seen: HashMap<Ipv4Addr, &str> = HashMap::new();
+        let mut seen: HashMap<IpAddr, &str> = HashMap::new();
         for (addr, key) in &self.addresses {
             match seen.get(addr) {
                 Some(first) => c.value(
@@ -439,30 +518,75 @@ fn interface_name(
     ifname
 }
 
-/// An interface's gateway: a router in its subnet, and one default route per node.
+/// Where a node's default routes were set, one per family.
+#[derive(Default)]
+struct GatewayAt {
+    v4: Option<String>,
+    v6: Option<String>,
+}
+
+/// An interface's gateways, one per family: a router in its subnet, and one default
+/// route per node and family.
 fn interface_gateway(
     c: &mut Checker,
     fkey: &str,
     f: &InterfaceFile,
     address: Option<Ipv4Net>,
-    gateway_at: &mut Option<String>,
-) -> Option<Ipv4Addr> {
+    address6: &[Ipv6Net],
+    gateway_at: &mut GatewayAt,
+) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
     let gkey = join(fkey, "gateway");
-    let gateway = f.gateway.as_deref().and_then(|g| c.address(&gkey, g));
-    if let (Some(g), Some(a)) = (gateway, address) {
-        if g == a.addr() {
-            c.value(&gkey, format!("expected the address of a router, found the interface's own address {g}"));
-        } else if !a.contains(&g) {
-            c.value(&gkey, format!("expected a gateway in the interface's subnet {}, found {g}", a.trunc()));
+    let (mut gateway, mut gateway6) = (None, None);
+    for (i, text) in f.gateway.iter().flat_map(Addresses::items) {
+        let key = i.map_or_else(|| gkey.clone(), |i| item(&gkey, i));
+        let (family, at) = if text.contains(':') {
+            let Some(g) = c.address6(&key, text) else { continue };
+            if gateway6.replace(g).is_some() {
+                c.value(&key, "expected one IPv6 gateway, found a second");
+            }
+            check_gateway6(c, &key, g, address6);
+            ("IPv6 ", &mut gateway_at.v6)
+        } else {
+            let Some(g) = c.address(&key, text) else { continue };
+            if gateway.replace(g).is_some() {
+                c.value(&key, "expected one IPv4 gateway, found a second");
+            }
+            if let Some(a) = address {
+                if g == a.addr() {
+                    c.value(&key, format!("expected the address of a router, found the interface's own address {g}"));
+                } else if !a.contains(&g) {
+                    c.value(&key, format!("expected a gateway in the interface's subnet {}, found {g}", a.trunc()));
+                }
+            }
+            ("", &mut gateway_at.v4)
+        };
+        match at {
+            Some(first) if first != fkey => {
+                c.key(&key, format!("a node has one {family}default route, and {first} already sets a gateway"))
+            }
+            _ => *at = Some(fkey.to_string()),
         }
     }
-    if f.gateway.is_some() {
-        match gateway_at {
-            Some(first) => c.key(&gkey, format!("a node has one default route, and {first} already sets a gateway")),
-            None => *gateway_at = Some(fkey.to_string()),
-        }
+    (gateway, gateway6)
+}
+
+/// An IPv6 gateway: a router on the interface's link, in one of its subnets or
+/// link-local.
+fn check_gateway6(c: &mut Checker, key: &str, g: Ipv6Addr, address6: &[Ipv6Net]) {
+    if address6.is_empty() {
+        c.value(key, format!("expected an IPv6 address on this interface for the IPv6 gateway {g}, found none"));
+    } else if address6.iter().any(|a| a.addr() == g) {
+        c.value(key, format!("expected the address of a router, found the interface's own address {g}"));
+    } else if !g.is_unicast_link_local() && !address6.iter().any(|a| a.contains(&g)) {
+        let shown: Vec<String> = address6.iter().map(|n| n.trunc().to_string()).collect();
+        c.value(
+            key,
+            format!(
+                "expected a gateway in the interface's IPv6 subnets {} or a link-local one, found {g}",
+                shown.join(", ")
+            ),
+        );
     }
-    gateway
 }
 
 #[cfg(test)]

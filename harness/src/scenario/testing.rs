@@ -98,6 +98,40 @@ counters:
     packets: ">=0"
 "#;
 
+/// A valid dual-stack scenario; the IPv6 cases edit it.
+pub(crate) const DUAL: &str = r#"host:
+  forwarding: true
+  bridges:
+    br0: { address: [10.0.0.1/24, "fd00::1/64"] }
+    br1: { address: 10.0.1.1/24 }
+  uplinks:
+    up0: { address: [192.0.2.1/24, "2001:db8::1/64"] }
+nodes:
+  a:
+    interfaces: [{ bridge: br0, address: [10.0.0.2/24, "fd00::2/64", "fd00::22/64"], gateway: [10.0.0.1, "fd00::1"] }]
+  v4:
+    interfaces: [{ bridge: br1, address: 10.0.1.2/24 }]
+  lan:
+    interfaces: [{ uplink: up0, address: [192.0.2.2/24, "2001:db8::2/64"], gateway: "fe80::1" }]
+rules:
+  backends: [iptables-nft]
+  files: [rules/base.rules]
+  files6: [rules/base.rules]
+probes:
+  - { from: a, to: lan, family: ipv6, port: 80, expect: reached, source_seen: "fd00::2" }
+  - { from: a, to: "2001:db8::2", proto: icmp, expect: reached }
+  - { from: a, to: v4, expect: reached }
+  - { from: lan, to: "::1", expect: reached }
+counters:
+  - { family: ip6, table: filter, chain: FORWARD, position: 1, packets: 1 }
+"#;
+
+/// DUAL with the first `from` replaced by `to`.
+pub(crate) fn edit6(from: &str, to: &str) -> String {
+    assert!(DUAL.contains(from), "DUAL has no {from:?}");
+    DUAL.replacen(from, to, 1)
+}
+
 /// A folder with rule files and `text` as `scenario.yaml`.
 pub(crate) fn write(text: &str) -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -576,4 +576,77 @@ mod tests {
         let text = edit(from, to);
         assert_one(&text, key, needle, says);
     }
+
+    #[rstest]
+    #[case::both_families_and_no_family(
+        "{ from: a, to: lan, family: ipv6,",
+        "{ from: a, to: lan,",
+        "probes[0].to",
+        "to: |lan,",
+        "node `lan` has addresses of both families; say which this probe goes to with `family: ipv4` or `family: ipv6`"
+    )]
+    #[case::no_address_of_that_family(
+        "{ from: a, to: v4, expect",
+        "{ from: a, to: v4, family: ipv6, expect",
+        "probes[2].to",
+        "to: |v4, family",
+        "node `v4` has no ipv6 address to send to"
+    )]
+    #[case::family_unknown(
+        "family: ipv6,",
+        "family: inet6,",
+        "probes[0].family",
+        "family: |inet6,",
+        "expected ipv4 or ipv6, found `inet6`"
+    )]
+    #[case::family_against_the_address(
+        "{ from: a, to: \"2001:db8::2\", proto",
+        "{ from: a, to: \"192.0.2.2\", family: ipv6, proto",
+        "probes[1].to",
+        "to: |\"192.0.2.2\"",
+        "expected an ipv6 address for `family: ipv6`, found 192.0.2.2"
+    )]
+    #[case::link_local(
+        "to: \"2001:db8::2\"",
+        "to: \"fe80::1\"",
+        "probes[1].to",
+        "to: |\"fe80::1\"",
+        "fe80::1 is link-local: it needs an interface to be sent from"
+    )]
+    #[case::outside_the_lab(
+        "to: \"2001:db8::2\"",
+        "to: \"2001:db8::99\"",
+        "probes[1].to",
+        "to: |\"2001:db8::99\"",
+        "2001:db8::99 is no address of this lab"
+    )]
+    #[case::no_common_family(
+        "{ from: a, to: v4, expect",
+        "{ from: v4, to: \"fd00::2\", expect",
+        "probes[2].to",
+        "to: |\"fd00::2\"",
+        "`v4` has no IPv6 address, so it cannot send to fd00::2: the two ends have no family in common"
+    )]
+    #[case::files6_under_nft(
+        "  backends: [iptables-nft]\n  files: [rules/base.rules]\n  files6: [rules/base.rules]\n",
+        "  backends: [nft]\n  files: [rules/base.nft]\n  files6: [rules/base.rules]\n",
+        "rules.files6",
+        "  |files6:",
+        "expected no `files6` under the nft back end"
+    )]
+    fn invalid_dual_stack(
+        #[case] from: &str,
+        #[case] to: &str,
+        #[case] key: &str,
+        #[case] needle: &str,
+        #[case] says: &str,
+    ) {
+        let mut text = edit6(from, to);
+        if key == "rules.files6" {
+            // nft counters name their own family.
+            text = text
+                .replace("family: ip6, table: filter, chain: FORWARD", "family: ip6, table: filter, chain: forward");
+        }
+        assert_one(&text, key, needle, says);
+    }
 }

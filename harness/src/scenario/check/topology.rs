@@ -897,4 +897,101 @@ probes:
         let text = edit(from, to);
         assert_one(&text, key, needle, says);
     }
+
+    #[test]
+    fn dual_stack_addresses_gateways_and_files_load() {
+        let s = load_str(DUAL).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.ipv6, "IPv6 addresses turn IPv6 on");
+        assert_eq!(s.host.bridges[0].address6, ["fd00::1/64".parse::<ipnet::Ipv6Net>().unwrap()]);
+        assert!(s.host.bridges[1].address6.is_empty());
+        assert_eq!(s.host.uplinks[0].address6.len(), 1);
+        let a = &s.nodes[1].interfaces[0];
+        assert_eq!(a.address, "10.0.0.2/24".parse::<Ipv4Net>().unwrap());
+        assert_eq!(a.address6.len(), 2);
+        assert_eq!((a.gateway, a.gateway6), (Some(Ipv4Addr::new(10, 0, 0, 1)), Some("fd00::1".parse().unwrap())));
+        assert_eq!(s.nodes[3].interfaces[0].gateway6, Some("fe80::1".parse().unwrap()));
+        let formats: Vec<RuleFormat> = s.rules.files.iter().map(|f| f.format).collect();
+        assert_eq!(formats, [RuleFormat::Iptables, RuleFormat::Ip6tables]);
+        assert_eq!(s.probes[0].to, "2001:db8::2".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(s.probes[0].name, "a -> lan:80/tcp over ipv6");
+        assert_eq!(s.probes[1].name, "a -> 2001:db8::2 icmp");
+        assert_eq!(s.probes[2].to, std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2)));
+        assert_eq!(s.counters[0].family.as_deref(), Some("ip6"));
+    }
+
+    #[rstest]
+    #[case::outside_the_bridge_prefix(
+        "\"fd00::22/64\"",
+        "\"fd00:9::22/64\"",
+        "nodes.a.interfaces[0].address[2]",
+        "|\"fd00:9::22/64\"",
+        "expected an address in bridge `br0`'s IPv6 subnet fd00::/64, found fd00:9::22"
+    )]
+    #[case::without_prefix(
+        "\"fd00::22/64\"",
+        "\"fd00::22\"",
+        "nodes.a.interfaces[0].address[2]",
+        "|\"fd00::22\"",
+        "found `fd00::22` without a prefix length"
+    )]
+    #[case::multicast(
+        "\"fd00::22/64\"",
+        "\"ff02::1/64\"",
+        "nodes.a.interfaces[0].address[2]",
+        "|\"ff02::1/64\"",
+        "a multicast address"
+    )]
+    #[case::a_second_ipv4(
+        "\"fd00::22/64\"",
+        "10.0.0.9/24",
+        "nodes.a.interfaces[0].address[2]",
+        "|10.0.0.9/24",
+        "expected one IPv4 address on an interface, found a second"
+    )]
+    #[case::empty_list(
+        "address: 10.0.1.2/24",
+        "address: []",
+        "nodes.v4.interfaces[0].address",
+        "address: |[]",
+        "found an empty list"
+    )]
+    #[case::gateway6_outside(
+        "\"fd00::1\"] }",
+        "\"fd00:5::1\"] }",
+        "nodes.a.interfaces[0].gateway[1]",
+        "|\"fd00:5::1\"] }",
+        "expected a gateway in the interface's IPv6 subnets fd00::/64, fd00::/64 or a link-local one"
+    )]
+    #[case::gateway6_without_ipv6(
+        "address: 10.0.1.2/24 }",
+        "address: 10.0.1.2/24, gateway: \"fd00::1\" }",
+        "nodes.v4.interfaces[0].gateway",
+        "gateway: |\"fd00::1\" }",
+        "expected an IPv6 address on this interface for the IPv6 gateway fd00::1, found none"
+    )]
+    #[case::two_ipv6_gateways(
+        "gateway: [10.0.0.1, \"fd00::1\"]",
+        "gateway: [\"fd00::1\", \"fd00::9\"]",
+        "nodes.a.interfaces[0].gateway[1]",
+        "|\"fd00::9\"]",
+        "expected one IPv6 gateway, found a second"
+    )]
+    #[case::ipv6_false("host:\n", "ipv6: false\nhost:\n", "ipv6", "ipv6: |false", "the lab has IPv6 addresses")]
+    #[case::duplicate_ipv6(
+        "\"fd00::22/64\"",
+        "\"fd00::2/64\"",
+        "nodes.a.interfaces[0].address[2]",
+        "\"fd00::2/64\", |\"fd00::2/64\"",
+        "address fd00::2 is already used by nodes.a.interfaces[0].address[1]"
+    )]
+    fn invalid_dual_stack(
+        #[case] from: &str,
+        #[case] to: &str,
+        #[case] key: &str,
+        #[case] needle: &str,
+        #[case] says: &str,
+    ) {
+        let text = edit6(from, to);
+        assert_one(&text, key, needle, says);
+    }
 }

@@ -62,7 +62,11 @@ async fn send_once(lab: &Lab, scn: &Scenario, p: &Probe, index: usize, trace: Op
         event = trace.dropped(probe::tag(index)) => {
             let mut outcome = Outcome::decided(
                 OutcomeKind::Dropped,
-                format!("dropped in {} {} (traced)", event.table, event.chain),
+                // IPv4's own tables go by their names alone, as iptables names them.
+                match event.family.as_str() {
+                    "ip" => format!("dropped in {} {} (traced)", event.table, event.chain),
+                    family => format!("dropped in {family} {} {} (traced)", event.table, event.chain),
+                },
                 start.elapsed(),
             );
             if event.direction == trace::Direction::Reply {
@@ -177,7 +181,7 @@ async fn start_trace(
         return None;
     }
     let tags: Vec<trace::ProbeTag> = (0..scn.probes.len()).map(probe::tag).collect();
-    match TraceSession::start(lab.host(), &tags, rb.backend()).await {
+    match TraceSession::start_with(lab.host(), &tags, rb.backend(), scn.ipv6).await {
         Ok(session) => Some(session),
         Err(e) => {
             report.producer_log.push(format!("tracing is off for this run: {e}"));

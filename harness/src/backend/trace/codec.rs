@@ -177,6 +177,8 @@ pub(super) const NFLOG_DEFAULT_GROUP: u16 = 0;
 pub(super) const NFLOG_COPY_RANGE: u32 = 160;
 /// The IPv4 logger's sysctl: which logger `nf_log_trace` uses for IPv4.
 pub const IPV4_LOGGER_SYSCTL: &str = "net.netfilter.nf_log.2";
+/// The IPv6 logger's sysctl.
+pub const IPV6_LOGGER_SYSCTL: &str = "net.netfilter.nf_log.10";
 /// The logger that sends log lines over netlink.
 pub const NFNETLINK_LOG: &str = "nfnetlink_log";
 
@@ -213,7 +215,7 @@ pub(super) fn parse_trace_prefix(prefix: &str) -> Option<(String, String, String
 /// Decode the payload of an NFLOG packet message (nfgenmsg, then attributes); None
 /// unless it is a TRACE line of an IPv4 packet.
 pub(super) fn decode_nflog(payload: &[u8]) -> Option<XtTrace> {
-    if payload.len() < NFGENMSG_LEN || payload[0] != libc::AF_INET as u8 {
+    if payload.len() < NFGENMSG_LEN || ![libc::AF_INET as u8, libc::AF_INET6 as u8].contains(&payload[0]) {
         return None;
     }
     let mut prefix = None;

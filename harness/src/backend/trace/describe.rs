@@ -182,7 +182,7 @@ impl Dumps {
         let listing = list_ruleset(host).await?;
         let iptables = match backend.format() {
             RuleFormat::Iptables | RuleFormat::Ip6tables => {
-                Some(backend::dump(backend::for_backend(backend).as_ref(), host, false).await?.0)
+                Some(backend::dump(backend::for_backend(backend).as_ref(), host, true).await?.0)
             }
             RuleFormat::Nft => None,
         };
@@ -193,7 +193,7 @@ impl Dumps {
 /// A rule located in the user's rule set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleRef {
-    /// The nft family; for a rule in iptables syntax always `ip`.
+    /// The nft family; for a rule in iptables syntax `ip`, or `ip6` for ip6tables'.
     pub family: String,
     pub table: String,
     pub chain: String,
@@ -235,14 +235,12 @@ pub fn locate(event: &TraceEvent, dumps: &Dumps) -> Option<RuleRef> {
 
 /// An x_tables rule by its position in its chain.
 pub(super) fn locate_xt(event: &TraceEvent, position: usize, dumps: &Dumps) -> Option<RuleRef> {
-    let rule = dumps
-        .iptables
-        .as_ref()?
-        .rules
-        .iter()
-        .find(|r| r.table == event.table && r.chain == event.chain && r.position == position)?;
+    let family = dump_family(&event.family)?;
+    let rule = dumps.iptables.as_ref()?.rules.iter().find(|r| {
+        r.family.as_deref() == family && r.table == event.table && r.chain == event.chain && r.position == position
+    })?;
     Some(RuleRef {
-        family: "ip".into(),
+        family: event.family.clone(),
         table: rule.table.clone(),
         chain: rule.chain.clone(),
         position,
@@ -259,10 +257,12 @@ pub(super) fn locate_xt(event: &TraceEvent, position: usize, dumps: &Dumps) -> O
 /// same chain with as many rules as the listing (else the two are not of one rule set).
 pub(super) fn iptables_line(dumps: &Dumps, chain: &ListedChain, position: usize) -> Option<String> {
     let dump = dumps.iptables.as_ref()?;
-    if chain.family != "ip" {
-        return None;
-    }
-    let rules: Vec<_> = dump.rules.iter().filter(|r| r.table == chain.table && r.chain == chain.name).collect();
+    let family = dump_family(&chain.family)?;
+    let rules: Vec<_> = dump
+        .rules
+        .iter()
+        .filter(|r| r.family.as_deref() == family && r.table == chain.table && r.chain == chain.name)
+        .collect();
     if rules.len() != chain.rules.len() {
         return None;
     }
@@ -270,9 +270,24 @@ pub(super) fn iptables_line(dumps: &Dumps, chain: &ListedChain, position: usize)
     Some(if rule.text.is_empty() { format!("-A {}", rule.chain) } else { format!("-A {} {}", rule.chain, rule.text) })
 }
 
-/// Whether names in this event's table read as iptables: an iptables-nft table.
+/// The family in an iptables dump of the nft family `family`: None for iptables'
+/// own (`ip`), `ip6` for ip6tables'; no other family is in such a dump.
+fn dump_family(family: &str) -> Option<Option<&'static str>> {
+    match family {
+        "ip" => Some(None),
+        "ip6" => Some(Some("ip6")),
+        _ => None,
+    }
+}
+
+/// Whether names in this event's table read as iptables: an iptables-nft table, or
+/// an x_tables one.
 pub(super) fn in_iptables(event: &TraceEvent, dumps: &Dumps) -> bool {
-    event.family == "ip" && dumps.iptables.as_ref().is_some_and(|d| d.chains.iter().any(|c| c.table == event.table))
+    let Some(family) = dump_family(&event.family) else { return false };
+    dumps
+        .iptables
+        .as_ref()
+        .is_some_and(|d| d.chains.iter().any(|c| c.family.as_deref() == family && c.table == event.table))
 }
 
 /// One line naming what the event did, in the user's syntax, e.g.
@@ -281,7 +296,9 @@ pub(super) fn in_iptables(event: &TraceEvent, dumps: &Dumps) -> bool {
 /// `policy DROP of filter FORWARD`.
 pub fn describe(event: &TraceEvent, dumps: &Dumps) -> String {
     let ipt = in_iptables(event, dumps);
-    let place = if ipt {
+    let place = if ipt && event.family == "ip6" {
+        format!("ip6 {} {}", event.table, event.chain)
+    } else if ipt {
         format!("{} {}", event.table, event.chain)
     } else {
         format!("{} {} {}", event.family, event.table, event.chain)

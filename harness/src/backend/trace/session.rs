@@ -80,25 +80,31 @@ impl Shared {
 
     /// An x_tables TRACE line as an event; every line carries the packet's headers.
     pub(super) fn tie_xt(&self, state: &mut State, raw: XtTrace, seen: Instant) -> Option<TraceEvent> {
-        let header_len = usize::from(raw.payload.first()? & 0x0f) * 4;
+        // IPv6: the fixed header only, as the probes send no extension headers.
+        let v6 = raw.payload.first()? >> 4 == 6;
+        let header_len = if v6 { 40 } else { usize::from(raw.payload.first()? & 0x0f) * 4 };
         let tied = Packet::parse(&raw.payload, raw.payload.get(header_len..).unwrap_or(&[]))
             .and_then(|p| p.tie(&self.tags).map(|(tag, dir)| (p, tag, dir)));
         let Some((packet, tag, direction)) = tied else {
             state.untied += 1;
             return None;
         };
+        let family = v6.then(|| "ip6".to_string());
         let (kind, verdict, rejects) = match raw.kind.as_str() {
-            "policy" => {
-                (EventKind::Policy, self.xtables.policies.get(&(raw.table.clone(), raw.chain.clone())).cloned(), false)
-            }
+            "policy" => (
+                EventKind::Policy,
+                self.xtables.policies.get(&(family.clone(), raw.table.clone(), raw.chain.clone())).cloned(),
+                false,
+            ),
             "return" => (EventKind::Return, Some(RuleVerdict::Return), false),
-            _ => match self.xtables.rules.get(&(raw.table.clone(), raw.chain.clone(), raw.position)) {
+            _ => match self.xtables.rules.get(&(family, raw.table.clone(), raw.chain.clone(), raw.position)) {
                 Some((verdict, rejects)) => (EventKind::Rule, Some(verdict.clone()), *rejects),
                 None => (EventKind::Rule, None, false),
             },
         };
         let mut event = self.blank(packet, tag, direction, seen);
-        (event.family, event.table, event.chain) = ("ip".into(), raw.table, raw.chain);
+        let family = if v6 { "ip6" } else { "ip" };
+        (event.family, event.table, event.chain) = (family.into(), raw.table, raw.chain);
         (event.position, event.kind, event.verdict, event.rejects) = (Some(raw.position), kind, verdict, rejects);
         (event.iif, event.oif, event.mark) = (raw.iif, raw.oif, raw.mark);
         Some(self.named(event))
@@ -192,8 +198,9 @@ pub struct TraceSession {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
     host: NetNs,
-    /// Under iptables-legacy, the IPv4 logger the lab host had before, put back on close.
-    logger: Option<String>,
+    /// Under iptables-legacy, each logger sysctl the session set (IPv4's, and with
+    /// IPv6 IPv6's) with the value the lab host had before, put back on close.
+    logger: Vec<(&'static str, String)>,
 }
 
 impl fmt::Debug for TraceSession {
@@ -221,6 +228,18 @@ impl TraceSession {
     /// rules reject. Under iptables-legacy it binds `nfnetlink_log` as the lab host's
     /// IPv4 logger and NFLOG group 0 to the socket, and reads `iptables-legacy-save`.
     pub async fn start(host: &NetNs, tags: &[ProbeTag], backend: Backend) -> Result<TraceSession, TraceError> {
+        TraceSession::start_with(host, tags, backend, false).await
+    }
+
+    /// [`TraceSession::start`], and with `ipv6` the IPv6 packets under iptables-legacy
+    /// too: `nfnetlink_log` is bound as the IPv6 logger as well, and the verdicts of
+    /// `ip6tables-legacy-save` are read beside IPv4's.
+    pub async fn start_with(
+        host: &NetNs,
+        tags: &[ProbeTag],
+        backend: Backend,
+        ipv6: bool,
+    ) -> Result<TraceSession, TraceError> {
         let ns = host.name().to_string();
         let xtables = backend.traces_by_log();
         let sock_err = |source| TraceError::Socket { ns: ns.clone(), source };
@@ -228,18 +247,21 @@ impl TraceSession {
         let (sock, interfaces) =
             host.run(|| open_socket().map(|s| (s, interface_names()))).and_then(|r| r).map_err(sock_err)?;
         let logger = if xtables {
-            let previous = host
-                .run(|| -> io::Result<String> {
-                    let previous = read_sysctl(IPV4_LOGGER_SYSCTL)?;
-                    write_sysctl(IPV4_LOGGER_SYSCTL, NFNETLINK_LOG)?;
-                    bind_nflog(&sock)?;
-                    Ok(previous)
-                })
-                .and_then(|r| r)
-                .map_err(logger_err)?;
-            Some(previous)
+            let sysctls: &[&'static str] =
+                if ipv6 { &[IPV4_LOGGER_SYSCTL, IPV6_LOGGER_SYSCTL] } else { &[IPV4_LOGGER_SYSCTL] };
+            host.run(|| -> io::Result<Vec<(&'static str, String)>> {
+                let mut previous = Vec::new();
+                for &key in sysctls {
+                    previous.push((key, read_sysctl(key)?));
+                    write_sysctl(key, NFNETLINK_LOG)?;
+                }
+                bind_nflog(&sock)?;
+                Ok(previous)
+            })
+            .and_then(|r| r)
+            .map_err(logger_err)?
         } else {
-            None
+            Vec::new()
         };
         // SAFETY: the socket is owned by the AsyncFd and closed only when it drops.
         let sock = unsafe { AsyncFd::register(sock) }.map_err(|e| sock_err(io::Error::from(e)))?;
@@ -247,7 +269,7 @@ impl TraceSession {
 
         nft::apply(&host, &table_script(tags)).await.map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
         let (rejects, xtables) = if xtables {
-            let dump = backend::dump(backend::for_backend(backend).as_ref(), &host, false).await?.0;
+            let dump = backend::dump(backend::for_backend(backend).as_ref(), &host, ipv6).await?.0;
             (HashSet::new(), XtRules::from_dump(&dump))
         } else {
             let listing = super::describe::list_ruleset(&host).await?;
@@ -336,11 +358,11 @@ impl TraceSession {
         nft::delete_table(&self.host, "inet", TABLE)
             .await
             .map_err(|source| TraceError::Table { ns: ns.clone(), source })?;
-        if let Some(previous) = &self.logger {
+        for (key, previous) in &self.logger {
             self.host
-                .run(|| write_sysctl(IPV4_LOGGER_SYSCTL, previous))
+                .run(|| write_sysctl(key, previous))
                 .and_then(|r| r)
-                .map_err(|source| TraceError::Logger { ns, source })?;
+                .map_err(|source| TraceError::Logger { ns: ns.clone(), source })?;
         }
         Ok(())
     }

@@ -363,7 +363,8 @@ fn table_script_matches_the_tags() {
 fn nflog_message(prefix: &str, iif: u32, packet: &[u8]) -> Vec<u8> {
     let attrs =
         [attr(NFULA_PREFIX, &cstr(prefix)), attr(NFULA_IFINDEX_INDEV, &iif.to_be_bytes()), attr(NFULA_PAYLOAD, packet)];
-    let mut m = message(libc::AF_INET as u8, &attrs);
+    let family = if packet.first().is_some_and(|b| b >> 4 == 6) { libc::AF_INET6 } else { libc::AF_INET };
+    let mut m = message(family as u8, &attrs);
     m[4..6].copy_from_slice(&NFLOG_PACKET_MESSAGE.to_ne_bytes());
     m
 }
@@ -388,13 +389,13 @@ fn reads_trace_prefixes() {
 #[test]
 fn verdicts_come_from_the_rules_targets() {
     let xt = XtRules::from_dump(&parse_iptables_save(XT_SAVE).unwrap());
-    let rule = |chain: &str, n: usize| xt.rules.get(&("filter".to_string(), chain.to_string(), n)).cloned();
+    let rule = |chain: &str, n: usize| xt.rules.get(&(None, "filter".to_string(), chain.to_string(), n)).cloned();
     assert_eq!(rule("FORWARD", 1), Some((RuleVerdict::Jump("LAB-FWD".into()), false)));
     // The comment's words are no target.
     assert_eq!(rule("LAB-FWD", 1), Some((RuleVerdict::Drop, false)));
     assert_eq!(rule("LAB-FWD", 2), Some((RuleVerdict::Drop, true)));
     assert_eq!(rule("LAB-FWD", 3), Some((RuleVerdict::Continue, false)));
-    assert_eq!(xt.policies.get(&("filter".to_string(), "FORWARD".to_string())), Some(&RuleVerdict::Drop));
+    assert_eq!(xt.policies.get(&(None, "filter".to_string(), "FORWARD".to_string())), Some(&RuleVerdict::Drop));
     assert_eq!(xt_verdict("-s 10.0.0.0/8 -j DNAT --to-destination 1.2.3.4", |_| false).0, RuleVerdict::Accept);
     assert_eq!(xt_verdict("-g OTHER", |_| true).0, RuleVerdict::Goto("OTHER".into()));
     assert_eq!(xt_verdict("-p tcp", |_| false).0, RuleVerdict::Continue);
@@ -447,4 +448,55 @@ fn nflog_requests_are_well_formed() {
     let (seqs, types): (Vec<u32>, Vec<u16>) = messages(&[m.clone(), m].concat()).map(|(ty, _, seq)| (seq, ty)).unzip();
     assert_eq!(seqs, [2, 2]);
     assert_eq!(types, [NFLOG_CONFIG_MESSAGE; 2]);
+}
+
+/// An IPv6 header (no extension headers) from fd00::2 to fd00:1::2.
+fn ipv6_header(next: u8, payload_len: u16) -> Vec<u8> {
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&payload_len.to_be_bytes());
+    ip.extend_from_slice(&[next, 64]);
+    ip.extend_from_slice(&"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    ip.extend_from_slice(&"fd00:1::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    ip
+}
+
+#[test]
+fn ipv6_packets_are_read_and_tied_to_their_probes() {
+    let (_, tcp) = tcp_headers(20001, 81, TCP_SYN);
+    let syn = Packet::parse(&ipv6_header(6, 20), &tcp).expect("an IPv6 TCP header");
+    assert_eq!(syn.src, "fd00::2".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!((syn.protocol, syn.sport, syn.dport), (6, Some(20001), Some(81)));
+    assert!(syn.opens_exchange());
+    let tags: std::collections::HashSet<u16> = [20001].into_iter().collect();
+    assert_eq!(syn.tie(&tags), Some((20001, Direction::Request)));
+    let echo = Packet::parse(&ipv6_header(58, 8), &[128, 0, 0, 0, 0x4e, 0x21, 0, 1]).expect("an ICMPv6 echo");
+    assert_eq!(echo.tie(&tags), Some((20001, Direction::Request)));
+    assert!(echo.opens_exchange());
+    let reply = Packet::parse(&ipv6_header(58, 8), &[129, 0, 0, 0, 0x4e, 0x21, 0, 1]).expect("an ICMPv6 reply");
+    assert_eq!(reply.tie(&tags), Some((20001, Direction::Reply)));
+    assert_eq!(reply.to_string(), "icmpv6 fd00::2 -> fd00:1::2 type 129 id 20001");
+    // A neighbour solicitation is no probe's.
+    assert_eq!(Packet::parse(&ipv6_header(58, 8), &[135, 0, 0, 0, 0, 0, 0, 0]).and_then(|p| p.tie(&tags)), None);
+}
+
+#[test]
+fn ipv6_trace_lines_are_named_from_the_ip6tables_dump() {
+    let mut dump = parse_iptables_save(XT_SAVE).unwrap();
+    let six = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+               -A FORWARD -p tcp -m tcp --dport 81 -j ACCEPT\nCOMMIT\n";
+    dump.merge_family("ip6", parse_iptables_save(six).unwrap());
+    let mut shared = shared(&[20001], &[]);
+    shared.xtables = XtRules::from_dump(&dump);
+    let (_, tcp) = tcp_headers(20001, 81, TCP_SYN);
+    let packet: Vec<u8> = ipv6_header(6, 20).into_iter().chain(tcp).collect();
+    assert!(shared.ingest(&nflog_message("TRACE: filter:FORWARD:rule:1 ", 3, &packet), Instant::now()));
+    let state = shared.lock();
+    let event = &state.events[&20001][0];
+    // IPv6's FORWARD rule 1 accepts; IPv4's jumps to LAB-FWD.
+    assert_eq!((event.family.as_str(), event.verdict.clone()), ("ip6", Some(RuleVerdict::Accept)));
+    let dumps = Dumps::new("", Some(dump.clone()));
+    assert_eq!(
+        describe(event, &dumps),
+        "ip6 filter FORWARD rule 1 `-A FORWARD -p tcp -m tcp --dport 81 -j ACCEPT`: ACCEPT"
+    );
 }

@@ -6,25 +6,30 @@ use std::collections::{HashMap, HashSet};
 use super::event::RuleVerdict;
 use crate::backend::counters::Dump;
 use crate::backend::iptables::save;
+/// (family, table, chain, position) of an x_tables rule.
+pub(super) type XtRuleKey = (Option<String>, String, String, usize);
+
 /// What each rule and chain end of an x_tables rule set does, from its dump: TRACE
 /// names a rule by its position, not its verdict.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct XtRules {
-    /// (table, chain, position) -> the rule's verdict, and whether it rejects.
-    pub(super) rules: HashMap<(String, String, usize), (RuleVerdict, bool)>,
-    /// (table, chain) -> the built-in chain's policy.
-    pub(super) policies: HashMap<(String, String), RuleVerdict>,
+    /// (family, table, chain, position) -> the rule's verdict, and whether it rejects.
+    /// The family is None for iptables', `ip6` for ip6tables'.
+    pub(super) rules: HashMap<XtRuleKey, (RuleVerdict, bool)>,
+    /// (family, table, chain) -> the built-in chain's policy.
+    pub(super) policies: HashMap<(Option<String>, String, String), RuleVerdict>,
 }
 
 impl XtRules {
     pub(super) fn from_dump(dump: &Dump) -> XtRules {
-        let chains: HashSet<(&str, &str)> = dump.chains.iter().map(|c| (c.table.as_str(), c.chain.as_str())).collect();
+        let chains: HashSet<(Option<&str>, &str, &str)> =
+            dump.chains.iter().map(|c| (c.family.as_deref(), c.table.as_str(), c.chain.as_str())).collect();
         let rules = dump
             .rules
             .iter()
             .map(|r| {
-                let is_chain = |name: &str| chains.contains(&(r.table.as_str(), name));
-                ((r.table.clone(), r.chain.clone(), r.position), xt_verdict(&r.text, is_chain))
+                let is_chain = |name: &str| chains.contains(&(r.family.as_deref(), r.table.as_str(), name));
+                ((r.family.clone(), r.table.clone(), r.chain.clone(), r.position), xt_verdict(&r.text, is_chain))
             })
             .collect();
         let policies = dump
@@ -36,7 +41,7 @@ impl XtRules {
                     "DROP" => RuleVerdict::Drop,
                     _ => return None,
                 };
-                Some(((p.table.clone(), p.chain.clone()), verdict))
+                Some(((p.family.clone(), p.table.clone(), p.chain.clone()), verdict))
             })
             .collect();
         XtRules { rules, policies }

@@ -33,6 +33,8 @@ use harness::traffic::service::Services;
 
 const MEASURES: [&str; 5] = ["build", "rules", "probe", "matrix", "seed"];
 const LAB_SIZES: [usize; 4] = [1, 10, 50, 200];
+/// Dual-stack labs measured beside the IPv4 ones of the same size.
+const LAB_SIZES_DUAL: [usize; 2] = [1, 50];
 const RULE_COUNTS: [usize; 2] = [30, 1000];
 /// The matrix: every node probes every node (itself too) on each port.
 const MATRIX_NODES: usize = 9;
@@ -162,15 +164,26 @@ fn node_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, (i + 1) as u8)
 }
 
+fn node_addr6(i: usize) -> std::net::Ipv6Addr {
+    // Node i is fd00::(i+1); the host is fd00::1 on br0.
+    std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, (i + 1) as u16)
+}
+
 /// n nodes on one bridge of the host, each with a default route via the host.
 fn lab_yaml(n: usize, rules: &str, services: &str) -> String {
-    let mut y = String::from("host:\n  forwarding: true\n  bridges:\n    br0: { address: 10.0.0.1/24 }\nnodes:\n");
+    lab_yaml_family(n, rules, services, false)
+}
+
+/// [`lab_yaml`], with `dual` every address and route in IPv6 as well.
+fn lab_yaml_family(n: usize, rules: &str, services: &str, dual: bool) -> String {
+    let bridge = if dual { "[10.0.0.1/24, \"fd00::1/64\"]" } else { "10.0.0.1/24" };
+    let mut y = format!("host:\n  forwarding: true\n  bridges:\n    br0: {{ address: {bridge} }}\nnodes:\n");
     for i in 1..=n {
-        let _ = writeln!(
-            y,
-            "  n{i}:\n    interfaces: [{{ bridge: br0, address: {}/24, gateway: 10.0.0.1 }}]",
-            node_addr(i)
-        );
+        let (address, gateway) = match dual {
+            true => (format!("[{}/24, \"{}/64\"]", node_addr(i), node_addr6(i)), "[10.0.0.1, \"fd00::1\"]"),
+            false => (format!("{}/24", node_addr(i)), "10.0.0.1"),
+        };
+        let _ = writeln!(y, "  n{i}:\n    interfaces: [{{ bridge: br0, address: {address}, gateway: {gateway} }}]");
         if !services.is_empty() {
             let _ = writeln!(y, "    services: {services}");
         }
@@ -275,6 +288,34 @@ fn build(b: &mut Bench) {
         b.record(built);
         b.record(dropped);
     }
+    // The same labs in both families, built in turn, so that both see the same machine:
+    // `build6_N` is dual stack, `build6base_N` its IPv4 twin in the same loop.
+    for n in LAB_SIZES_DUAL {
+        let twins = [
+            (format!("build6base_{n}"), b.scenario(&format!("lab4-{n}.yaml"), &lab_yaml(n, "empty.rules", ""))),
+            (
+                format!("build6_{n}"),
+                b.scenario(&format!("lab6-{n}.yaml"), &lab_yaml_family(n, "empty.rules", "", true)),
+            ),
+        ];
+        let mut samples: Vec<Samples> = twins.iter().map(|(key, _)| Samples::new(key)).collect();
+        for (_, scn) in &twins {
+            drop(b.rt.block_on(Lab::build(scn)).unwrap_or_else(|e| die(&e.to_string())));
+            settle(n);
+        }
+        for _ in 0..b.reps(7) {
+            for ((_, scn), s) in twins.iter().zip(&mut samples) {
+                let t = Instant::now();
+                let lab = b.rt.block_on(Lab::build(scn)).unwrap_or_else(|e| die(&e.to_string()));
+                s.push(t.elapsed());
+                drop(lab);
+                settle(n);
+            }
+        }
+        for s in samples {
+            b.record(s);
+        }
+    }
 }
 
 fn rules(b: &mut Bench) {
@@ -313,24 +354,40 @@ fn rules(b: &mut Bench) {
 
 fn probes(b: &mut Bench) {
     eprintln!("probes");
-    // n1 probes n2: 80 is served, the host drops 81; the same rule in both formats.
+    probes_of(b, false);
+    eprintln!("probes over IPv6");
+    probes_of(b, true);
+}
+
+/// n1 probes n2: 80 is served, the host drops 81; the same rule in both formats. With
+/// `v6`, in a dual-stack lab, over IPv6, under keys that start with `probe6_`.
+fn probes_of(b: &mut Bench, v6: bool) {
+    let (target, family, prefix) = match v6 {
+        true => (format!("{}/128", node_addr6(2)), "ip6", "probe6_"),
+        false => (format!("{}/32", node_addr(2)), "ip", "probe_"),
+    };
     let rules = format!(
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
-         -A FORWARD -d {}/32 -p tcp -m tcp --dport 81 -j DROP\nCOMMIT\n",
-        node_addr(2)
+         -A FORWARD -d {target} -p tcp -m tcp --dport 81 -j DROP\nCOMMIT\n"
     );
     let nft_rules = format!(
-        "table ip filter {{\n  chain FORWARD {{\n    type filter hook forward priority 0; policy accept;\n    \
-         ip daddr {} tcp dport 81 drop\n  }}\n}}\n",
-        node_addr(2)
+        "table {family} filter {{\n  chain FORWARD {{\n    type filter hook forward priority 0; policy accept;\n    \
+         {family} daddr {target} tcp dport 81 drop\n  }}\n}}\n"
     );
-    b.write("probe.rules", &rules);
-    let nft_path = b.write("probe.nft", &nft_rules);
-    let mut y = lab_yaml(2, "probe.rules", "{ tcp: [80] }");
-    y.push_str("probes:\n  - { from: n1, to: n2, port: 80, expect: reached }\n");
-    y.push_str("  - { from: n1, to: n2, port: 81, expect: dropped }\n");
-    y.push_str("  - { from: n1, to: n2, proto: icmp, expect: reached }\n");
-    let scn = b.scenario("probe.yaml", &y);
+    let name = if v6 { "probe6" } else { "probe" };
+    b.write(&format!("{name}.rules"), &rules);
+    let nft_path = b.write(&format!("{name}.nft"), &nft_rules);
+    let mut y = lab_yaml_family(2, &format!("{name}.rules"), "{ tcp: [80] }", v6);
+    if v6 {
+        // The IPv6 rule in the ip6tables file; the IPv4 one empty.
+        y = y.replace(&format!("files: [{name}.rules]"), &format!("files: [empty.rules]\n  files6: [{name}.rules]"));
+        b.write("empty.rules", EMPTY_RULES);
+    }
+    let family_key = if v6 { ", family: ipv6" } else { "" };
+    y.push_str(&format!("probes:\n  - {{ from: n1, to: n2{family_key}, port: 80, expect: reached }}\n"));
+    y.push_str(&format!("  - {{ from: n1, to: n2{family_key}, port: 81, expect: dropped }}\n"));
+    y.push_str(&format!("  - {{ from: n1, to: n2{family_key}, proto: icmp, expect: reached }}\n"));
+    let scn = b.scenario(&format!("{name}.yaml"), &y);
     let mut index = 0;
     for be in [Backend::IptablesNft, Backend::Nft, Backend::IptablesLegacy] {
         let lab = b.rt.block_on(Lab::build(&scn)).unwrap_or_else(|e| die(&e.to_string()));
@@ -349,15 +406,16 @@ fn probes(b: &mut Bench) {
         // only when the timeout (the scenario's 200 ms) has passed.
         let plain: &[(usize, &str, OutcomeKind, usize)] = if be == Backend::IptablesNft {
             &[
-                (0, "probe_tcp_reached", OutcomeKind::Reached, 21),
-                (1, "probe_tcp_dropped", OutcomeKind::Dropped, 5),
-                (2, "probe_icmp_reached", OutcomeKind::Reached, 21),
+                (0, "tcp_reached", OutcomeKind::Reached, 21),
+                (1, "tcp_dropped", OutcomeKind::Dropped, 5),
+                (2, "icmp_reached", OutcomeKind::Reached, 21),
             ]
         } else {
             &[]
         };
         for &(i, key, want, reps) in plain {
-            let mut s = Samples::new(key);
+            let key = format!("{prefix}{key}");
+            let mut s = Samples::new(&key);
             for r in 0..=b.reps(reps) {
                 // Each send gets its own tag (source port), as the probes of a scenario do.
                 index += 1;
@@ -379,8 +437,9 @@ fn probes(b: &mut Bench) {
         let reps = b.reps(11);
         let tags: Vec<u16> = (index + 1..=index + 1 + reps).map(probe::tag).collect();
         let session =
-            b.rt.block_on(TraceSession::start(lab.host(), &tags, be)).unwrap_or_else(|e| die(&format!("{be}: {e}")));
-        let key = format!("probe_tcp_dropped_traced_{}", be.name());
+            b.rt.block_on(TraceSession::start_with(lab.host(), &tags, be, v6))
+                .unwrap_or_else(|e| die(&format!("{be}: {e}")));
+        let key = format!("{prefix}tcp_dropped_traced_{}", be.name());
         let mut s = Samples::new(&key);
         for r in 0..=reps {
             index += 1;

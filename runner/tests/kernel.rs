@@ -843,6 +843,27 @@ fn capture_replays() -> Result<(), Failed> {
         if !replay.status.success() {
             return Err(format!("the captured scenario fails:\n{}", String::from_utf8_lossy(&replay.stdout)).into());
         }
+        // Both families: the IPv6 rules in a file of their own, named in `files6`.
+        let out = netconform()
+            .args(["capture", "scenarios/live/command/web-only-dual-stack.yaml", "--backend", backend, "-o"])
+            .arg(dir.path())
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("capture failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        let rules6 =
+            std::fs::read_to_string(dir.path().join(format!("rules/web-only-dual-stack-{backend}-ip6.rules")))?;
+        let scenario = std::fs::read_to_string(dir.path().join(format!("web-only-dual-stack-{backend}.yaml")))?;
+        if !rules6.contains("-A FORWARD -p tcp -m tcp --dport 80 -m comment --comment web -j ACCEPT")
+            || !scenario.contains("files6:")
+        {
+            return Err(format!("the IPv6 rules were not kept:\n{rules6}\n{scenario}").into());
+        }
+        let replay =
+            netconform().arg("run").arg(dir.path().join(format!("web-only-dual-stack-{backend}.yaml"))).output()?;
+        if !replay.status.success() {
+            return Err(format!("the captured scenario fails:\n{}", String::from_utf8_lossy(&replay.stdout)).into());
+        }
     }
     Ok(())
 }

@@ -101,6 +101,15 @@ impl Backend {
         }
     }
 
+    /// Prints the IPv6 rule set without counters, where it is apart (ip6tables).
+    pub fn save6(self) -> Option<Invocation> {
+        match self {
+            Backend::IptablesNft => Some(Invocation::new("ip6tables-nft-save", Vec::<&str>::new())),
+            Backend::IptablesLegacy => Some(Invocation::new("ip6tables-legacy-save", Vec::<&str>::new())),
+            Backend::Nft => None,
+        }
+    }
+
     /// The kernel reports this back end's trace as x_tables TRACE log lines (through
     /// nfnetlink_log), not as nf_tables trace events.
     pub fn traces_by_log(self) -> bool {

@@ -15,6 +15,9 @@ use crate::scenario::{Attach, Backend, Count, Expect, Proto, RuleFormat, RuleSel
 #[derive(Debug, Clone)]
 pub struct Captured {
     pub rules: String,
+    /// The IPv6 rule set, where the back end keeps it apart (ip6tables-save) and the
+    /// scenario has IPv6.
+    pub rules6: Option<String>,
     pub format: RuleFormat,
     /// Per-interface IPv4 settings the producer changed in the host (netavark turns on
     /// route_localnet on its bridge, for example), as sysctls for the static lab.
@@ -56,8 +59,12 @@ pub async fn capture(scn: &Scenario, backend: Backend) -> Result<Captured, Strin
     let mut log = Log::default();
     let produced = producer.produce(scn, &mut lab, backend, &mut log).await;
     let dumped = match produced {
-        Ok(()) => dump_plain(&lab, backend).await,
+        Ok(()) => dump_plain(&lab, backend, backend.save()).await,
         Err(why) => Err(format!("{why}\n{log}")),
+    };
+    let dumped6 = match (&dumped, backend.save6().filter(|_| scn.ipv6)) {
+        (Ok(_), Some(inv)) => Some(dump_plain(&lab, backend, inv).await),
+        _ => None,
     };
     let sysctls = changed_sysctls(&lab);
     for problem in producer.teardown(&mut log).await {
@@ -65,12 +72,12 @@ pub async fn capture(scn: &Scenario, backend: Backend) -> Result<Captured, Strin
     }
     drop(producer);
     drop(lab);
-    Ok(Captured { rules: dumped?, format: backend.format(), sysctls, log })
+    Ok(Captured { rules: dumped?, rules6: dumped6.transpose()?, format: backend.format(), sysctls, log })
 }
 
-async fn dump_plain(lab: &Lab, backend: Backend) -> Result<String, String> {
+/// What `inv` (a back end's save, of one family) prints, without its dated header lines.
+async fn dump_plain(lab: &Lab, backend: Backend, inv: sandbox::Invocation) -> Result<String, String> {
     use std::os::fd::AsFd;
-    let inv = backend.save();
     let out = sandbox::run_in(lab.host().as_fd(), &inv).await.map_err(|e| e.to_string())?;
     // The dump's own header lines carry a date: a fixture should not change by itself.
     let text: Vec<&str> =
@@ -80,6 +87,28 @@ async fn dump_plain(lab: &Lab, backend: Backend) -> Result<String, String> {
     let joined = text.join("\n") + "\n";
     rb.parse_dump(&joined).map_err(|e| format!("the captured rules do not parse: {e}"))?;
     Ok(joined)
+}
+
+/// `rules`: the back end and the captured files.
+fn rules_section(backend: Backend, rules_file: &str, rules_file6: Option<&str>) -> Value {
+    let mut m = Mapping::new();
+    m.insert(s("backends"), Value::Sequence(vec![s(backend.name())]));
+    m.insert(s("files"), Value::Sequence(vec![s(rules_file)]));
+    if let Some(f) = rules_file6 {
+        m.insert(s("files6"), Value::Sequence(vec![s(f)]));
+    }
+    Value::Mapping(m)
+}
+
+/// An `address` value: one address as a string, or the IPv4 one and the IPv6 ones as
+/// a list.
+fn addresses(v4: Option<String>, v6: &[ipnet::Ipv6Net]) -> Option<Value> {
+    let all: Vec<Value> = v4.into_iter().chain(v6.iter().map(|a| a.to_string())).map(s).collect();
+    match all.len() {
+        0 => None,
+        1 => all.into_iter().next(),
+        _ => Some(Value::Sequence(all)),
+    }
 }
 
 fn s(v: impl Into<String>) -> Value {
@@ -97,7 +126,15 @@ fn map(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
 /// A scenario without a live producer that rebuilds `scn`'s lab (container networks
 /// become host bridges, containers become nodes on them) around the rule file
 /// `rules_file`, with `scn`'s probes and counters.
-pub fn static_scenario(scn: &Scenario, backend: Backend, rules_file: &str, captured: &Captured) -> String {
+/// The scenario that rebuilds `scn`'s lab around the captured rules, in `rules_file`
+/// (and the IPv6 ones, if any, in `rules_file6`).
+pub fn static_scenario(
+    scn: &Scenario,
+    backend: Backend,
+    rules_file: &str,
+    rules_file6: Option<&str>,
+    captured: &Captured,
+) -> String {
     let log = &captured.log;
     let mut top = Mapping::new();
     let program = scn.rules.live.as_ref().map(|l| l.kind().name()).unwrap_or("rule files");
@@ -113,10 +150,7 @@ pub fn static_scenario(scn: &Scenario, backend: Backend, rules_file: &str, captu
     );
     top.insert(s("host"), host_section(scn, captured));
     top.insert(s("nodes"), nodes_section(scn));
-    top.insert(
-        s("rules"),
-        map([("backends", Value::Sequence(vec![s(backend.name())])), ("files", Value::Sequence(vec![s(rules_file)]))]),
-    );
+    top.insert(s("rules"), rules_section(backend, rules_file, rules_file6));
     top.insert(s("probes"), Value::Sequence(scn.probes.iter().map(|p| probe(scn, p)).collect()));
     if !scn.counters.is_empty() {
         top.insert(s("counters"), Value::Sequence(scn.counters.iter().map(counter).collect()));
@@ -136,7 +170,10 @@ fn host_section(scn: &Scenario, captured: &Captured) -> Value {
     let host = scn.host();
     let mut bridges = Mapping::new();
     for b in &scn.host.bridges {
-        let v = b.address.map(|a| map([("address", s(a.to_string()))])).unwrap_or(Value::Null);
+        let v = match addresses(b.address.map(|a| a.to_string()), &b.address6) {
+            Some(a) => map([("address", a)]),
+            None => Value::Null,
+        };
         bridges.insert(s(&b.name), v);
     }
     for n in &scn.networks {
@@ -144,7 +181,8 @@ fn host_section(scn: &Scenario, captured: &Captured) -> Value {
     }
     let mut uplinks = Mapping::new();
     for u in &scn.host.uplinks {
-        uplinks.insert(s(&u.name), map([("address", s(u.address.to_string()))]));
+        let address = addresses(Some(u.address.to_string()), &u.address6).unwrap_or(Value::Null);
+        uplinks.insert(s(&u.name), map([("address", address)]));
     }
     let mut host_map = Mapping::new();
     host_map.insert(s("name"), s(&host.name));
@@ -186,9 +224,22 @@ fn nodes_section(scn: &Scenario) -> Value {
                 Attach::Uplink(u) => m.insert(s("uplink"), s(&scn.host.uplinks[u].name)),
             };
             m.insert(s("name"), s(&iface.name));
-            m.insert(s("address"), s(iface.address.to_string()));
-            if let Some(gw) = iface.gateway {
-                m.insert(s("gateway"), s(gw.to_string()));
+            m.insert(s("address"), addresses(Some(iface.address.to_string()), &iface.address6).unwrap_or(Value::Null));
+            let gateways: Vec<Value> = iface
+                .gateway
+                .map(|g| g.to_string())
+                .into_iter()
+                .chain(iface.gateway6.map(|g| g.to_string()))
+                .map(s)
+                .collect();
+            match gateways.len() {
+                0 => {}
+                1 => {
+                    m.insert(s("gateway"), gateways[0].clone());
+                }
+                _ => {
+                    m.insert(s("gateway"), Value::Sequence(gateways));
+                }
             }
             interfaces.push(Value::Mapping(m));
         }
@@ -229,6 +280,11 @@ fn probe(scn: &Scenario, p: &crate::scenario::Probe) -> Value {
     m.insert(s("name"), s(&p.name));
     m.insert(s("from"), s(&scn.node(p.from).name));
     m.insert(s("to"), s(&p.to_text));
+    // A node with addresses of both families is named with the family probed.
+    let named = p.to_text.parse::<std::net::IpAddr>().is_err();
+    if named && scn.owner_of_ip(p.to).is_some_and(|id| !scn.addresses6_of(id).is_empty()) {
+        m.insert(s("family"), s(if p.to.is_ipv6() { "ipv6" } else { "ipv4" }));
+    }
     match p.proto {
         Proto::Icmp => {
             m.insert(s("proto"), s("icmp"));

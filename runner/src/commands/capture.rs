@@ -42,18 +42,33 @@ pub fn main(path: &Path, output: &Path, only: Option<Backend>) -> ExitCode {
     let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "scenario".into());
     let ext = if captured.format == harness::scenario::RuleFormat::Nft { "nft" } else { "rules" };
     let rules_name = format!("{stem}-{backend}.{ext}");
+    let rules6_name = captured.rules6.as_ref().map(|_| format!("{stem}-{backend}-ip6.rules"));
     let yaml_name = format!("{stem}-{backend}.yaml");
-    let written = std::fs::create_dir_all(output.join("rules"))
-        .and_then(|()| std::fs::write(output.join("rules").join(&rules_name), &captured.rules))
+    let rules_dir = output.join("rules");
+    let written = std::fs::create_dir_all(&rules_dir)
+        .and_then(|()| std::fs::write(rules_dir.join(&rules_name), &captured.rules))
+        .and_then(|()| match (&rules6_name, &captured.rules6) {
+            (Some(name), Some(text)) => std::fs::write(rules_dir.join(name), text),
+            _ => Ok(()),
+        })
         .and_then(|()| {
-            let text =
-                harness::tools::capture::static_scenario(&scn, backend, &format!("rules/{rules_name}"), &captured);
+            let rules6 = rules6_name.as_ref().map(|n| format!("rules/{n}"));
+            let text = harness::tools::capture::static_scenario(
+                &scn,
+                backend,
+                &format!("rules/{rules_name}"),
+                rules6.as_deref(),
+                &captured,
+            );
             std::fs::write(output.join(&yaml_name), text)
         });
     match written {
         Ok(()) => {
             println!("wrote {}", output.join(&yaml_name).display());
-            println!("wrote {}", output.join("rules").join(&rules_name).display());
+            println!("wrote {}", rules_dir.join(&rules_name).display());
+            if let Some(name) = &rules6_name {
+                println!("wrote {}", rules_dir.join(name).display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

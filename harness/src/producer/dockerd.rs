@@ -120,7 +120,7 @@ impl Producer for Dockerd {
             self.sandbox = Some(sandbox);
             self.prepare(live.daemon(), log).await?;
             if !live.commands().is_empty() {
-                self.ufw_first(live.commands(), backend, log).await?;
+                self.ufw_first(live.commands(), backend, scn.ipv6, log).await?;
             }
             self.start_daemon(scn, log).await?;
             self.docker(log, &["import", "-", IMAGE], Some(rootfs)).await?;
@@ -234,8 +234,14 @@ impl Dockerd {
     /// ufw from copies of its configuration, bind-mounted in the sandbox as the `ufw`
     /// producer mounts them (its helpers do the copies' contents), then the
     /// scenario's ufw command lines and `ufw --force enable`.
-    async fn ufw_first(&self, commands: &[String], backend: Backend, log: &mut Log) -> Result<(), ProducerError> {
-        super::ufw::configure(self.sandbox()?, commands, backend, self.step, log).await
+    async fn ufw_first(
+        &self,
+        commands: &[String],
+        backend: Backend,
+        ipv6: bool,
+        log: &mut Log,
+    ) -> Result<(), ProducerError> {
+        super::ufw::configure(self.sandbox()?, commands, backend, ipv6, self.step, log).await
     }
 
     async fn start_daemon(&mut self, scn: &Scenario, log: &mut Log) -> Result<(), String> {

@@ -9,7 +9,8 @@
 //! names point at the back end under test: what `update-alternatives --set` does on a
 //! real host, for the sandbox only. The machine's own files are never written.
 //!
-//! The copy of /etc/default/ufw says `IPV6=no` (the lab has IPv6 off),
+//! The copy of /etc/default/ufw says `IPV6=yes` in a lab with IPv6 and `IPV6=no`
+//! without (or what the scenario's `ipv6` says),
 //! `IPT_MODULES=""` (loading kernel modules would change the machine, not the lab) and
 //! names ufw's own sysctl file, whose copy keeps only `net` keys: those belong to the
 //! lab host's network namespace, and ufw writes them when it starts, as on a real host.
@@ -53,7 +54,11 @@ impl Producer for Ufw {
         Box::pin(async move {
             let live = scn.rules.live.as_ref().ok_or("no live program")?;
             let sandbox = self.sandbox.insert(super::sandbox(scn, lab, backend).await?);
-            configure(sandbox, live.commands(), backend, live.timeout, log).await
+            let ipv6 = match &live.program {
+                crate::scenario::Program::Ufw { ipv6: Some(v), .. } => *v,
+                _ => scn.ipv6,
+            };
+            configure(sandbox, live.commands(), backend, ipv6, live.timeout, log).await
         })
     }
 
@@ -71,6 +76,7 @@ pub(super) async fn configure(
     sandbox: &Sandbox,
     commands: &[String],
     backend: Backend,
+    ipv6: bool,
     step_timeout: std::time::Duration,
     log: &mut Log,
 ) -> Result<(), ProducerError> {
@@ -88,7 +94,7 @@ pub(super) async fn configure(
     let sysctl = read("/etc/ufw/sysctl.conf")?;
     let state = inside(sandbox, STATE);
     make_dir(&state)?;
-    write_file(&state.join("default-ufw"), &defaults_text(&defaults))?;
+    write_file(&state.join("default-ufw"), &defaults_text(&defaults, ipv6))?;
     write_file(&state.join("sysctl.conf"), &sysctl_text(&sysctl))?;
 
     let script = setup_script(&links);
@@ -122,9 +128,10 @@ fn setup_script(links: &[(&'static str, PathBuf)]) -> String {
 
 /// /etc/default/ufw for the lab: the three settings the module documentation names,
 /// replaced where they are and added where they are missing; everything else as is.
-pub(super) fn defaults_text(original: &str) -> String {
-    const SET: [(&str, &str, &str); 3] = [
-        ("IPV6", "no", "IPv6 is off in the lab"),
+pub(super) fn defaults_text(original: &str, ipv6: bool) -> String {
+    let v6 = if ipv6 { ("IPV6", "yes", "the lab has IPv6") } else { ("IPV6", "no", "IPv6 is off in the lab") };
+    let set: [(&str, &str, &str); 3] = [
+        v6,
         ("IPT_MODULES", "\"\"", "loading kernel modules would change the machine"),
         ("IPT_SYSCTL", "/etc/ufw/sysctl.conf", "a copy that keeps only network namespace settings"),
     ];
@@ -132,9 +139,9 @@ pub(super) fn defaults_text(original: &str) -> String {
     let mut out = String::new();
     for line in original.lines() {
         let key = line.trim_start().split('=').next().unwrap_or("").trim();
-        match SET.iter().position(|(k, _, _)| *k == key && line.contains('=')) {
+        match set.iter().position(|(k, _, _)| *k == key && line.contains('=')) {
             Some(i) => {
-                let (k, v, why) = SET[i];
+                let (k, v, why) = set[i];
                 if !seen[i] {
                     out.push_str(&format!("# set for the lab: {why}\n{k}={v}\n"));
                 }
@@ -146,7 +153,7 @@ pub(super) fn defaults_text(original: &str) -> String {
             }
         }
     }
-    for (i, (k, v, why)) in SET.iter().enumerate() {
+    for (i, (k, v, why)) in set.iter().enumerate() {
         if !seen[i] {
             out.push_str(&format!("# set for the lab: {why}\n{k}={v}\n"));
         }
@@ -187,7 +194,7 @@ mod tests {
 
     #[test]
     fn defaults_turn_ipv6_and_modules_off_in_place() {
-        let text = defaults_text(DEBIAN_DEFAULTS);
+        let text = defaults_text(DEBIAN_DEFAULTS, false);
         assert!(text.contains("\nIPV6=no\n"), "{text}");
         assert!(!text.contains("IPV6=yes"), "{text}");
         assert!(text.contains("\nIPT_MODULES=\"\"\n"), "{text}");
@@ -199,14 +206,21 @@ mod tests {
     }
 
     #[test]
+    fn a_lab_with_ipv6_keeps_ipv6_on() {
+        let text = defaults_text(DEBIAN_DEFAULTS, true);
+        assert!(text.contains("# set for the lab: the lab has IPv6\nIPV6=yes\n"), "{text}");
+        assert_eq!(text.matches("IPV6=").count(), 1);
+    }
+
+    #[test]
     fn defaults_missing_settings_are_added_and_others_replaced() {
-        let text = defaults_text("IPT_MODULES=\"nf_conntrack_ftp nf_nat_ftp\"\nIPT_SYSCTL=/etc/sysctl.conf\n");
+        let text = defaults_text("IPT_MODULES=\"nf_conntrack_ftp nf_nat_ftp\"\nIPT_SYSCTL=/etc/sysctl.conf\n", false);
         assert!(text.contains("IPT_MODULES=\"\"\n"), "{text}");
         assert!(!text.contains("nf_conntrack_ftp"), "{text}");
         assert!(text.contains("IPT_SYSCTL=/etc/ufw/sysctl.conf\n"), "{text}");
         assert!(text.contains("IPV6=no\n"), "{text}");
         // A comment that mentions a key is no setting.
-        let text = defaults_text("# IPV6=yes is the default\n");
+        let text = defaults_text("# IPV6=yes is the default\n", false);
         assert!(text.starts_with("# IPV6=yes is the default\n"), "{text}");
         assert!(text.contains("\nIPV6=no\n"), "{text}");
     }

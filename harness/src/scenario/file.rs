@@ -61,6 +61,8 @@ pub struct LiveFile {
     pub daemon: Option<IndexMap<String, serde_json::Value>>,
     pub timeout: Option<DurationText>,
     pub reads: Option<Vec<String>>,
+    /// ufw: what /etc/default/ufw's IPV6 says.
+    pub ipv6: Option<bool>,
 }
 
 /// A rule file added after a producer's own: a path, or a path limited to some

@@ -205,6 +205,8 @@ pub enum Program {
     Ufw {
         /// Configuration commands, each one command line.
         commands: Vec<String>,
+        /// `IPV6=` in /etc/default/ufw: yes or no; unless given, yes in a lab with IPv6.
+        ipv6: Option<bool>,
     },
     Firewalld {
         /// Configuration commands, each one command line.
@@ -267,7 +269,9 @@ impl Live {
     /// `ufw`, `firewalld`, `dockerd`: configuration command lines.
     pub fn commands(&self) -> &[String] {
         match &self.program {
-            Program::Dockerd { commands, .. } | Program::Ufw { commands } | Program::Firewalld { commands } => commands,
+            Program::Dockerd { commands, .. } | Program::Ufw { commands, .. } | Program::Firewalld { commands } => {
+                commands
+            }
             _ => &[],
         }
     }

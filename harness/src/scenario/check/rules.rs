@@ -118,13 +118,19 @@ pub(crate) fn live(c: &mut Checker, key: &str, f: &LiveFile) -> Option<Live> {
     let daemon = live_daemon(c, key, f, kind);
     let timeout = live_timeout(c, key, f);
     let reads = live_reads(c, key, f, kind);
+    if f.ipv6.is_some() && kind != LiveProgram::Ufw {
+        c.key(
+            &join(key, "ipv6"),
+            format!("expected `ipv6` only with program `ufw` (its IPV6= setting), not `{}`", kind.name()),
+        );
+    }
     let commands = f.commands.clone().unwrap_or_default();
     let program = match kind {
         LiveProgram::Command => Program::Command { run, reads },
         LiveProgram::Netavark => Program::Netavark { driver },
         LiveProgram::Cni => Program::Cni,
         LiveProgram::Dockerd => Program::Dockerd { daemon, commands },
-        LiveProgram::Ufw => Program::Ufw { commands },
+        LiveProgram::Ufw => Program::Ufw { commands, ipv6: f.ipv6 },
         LiveProgram::Firewalld => Program::Firewalld { commands },
     };
     Some(Live { timeout, program })

@@ -196,22 +196,19 @@ pub async fn send(from: &NetNs, probe: &Probe, index: usize) -> Outcome {
 /// probe could not be sent.
 fn open(ns: &NetNs, ty: Type, proto: Protocol, tag: u16, to: SocketAddr) -> Result<Socket, Box<Outcome>> {
     let made = ns.run(|| -> io::Result<Socket> {
-        let s = Socket::new(Domain::for_address(to), ty, Some(proto))?;
-        s.set_nonblocking(true)?;
-        if ty == Type::DGRAM {
-            // Report every ICMP error on the socket, not only the "hard" ones.
-            set_recv_err(&s, to.is_ipv6())?;
-        } else {
-            // A probe sent again binds its tag again, which the first attempt's
-            // socket may not have let go of yet.
-            s.set_reuse_address(true)?;
-        }
-        let any = if to.is_ipv6() { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
-        s.bind(&SocketAddr::new(any, tag).into())?;
-        match s.connect(&to.into()) {
-            Ok(()) => Ok(s),
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
-            Err(e) => Err(e),
+        // A probe sent again connects from its tag's port to the same address as the
+        // first attempt did; while the kernel still holds the first connection (it
+        // went through with TCP's own retransmission just as the attempt gave up), the
+        // connect is refused with EADDRNOTAVAIL. That is no outcome: ask again, for as
+        // long as a probe may wait.
+        let start = std::time::Instant::now();
+        loop {
+            match connect_from(ty, proto, tag, to) {
+                Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) && start.elapsed() < ANSWER_WAIT => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => return other,
+            }
         }
     });
     match made {
@@ -223,6 +220,31 @@ fn open(ns: &NetNs, ty: Type, proto: Protocol, tag: u16, to: SocketAddr) -> Resu
             Err(Box::new(Outcome::new(OutcomeKind::Failed, format!("could not send from {}: {e}", ns.name()))))
         }
         Err(e) => Err(Box::new(Outcome::new(OutcomeKind::Failed, format!("could not enter {}: {e}", ns.name())))),
+    }
+}
+
+/// How long a probe's socket may wait for its tag's port to be free again.
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// A socket bound to the tag's port, non-blocking, already connecting to `to`; on the
+/// calling thread's namespace.
+fn connect_from(ty: Type, proto: Protocol, tag: u16, to: SocketAddr) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(to), ty, Some(proto))?;
+    s.set_nonblocking(true)?;
+    if ty == Type::DGRAM {
+        // Report every ICMP error on the socket, not only the "hard" ones.
+        set_recv_err(&s, to.is_ipv6())?;
+    } else {
+        // A probe sent again binds its tag again, which the first attempt's
+        // socket may not have let go of yet.
+        s.set_reuse_address(true)?;
+    }
+    let any = if to.is_ipv6() { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+    s.bind(&SocketAddr::new(any, tag).into())?;
+    match s.connect(&to.into()) {
+        Ok(()) => Ok(s),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+        Err(e) => Err(e),
     }
 }
 
@@ -246,6 +268,11 @@ async fn tcp(ns: &NetNs, tag: u16, to: SocketAddr, timeout: Duration) -> Outcome
     };
     let deadline = tokio::time::Instant::now() + timeout;
     if tokio::time::timeout_at(deadline, stream.writable()).await.is_err() {
+        // Abort rather than close: the kernel's own SYN retransmission may have got
+        // through as the deadline passed (a busy machine runs this task late), and a
+        // connection closed gracefully would hold the tag's port from the probe sent
+        // again (EADDRNOTAVAIL).
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         return Outcome::timed_out(timeout);
     }
     match stream.take_error() {

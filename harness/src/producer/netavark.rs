@@ -90,7 +90,9 @@ pub fn options(scn: &Scenario, id: NodeId) -> Value {
         "port_mappings": ports,
         "networks": {
             net.name.clone(): {
-                "static_ips": [c.address.to_string()],
+                "static_ips": std::iter::once(c.address.to_string())
+                    .chain(c.address6.map(|a| a.to_string()))
+                    .collect::<Vec<_>>(),
                 "aliases": [node.name],
                 "interface_name": "eth0",
             }
@@ -109,12 +111,21 @@ fn network_info(scn: &Scenario, index: usize) -> Value {
         "id": hex_id(&format!("network {}", net.name)),
         "driver": "bridge",
         "network_interface": net.bridge,
-        "subnets": [{ "subnet": net.subnet.to_string(), "gateway": net.gateway.to_string() }],
-        "ipv6_enabled": false,
+        "subnets": subnets(net),
+        "ipv6_enabled": net.subnet6.is_some(),
         "internal": net.internal,
         "dns_enabled": false,
         "ipam_options": { "driver": "host-local" },
     })
+}
+
+/// A network's subnets with their gateways, IPv4 first.
+fn subnets(net: &crate::scenario::Network) -> Vec<Value> {
+    let mut subnets = vec![json!({ "subnet": net.subnet.to_string(), "gateway": net.gateway.to_string() })];
+    if let (Some(subnet), Some(gateway)) = (net.subnet6, net.gateway6) {
+        subnets.push(json!({ "subnet": subnet.to_string(), "gateway": gateway.to_string() }));
+    }
+    subnets
 }
 
 /// `netavark ... setup|teardown NETNS` with the driver in its environment.

@@ -33,19 +33,28 @@ pub struct ScenarioFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with `bridge`, `subnet`, `gateway` and `internal`")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `bridge`, `subnet`, `gateway`, `subnet6`, `gateway6` and `internal`"
+)]
 pub struct NetworkFile {
     pub bridge: Option<String>,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
     pub internal: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with `network`, `address`, `publish`, `sysctls` and `services`")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `network`, `address`, `address6`, `publish`, `sysctls` and `services`"
+)]
 pub struct ContainerFile {
     pub network: Option<String>,
     pub address: Option<String>,
+    pub address6: Option<String>,
     pub publish: Option<Vec<String>>,
     pub sysctls: Option<IndexMap<String, SysctlValue>>,
     pub services: Option<ServicesFile>,

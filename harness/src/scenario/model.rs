@@ -323,6 +323,9 @@ pub struct Network {
     pub subnet: Ipv4Net,
     /// The host's address on the bridge.
     pub gateway: Ipv4Addr,
+    /// The network's IPv6 subnet and the host's address in it, for a dual-stack network.
+    pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
     /// No way out and no way in (Docker's --internal).
     pub internal: bool,
 }
@@ -333,6 +336,8 @@ pub struct Container {
     /// Index into [`Scenario::networks`].
     pub network: usize,
     pub address: Ipv4Addr,
+    /// On a dual-stack network.
+    pub address6: Option<Ipv6Addr>,
     pub publish: Vec<Publish>,
 }
 
@@ -561,9 +566,10 @@ impl Scenario {
         if id == NodeId::HOST {
             let up = self.host.uplinks.iter().flat_map(|u| &u.address6);
             let br = self.host.bridges.iter().flat_map(|b| &b.address6);
-            up.chain(br).map(|a| a.addr()).collect()
-        } else if self.node(id).container.is_some() {
-            Vec::new()
+            let gw = self.networks.iter().filter_map(|n| n.gateway6);
+            up.chain(br).map(|a| a.addr()).chain(gw).collect()
+        } else if let Some(c) = &self.node(id).container {
+            c.address6.into_iter().collect()
         } else {
             self.node(id).interfaces.iter().flat_map(|i| &i.address6).map(|a| a.addr()).collect()
         }

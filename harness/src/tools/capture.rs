@@ -100,6 +100,11 @@ fn rules_section(backend: Backend, rules_file: &str, rules_file6: Option<&str>) 
     Value::Mapping(m)
 }
 
+/// `address` with the prefix of `subnet`, when both are there.
+fn in_subnet6(address: Option<std::net::Ipv6Addr>, subnet: Option<ipnet::Ipv6Net>) -> Vec<ipnet::Ipv6Net> {
+    address.zip(subnet).and_then(|(a, n)| ipnet::Ipv6Net::new(a, n.prefix_len()).ok()).into_iter().collect()
+}
+
 /// An `address` value: one address as a string, or the IPv4 one and the IPv6 ones as
 /// a list.
 fn addresses(v4: Option<String>, v6: &[ipnet::Ipv6Net]) -> Option<Value> {
@@ -177,7 +182,9 @@ fn host_section(scn: &Scenario, captured: &Captured) -> Value {
         bridges.insert(s(&b.name), v);
     }
     for n in &scn.networks {
-        bridges.insert(s(&n.bridge), map([("address", s(format!("{}/{}", n.gateway, n.subnet.prefix_len())))]));
+        let v6 = in_subnet6(n.gateway6, n.subnet6);
+        let address = addresses(Some(format!("{}/{}", n.gateway, n.subnet.prefix_len())), &v6).unwrap_or(Value::Null);
+        bridges.insert(s(&n.bridge), map([("address", address)]));
     }
     let mut uplinks = Mapping::new();
     for u in &scn.host.uplinks {
@@ -245,10 +252,17 @@ fn nodes_section(scn: &Scenario) -> Value {
         }
         if let Some(c) = &node.container {
             let net = &scn.networks[c.network];
+            let v6 = in_subnet6(c.address6, net.subnet6);
+            let address = addresses(Some(format!("{}/{}", c.address, net.subnet.prefix_len())), &v6);
+            let gateways: Vec<Value> = std::iter::once(net.gateway.to_string())
+                .chain(c.address6.and(net.gateway6).map(|g| g.to_string()))
+                .map(s)
+                .collect();
+            let gateway = if gateways.len() == 1 { gateways[0].clone() } else { Value::Sequence(gateways) };
             interfaces.push(map([
                 ("bridge", s(&net.bridge)),
-                ("address", s(format!("{}/{}", c.address, net.subnet.prefix_len()))),
-                ("gateway", s(net.gateway.to_string())),
+                ("address", address.unwrap_or(Value::Null)),
+                ("gateway", gateway),
             ]));
         }
         let mut m = Mapping::new();

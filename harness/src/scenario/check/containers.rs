@@ -1,7 +1,9 @@
 //! Container networks and the containers on them: the nodes a live producer wires
 //! itself, added to the lab after the nodes the scenario wires.
 
-use ipnet::Ipv4Net;
+use std::net::Ipv6Addr;
+
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::topology::LabIndex;
 use super::Checker;
@@ -61,7 +63,49 @@ fn network(c: &mut Checker, scenario: &Scenario, name: &str, n: &NetworkFile) ->
     } else if let Some(owner) = scenario.owner_of(gateway) {
         c.value(&join(&key, "gateway"), format!("address {gateway} already belongs to {}", scenario.node(owner).name));
     }
-    Some(Network { name: name.to_string(), bridge, subnet, gateway, internal: n.internal.unwrap_or(false) })
+    let (subnet6, gateway6) = network6(c, scenario, &key, n);
+    Some(Network {
+        name: name.to_string(),
+        bridge,
+        subnet,
+        gateway,
+        subnet6,
+        gateway6,
+        internal: n.internal.unwrap_or(false),
+    })
+}
+
+/// A network's IPv6 subnet and gateway (by default the subnet's first address after
+/// its own), for a dual-stack network.
+fn network6(c: &mut Checker, scenario: &Scenario, key: &str, n: &NetworkFile) -> (Option<Ipv6Net>, Option<Ipv6Addr>) {
+    let subnet = match &n.subnet6 {
+        None => {
+            if n.gateway6.is_some() {
+                c.key(&join(key, "gateway6"), "expected `gateway6` only beside `subnet6`");
+            }
+            return (None, None);
+        }
+        Some(s) => match s.parse::<Ipv6Net>() {
+            Ok(net) => net.trunc(),
+            Err(_) => {
+                c.value(&join(key, "subnet6"), format!("expected an IPv6 subnet such as fd00:d0c::/64, found `{s}`"));
+                return (None, None);
+            }
+        },
+    };
+    let gateway = match &n.gateway6 {
+        None => Ipv6Addr::from(u128::from(subnet.network()).wrapping_add(1)),
+        Some(g) => match c.address6(&join(key, "gateway6"), g) {
+            Some(g) => g,
+            None => return (Some(subnet), None),
+        },
+    };
+    if !subnet.contains(&gateway) || gateway == subnet.network() {
+        c.value(&join(key, "gateway6"), format!("expected a host address of {subnet}, found {gateway}"));
+    } else if let Some(owner) = scenario.owner_of_ip(gateway.into()) {
+        c.value(&join(key, "gateway6"), format!("address {gateway} already belongs to {}", scenario.node(owner).name));
+    }
+    (Some(subnet), Some(gateway))
 }
 
 /// One container under `containers`, added as a node once it has a network and an
@@ -102,6 +146,7 @@ fn container(c: &mut Checker, scenario: &mut Scenario, lab: &mut LabIndex, name:
             c.value(&join(&key, "address"), format!("address {addr} already belongs to {}", scenario.node(owner).name));
         }
     }
+    let address6 = container_address6(c, scenario, &key, network, f);
     let mut publish = Vec::new();
     for (i, p) in f.publish.iter().flatten().enumerate() {
         match parse_publish(p) {
@@ -122,7 +167,41 @@ fn container(c: &mut Checker, scenario: &mut Scenario, lab: &mut LabIndex, name:
     };
     if let (Some(network), Some(address)) = (network, address) {
         lab.ids.insert(name.to_string(), NodeId(scenario.nodes.len()));
-        scenario.nodes.push(Node { container: Some(Container { network, address, publish }), ..node });
+        scenario.nodes.push(Node { container: Some(Container { network, address, address6, publish }), ..node });
+    }
+}
+
+/// A container's IPv6 address, in its network's IPv6 subnet.
+fn container_address6(
+    c: &mut Checker,
+    scenario: &Scenario,
+    key: &str,
+    network: Option<usize>,
+    f: &ContainerFile,
+) -> Option<Ipv6Addr> {
+    let text = f.address6.as_ref()?;
+    let akey = join(key, "address6");
+    let addr = c.address6(&akey, text)?;
+    let subnet = network.map(|n| (scenario.networks[n].name.clone(), scenario.networks[n].subnet6));
+    match subnet {
+        Some((name, None)) => {
+            c.key(
+                &akey,
+                format!("expected `address6` only on a network with `subnet6`, and network `{name}` has none"),
+            );
+            None
+        }
+        Some((_, Some(net))) if !net.contains(&addr) || addr == net.network() => {
+            c.value(&akey, format!("expected a host address of {net}, found {addr}"));
+            None
+        }
+        _ => match scenario.owner_of_ip(addr.into()) {
+            Some(owner) => {
+                c.value(&akey, format!("address {addr} already belongs to {}", scenario.node(owner).name));
+                None
+            }
+            None => Some(addr),
+        },
     }
 }
 

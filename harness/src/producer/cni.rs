@@ -49,7 +49,15 @@ pub fn conflist(scn: &Scenario, index: usize) -> Value {
     // An internal network keeps its gateway address (the bridge is still the
     // containers' neighbour) but gives them no way out: no default route and no
     // masquerade. Nothing in these plugins stops forwarding itself.
-    let routes = if net.internal { json!([]) } else { json!([{ "dst": "0.0.0.0/0" }]) };
+    let mut routes = if net.internal { json!([]) } else { json!([{ "dst": "0.0.0.0/0" }]) };
+    // A dual-stack network: a second range, and its default route.
+    let mut ranges = vec![json!([{ "subnet": net.subnet.to_string(), "gateway": net.gateway.to_string() }])];
+    if let (Some(subnet), Some(gateway)) = (net.subnet6, net.gateway6) {
+        ranges.push(json!([{ "subnet": subnet.to_string(), "gateway": gateway.to_string() }]));
+        if !net.internal {
+            routes.as_array_mut().expect("a list").push(json!({ "dst": "::/0" }));
+        }
+    }
     json!({
         "cniVersion": CNI_VERSION,
         "name": net.name,
@@ -63,7 +71,7 @@ pub fn conflist(scn: &Scenario, index: usize) -> Value {
                 "capabilities": { "ips": true },
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{ "subnet": net.subnet.to_string(), "gateway": net.gateway.to_string() }]],
+                    "ranges": ranges,
                     "routes": routes,
                     "dataDir": IPAM_DIR,
                 },
@@ -78,7 +86,8 @@ pub fn conflist(scn: &Scenario, index: usize) -> Value {
 /// (`ips`) and its published ports (`portMappings`).
 pub fn runtime_config(scn: &Scenario, id: NodeId) -> Value {
     let c = scn.node(id).container.as_ref().expect("a container");
-    let prefix = scn.networks[c.network].subnet.prefix_len();
+    let net = &scn.networks[c.network];
+    let prefix = net.subnet.prefix_len();
     let ports: Vec<Value> = c
         .publish
         .iter()
@@ -94,7 +103,11 @@ pub fn runtime_config(scn: &Scenario, id: NodeId) -> Value {
             m
         })
         .collect();
-    json!({ "ips": [format!("{}/{prefix}", c.address)], "portMappings": ports })
+    let mut ips = vec![format!("{}/{prefix}", c.address)];
+    if let (Some(a), Some(subnet)) = (c.address6, net.subnet6) {
+        ips.push(format!("{a}/{}", subnet.prefix_len()));
+    }
+    json!({ "ips": ips, "portMappings": ports })
 }
 
 /// What plugin `plugin` of `list` reads on standard input for one container: its

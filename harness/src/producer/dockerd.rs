@@ -306,6 +306,13 @@ impl Dockerd {
                 if n.internal {
                     return Err(format!("network {}: Docker's default bridge cannot be internal", n.name));
                 }
+                if n.subnet6.is_some() {
+                    return Err(format!(
+                        "network {}: IPv6 on Docker's default bridge comes from fixed-cidr-v6 in daemon.json; \
+                         give the IPv6 subnet to a network of its own",
+                        n.name
+                    ));
+                }
                 // Made by dockerd itself, from --bip.
                 continue;
             }
@@ -313,6 +320,10 @@ impl Dockerd {
             let gateway = n.gateway.to_string();
             let bridge = format!("com.docker.network.bridge.name={}", n.bridge);
             let mut args = vec!["network", "create", "--driver", "bridge", "--subnet", &subnet, "--gateway", &gateway];
+            let (subnet6, gateway6) = (n.subnet6.map(|s| s.to_string()), n.gateway6.map(|g| g.to_string()));
+            if let (Some(s), Some(g)) = (&subnet6, &gateway6) {
+                args.extend(["--ipv6", "--subnet", s, "--gateway", g]);
+            }
             args.extend(["--opt", &bridge]);
             if n.internal {
                 args.push("--internal");
@@ -334,11 +345,15 @@ impl Dockerd {
             let default = net.bridge == DEFAULT_BRIDGE;
             let network = if default { DEFAULT_NETWORK } else { net.name.as_str() };
             let address = c.address.to_string();
+            let address6 = c.address6.map(|a| a.to_string());
             let publish: Vec<String> = c.publish.iter().map(publish_arg).collect();
             let mut args = vec!["run", "--detach", "--name", &name, "--hostname", &name, "--network", network];
             if !default {
                 // Docker assigns addresses on its default bridge itself, in order.
                 args.extend(["--ip", &address]);
+                if let Some(a) = &address6 {
+                    args.extend(["--ip6", a]);
+                }
             }
             for p in &publish {
                 args.extend(["--publish", p]);

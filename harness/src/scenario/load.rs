@@ -188,16 +188,20 @@ pub(crate) fn convert(
              (rules.live.program: netavark, cni, dockerd or command); give other nodes `interfaces`",
         );
     }
-    // Of the programs that wire containers, netavark and the CNI plugins are given
-    // dual-stack networks.
-    let dual =
-        scenario.rules.live.as_ref().is_some_and(|l| matches!(l.kind(), LiveProgram::Netavark | LiveProgram::Cni));
+    // Of the programs that wire containers, netavark, the CNI plugins and dockerd are
+    // given dual-stack networks.
+    let dual = scenario
+        .rules
+        .live
+        .as_ref()
+        .is_some_and(|l| matches!(l.kind(), LiveProgram::Netavark | LiveProgram::Cni | LiveProgram::Dockerd));
     if wired && !dual {
         for (name, n) in file.networks.iter().flatten() {
             if n.as_ref().is_some_and(|n| n.subnet6.is_some()) {
                 c.key(
                     &yaml::join(&yaml::join("networks", name), "subnet6"),
-                    "expected `subnet6` only under the netavark or cni program: the others are given IPv4 networks",
+                    "expected `subnet6` only under the netavark, cni or dockerd program: a command is given IPv4 \
+                     networks",
                 );
             }
         }

@@ -61,7 +61,7 @@ fn silence_first(probe: &str, expect: &str) -> Result<(), String> {
             Invocation { stdin: Some(FIRST_PACKET_LOST.as_bytes().to_vec()), ..Invocation::new("nft", ["-f", "-"]) };
         sandbox::run_in(lab.ns(b).as_fd(), &lossy).await.map_err(|e| e.to_string())?;
         // As a run does: the host's trace sees the request forwarded, not dropped.
-        let session = TraceSession::start(lab.host(), &[probe::tag(0)], scn.rules.backends[0])
+        let session = TraceSession::start(lab.host(), &[probe::tag(0)], scn.rules.backends[0], scn.ipv6)
             .await
             .map_err(|e| e.to_string())?;
         let outcome = run::send(&lab, &scn, &scn.probes[0], 0, Some(&session)).await;

@@ -187,7 +187,8 @@ async fn bring_up(scn: Scenario) -> Result<Running, String> {
     let services = Services::start(&lab, &scn).map_err(|e| e.to_string())?;
     let tags: Vec<u16> = (0..scn.probes.len()).map(probe::tag).collect();
     let start = Instant::now();
-    let session = TraceSession::start(lab.host(), &tags, scn.rules.backends[0]).await.map_err(|e| e.to_string())?;
+    let session =
+        TraceSession::start(lab.host(), &tags, scn.rules.backends[0], scn.ipv6).await.map_err(|e| e.to_string())?;
     println!("trace session started in {:?}", start.elapsed());
     Ok(Running { scn, lab, _services: services, session })
 }
@@ -220,7 +221,7 @@ fn check(rules: &str, ext: &str, want: Expected) -> Result<(), String> {
         // Reached and refused probes have finished by themselves; what the trace saw of
         // them is complete once their last packets are through.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let dumps = Dumps::read(up.lab.host(), want.backend).await.map_err(|e| e.to_string())?;
+        let dumps = Dumps::read(up.lab.host(), want.backend, false).await.map_err(|e| e.to_string())?;
         for (i, (elapsed, result)) in results.iter().enumerate() {
             let tag = probe::tag(i);
             let path: Vec<String> = up.session.events(tag).iter().map(|e| trace::describe(e, &dumps)).collect();

@@ -437,7 +437,7 @@ fn probes_of(b: &mut Bench, v6: bool) {
         let reps = b.reps(11);
         let tags: Vec<u16> = (index + 1..=index + 1 + reps).map(probe::tag).collect();
         let session =
-            b.rt.block_on(TraceSession::start_with(lab.host(), &tags, be, v6))
+            b.rt.block_on(TraceSession::start(lab.host(), &tags, be, v6))
                 .unwrap_or_else(|e| die(&format!("{be}: {e}")));
         let key = format!("{prefix}tcp_dropped_traced_{}", be.name());
         let mut s = Samples::new(&key);
@@ -525,7 +525,7 @@ fn matrix(b: &mut Bench) {
             let tags: Vec<u16> = (base..base + n).map(probe::tag).collect();
             let session = match traced {
                 true => Some(
-                    b.rt.block_on(TraceSession::start(lab.host(), &tags, Backend::IptablesNft))
+                    b.rt.block_on(TraceSession::start(lab.host(), &tags, Backend::IptablesNft, false))
                         .unwrap_or_else(|e| die(&e.to_string())),
                 ),
                 false => None,

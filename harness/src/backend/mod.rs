@@ -70,11 +70,6 @@ impl Backend {
         }
     }
 
-    /// Whether this back end loads IPv6 rules from files of their own (ip6tables-save).
-    pub fn loads_ip6tables(self) -> bool {
-        self.format() == RuleFormat::Iptables
-    }
-
     /// Which `iptables` a live program should find under this back end.
     pub fn iptables_flavour(self) -> IptablesFlavour {
         match self {

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::run::ScenarioReport;
-use crate::scenario::{Expect, Proto, Scenario};
+use crate::scenario::{destination_label, Expect, Scenario};
 use crate::traffic::probe::OutcomeKind;
 
 fn expect_mark(e: Expect) -> &'static str {
@@ -33,14 +33,7 @@ pub fn table(scn: &Scenario, rep: &ScenarioReport) -> Option<String> {
     }
     let column = |i: usize| {
         let p = &scn.probes[i];
-        // A node probed over IPv6 is a column of its own, an IPv6 address bracketed.
-        let literal = p.to_text.parse::<std::net::IpAddr>().is_ok();
-        let over = if p.to.is_ipv6() && !literal { " over ipv6" } else { "" };
-        match p.proto {
-            Proto::Icmp => format!("{} icmp{over}", p.to_text),
-            other if p.to.is_ipv6() && literal => format!("[{}]:{other}", p.to_text),
-            other => format!("{}:{other}{over}", p.to_text),
-        }
+        destination_label(&p.to_text, p.to, p.proto)
     };
     let mut rows: Vec<String> = Vec::new();
     let mut cols: Vec<String> = Vec::new();

@@ -148,7 +148,7 @@ async fn observe(
         })
         .collect();
     if let Some(session) = trace {
-        name_traced_rules(&session, rb, lab, report, explain).await;
+        name_traced_rules(&session, rb, lab, scn.ipv6, report, explain).await;
         if let Err(e) = session.close().await {
             report.producer_log.push(format!("removing the trace table: {e}"));
         }
@@ -181,7 +181,7 @@ async fn start_trace(
         return None;
     }
     let tags: Vec<trace::ProbeTag> = (0..scn.probes.len()).map(probe::tag).collect();
-    match TraceSession::start_with(lab.host(), &tags, rb.backend(), scn.ipv6).await {
+    match TraceSession::start(lab.host(), &tags, rb.backend(), scn.ipv6).await {
         Ok(session) => Some(session),
         Err(e) => {
             report.producer_log.push(format!("tracing is off for this run: {e}"));
@@ -248,13 +248,14 @@ async fn name_traced_rules(
     session: &TraceSession,
     rb: &dyn RuleBackend,
     lab: &Lab,
+    ipv6: bool,
     report: &mut ScenarioReport,
     explain: bool,
 ) {
     if !explain && report.probes.iter().all(|p| p.verdict.pass()) {
         return;
     }
-    match trace::Dumps::read(lab.host(), rb.backend()).await {
+    match trace::Dumps::read(lab.host(), rb.backend(), ipv6).await {
         Ok(dumps) => {
             for p in &mut report.probes {
                 let tag = probe::tag(p.probe);

@@ -398,6 +398,21 @@ pub struct Probe {
     pub difference: Option<String>,
 }
 
+/// How a probe's destination reads in its generated name and in the connectivity
+/// table: `c2:80/tcp`, `c2 icmp`, `[fd00::3]:80/tcp`. `to_text` is what the file
+/// said, `to` the address it resolved to; a node reached over IPv6 says so, so that
+/// probes to one node over both families read apart.
+pub fn destination_label(to_text: &str, to: IpAddr, proto: Proto) -> String {
+    let literal = to_text.parse::<IpAddr>().is_ok();
+    let over = if to.is_ipv6() && !literal { " over ipv6" } else { "" };
+    match proto {
+        Proto::Icmp => format!("{to_text} icmp{over}"),
+        // An IPv6 address before a port is bracketed, as in a URL.
+        other if to.is_ipv6() && literal => format!("[{to_text}]:{other}"),
+        other => format!("{to_text}:{other}{over}"),
+    }
+}
+
 /// An address family, as a probe names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {

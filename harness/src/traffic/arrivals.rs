@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use nix::{setsockopt_impl, sockopt_impl};
@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
 
+use crate::backend::trace::Packet;
 use crate::lab::Lab;
 use crate::scenario::{NodeId, Scenario};
 
@@ -100,35 +101,16 @@ async fn record(sock: AsyncFd<Socket>, node: NodeId, addrs: Vec<IpAddr>, seen: S
     }
 }
 
-/// (protocol, tag) of an IP packet for one of `addrs`: the source port of TCP and
-/// UDP, the identifier of an ICMP or ICMPv6 echo request.
+/// (protocol, tag) of a probe's request for one of `addrs` (see [`Packet::request_tag`]).
 fn parse(p: &[u8], addrs: &[IpAddr]) -> Option<(u8, u16)> {
-    let (proto, dst, l4) = match p.first()? >> 4 {
-        4 if p.len() >= 20 => {
-            let ihl = usize::from(p[0] & 0x0f) * 4;
-            (p[9], IpAddr::V4(Ipv4Addr::new(p[16], p[17], p[18], p[19])), p.get(ihl..)?)
-        }
-        // Only packets without extension headers: the lab's probes carry none.
-        6 if p.len() >= 40 => {
-            let dst: [u8; 16] = p[24..40].try_into().ok()?;
-            (p[6], IpAddr::V6(Ipv6Addr::from(dst)), &p[40..])
-        }
-        _ => return None,
-    };
-    if !addrs.contains(&dst) || l4.len() < 8 {
-        return None;
-    }
-    match proto {
-        6 | 17 => Some((proto, u16::from_be_bytes([l4[0], l4[1]]))),
-        1 if l4[0] == 8 => Some((1, u16::from_be_bytes([l4[4], l4[5]]))),
-        58 if l4[0] == 128 => Some((58, u16::from_be_bytes([l4[4], l4[5]]))),
-        _ => None,
-    }
+    let packet = Packet::from_datagram(p).filter(|packet| addrs.contains(&packet.dst))?;
+    Some((packet.protocol, packet.request_tag()?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn packet(proto: u8, dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 10, 0, 0, 9];

@@ -177,12 +177,12 @@ impl Dumps {
     }
 
     /// Read both from the lab host: `nft -a list ruleset`, and under iptables-nft and
-    /// iptables-legacy the back end's dump.
-    pub async fn read(host: &NetNs, backend: Backend) -> Result<Dumps, TraceError> {
+    /// iptables-legacy the back end's dump (with `ipv6`, ip6tables' as well).
+    pub async fn read(host: &NetNs, backend: Backend, ipv6: bool) -> Result<Dumps, TraceError> {
         let listing = list_ruleset(host).await?;
         let iptables = match backend.format() {
             RuleFormat::Iptables | RuleFormat::Ip6tables => {
-                Some(backend::dump(backend::for_backend(backend).as_ref(), host, true).await?.0)
+                Some(backend::dump(backend::for_backend(backend).as_ref(), host, ipv6).await?.0)
             }
             RuleFormat::Nft => None,
         };

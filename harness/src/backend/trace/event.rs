@@ -120,6 +120,27 @@ pub struct Packet {
 pub(super) const TCP_SYN: u8 = 0x02;
 
 impl Packet {
+    /// A whole datagram from its IP header on, as a packet socket or NFLOG gives it:
+    /// the header's own length (IPv4's IHL; IPv6's fixed 40 bytes, as the probes send
+    /// no extension headers) tells where the transport header starts.
+    pub fn from_datagram(p: &[u8]) -> Option<Packet> {
+        let header_len = match p.first()? >> 4 {
+            6 => 40,
+            _ => usize::from(p[0] & 0x0f) * 4,
+        };
+        Packet::parse(p, p.get(header_len..)?)
+    }
+
+    /// The tag of a probe's request: the source port of TCP and UDP, the identifier of
+    /// an ICMP or ICMPv6 echo request; None for anything else.
+    pub fn request_tag(&self) -> Option<u16> {
+        match (self.protocol, self.icmp_type) {
+            (6 | 17, _) => self.sport,
+            (1, Some(8)) | (58, Some(128)) => self.icmp_id,
+            _ => None,
+        }
+    }
+
     /// Headers from NFTA_TRACE_NETWORK_HEADER and NFTA_TRACE_TRANSPORT_HEADER, of
     /// either family. An IPv6 header is taken without extension headers: the probes
     /// send none.

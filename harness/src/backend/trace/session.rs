@@ -80,11 +80,8 @@ impl Shared {
 
     /// An x_tables TRACE line as an event; every line carries the packet's headers.
     pub(super) fn tie_xt(&self, state: &mut State, raw: XtTrace, seen: Instant) -> Option<TraceEvent> {
-        // IPv6: the fixed header only, as the probes send no extension headers.
         let v6 = raw.payload.first()? >> 4 == 6;
-        let header_len = if v6 { 40 } else { usize::from(raw.payload.first()? & 0x0f) * 4 };
-        let tied = Packet::parse(&raw.payload, raw.payload.get(header_len..).unwrap_or(&[]))
-            .and_then(|p| p.tie(&self.tags).map(|(tag, dir)| (p, tag, dir)));
+        let tied = Packet::from_datagram(&raw.payload).and_then(|p| p.tie(&self.tags).map(|(tag, dir)| (p, tag, dir)));
         let Some((packet, tag, direction)) = tied else {
             state.untied += 1;
             return None;
@@ -226,15 +223,9 @@ impl TraceSession {
     /// is loaded, so no event of a traced packet is missed. Needs `nft` on PATH, which
     /// it runs twice: `nft -f -` to load the table, `nft -a list ruleset` to learn which
     /// rules reject. Under iptables-legacy it binds `nfnetlink_log` as the lab host's
-    /// IPv4 logger and NFLOG group 0 to the socket, and reads `iptables-legacy-save`.
-    pub async fn start(host: &NetNs, tags: &[ProbeTag], backend: Backend) -> Result<TraceSession, TraceError> {
-        TraceSession::start_with(host, tags, backend, false).await
-    }
-
-    /// [`TraceSession::start`], and with `ipv6` the IPv6 packets under iptables-legacy
-    /// too: `nfnetlink_log` is bound as the IPv6 logger as well, and the verdicts of
-    /// `ip6tables-legacy-save` are read beside IPv4's.
-    pub async fn start_with(
+    /// IPv4 logger and NFLOG group 0 to the socket, and reads `iptables-legacy-save`;
+    /// with `ipv6` also as the IPv6 logger, reading `ip6tables-legacy-save` beside it.
+    pub async fn start(
         host: &NetNs,
         tags: &[ProbeTag],
         backend: Backend,

@@ -991,7 +991,6 @@ probes:
         #[case] needle: &str,
         #[case] says: &str,
     ) {
-        let text = edit6(from, to);
-        assert_one(&text, key, needle, says);
+        assert_one(&edit6(from, to), key, needle, says);
     }
 }
